@@ -18,6 +18,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
+data_app = typer.Typer(help="Find, download and verify data sets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 
 def fail(message: str) -> NoReturn:
@@ -92,3 +94,78 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.17g")
     return path
+
+
+DATA_DIR_HELP = "Data folder (default: $WARMUP_BENCH_DATA or ./data)."
+
+
+def _data_dir(data_dir: Path | None) -> Path:
+    from .data import default_data_dir
+
+    return default_data_dir() if data_dir is None else data_dir
+
+
+def _dataset_name(name: str) -> str:
+    from .data import DATASETS
+
+    return check_choice("data set", name, DATASETS)
+
+
+@data_app.command("list")
+def data_list(data_dir: Path = typer.Option(None, help=DATA_DIR_HELP)) -> None:
+    """Show every data set, where it was found, and its size on disk."""
+    from rich.table import Table
+
+    from .data import DATASETS, folder_size, locate
+
+    table = Table("data set", "classes", "train / test", "found at", "size")
+    table.columns[0].no_wrap = True
+    for name, spec in DATASETS.items():
+        folder = locate(name, _data_dir(data_dir))
+        where = "embedded" if spec.layout is None else str(folder) if folder else "[red]missing"
+        size = f"{folder_size(folder) / 2**20:.1f} MiB" if folder else "-"
+        table.add_row(name, str(spec.num_classes),
+                      f"{spec.sizes[0]:,} / {spec.sizes[1]:,}", where, size)
+    console.print(table)
+
+
+@data_app.command("download")
+def data_download(
+    name: str = typer.Argument(..., help="Data set: cifar10, mnist, emnist, fashion-mnist."),
+    data_dir: Path = typer.Option(None, help=DATA_DIR_HELP),
+    mirror: str = typer.Option(None, help="Fetch the official file names from this URL instead."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Download a data set, verify its published MD5, and unpack it in torchvision's layout."""
+    from .data import DataError, download, get_spec, locate
+
+    name = _dataset_name(name)
+    if get_spec(name).layout is None:
+        fail(f"{name} is embedded in scikit-learn; there is nothing to download.")
+    existing = locate(name, _data_dir(data_dir))
+    if existing is not None:
+        console.print(f"{name} is already at {existing}", highlight=False)
+        return
+    try:
+        folder = download(name, _data_dir(data_dir), mirror=mirror, show_progress=progress)
+    except DataError as error:
+        fail(str(error))
+    console.print(f"{name} downloaded, verified and unpacked into {folder}", highlight=False)
+
+
+@data_app.command("check")
+def data_check(
+    name: str = typer.Argument(..., help="Data set name."),
+    data_dir: Path = typer.Option(None, help=DATA_DIR_HELP),
+) -> None:
+    """Verify a data set on disk: published MD5s where known, every file parses, sizes."""
+    from .data import DataError, check_dataset
+
+    try:
+        data = check_dataset(_dataset_name(name), _data_dir(data_dir))
+    except DataError as error:
+        fail(str(error))
+    console.print(
+        f"ok: {data.name} at {data.source}: {len(data.train):,} train / {len(data.test):,} "
+        f"test images of {tuple(data.input_shape)}, {data.num_classes} classes",
+        highlight=False, soft_wrap=True)

@@ -1,0 +1,28 @@
+"""Data sets read from their standard files, held on the device, augmented in batches."""
+
+from .augment import AUGMENTATIONS, CropFlip, RotateTranslate, affine
+from .catalog import (
+    DATASETS,
+    DEBIAN_FASHION_MNIST,
+    Dataset,
+    DatasetSpec,
+    Split,
+    check_dataset,
+    default_data_dir,
+    folder_size,
+    get_spec,
+    load_dataset,
+    locate,
+)
+from .download import download, md5_of
+from .loader import BatchLoader, epoch_generator, split_train_val
+from .readers import DataError, read_cifar_binary, read_cifar_pickle, read_idx
+
+__all__ = [
+    "AUGMENTATIONS", "CropFlip", "RotateTranslate", "affine", "DATASETS", "Dataset",
+    "DEBIAN_FASHION_MNIST",
+    "DatasetSpec", "Split", "check_dataset", "folder_size", "default_data_dir", "get_spec",
+    "load_dataset", "locate",
+    "download", "md5_of", "BatchLoader", "epoch_generator", "split_train_val", "DataError",
+    "read_cifar_binary", "read_cifar_pickle", "read_idx",
+]

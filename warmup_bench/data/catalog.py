@@ -1,0 +1,279 @@
+"""The data sets warmup-bench knows: where their files live, how to read and fetch them.
+
+On-disk layout is torchvision's, so data a user already downloaded with torchvision is
+found: <data>/cifar-10-batches-py/, <data>/MNIST/raw/, <data>/EMNIST/raw/,
+<data>/FashionMNIST/raw/ (IDX files plain or .gz).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .readers import (
+    DataError,
+    read_cifar_binary,
+    read_cifar_pickle,
+    read_idx_pair,
+    read_sklearn_digits,
+)
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+EMNIST_FILES = tuple(f"emnist-balanced-{split}-{kind}-ubyte" for split in ("train", "test")
+                     for kind in ("images-idx3", "labels-idx1"))
+CIFAR_PY = ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"])
+# Published MD5s of the extracted python batches (the IDX family is only published as
+# .gz archives, which Debian and mirrors recompress, so those are checked by structure).
+CIFAR_PY_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+}
+CIFAR_BIN = ("cifar-10-batches-bin", [f"data_batch_{i}.bin" for i in range(1, 6)],
+             ["test_batch.bin"])
+
+
+@dataclass(frozen=True)
+class Remote:
+    """One file to download: its official URL and published MD5."""
+
+    url: str
+    md5: str
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+@dataclass
+class Split:
+    """One split held in memory: uint8 images (N, C, H, W) and int64 labels (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.images.to(device), self.labels.to(device))
+
+    def subset(self, indices: torch.Tensor) -> Split:
+        return Split(self.images[indices], self.labels[indices])
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: Split
+    test: Split
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str  # where it was read from
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    title: str
+    num_classes: int
+    shape: tuple[int, int, int]
+    sizes: tuple[int, int]  # train, test
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    folders: tuple[str, ...]  # candidate folders under the data dir, in search order
+    extra_folders: tuple[Path, ...] = ()  # system-wide locations (Debian packages)
+    remotes: tuple[Remote, ...] = ()
+    layout: IdxLayout | CifarLayout | None = None  # None: embedded, nothing on disk
+    expected_files: str = ""  # for the "put these files there" message
+
+    def candidate_folders(self, data_dir: Path) -> list[Path]:
+        return [data_dir / f for f in self.folders] + list(self.extra_folders)
+
+
+def _idx_file(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@dataclass(frozen=True)
+class IdxLayout:
+    """Four IDX files (train images, train labels, test images, test labels), .gz or not."""
+
+    names: tuple[str, ...]
+    num_classes: int
+
+    def complete(self, folder: Path) -> bool:
+        return all(_idx_file(folder, n) for n in self.names)
+
+    def read(self, folder: Path):
+        paths = [_idx_file(folder, n) for n in self.names]
+        return (read_idx_pair(paths[0], paths[1], self.num_classes),
+                read_idx_pair(paths[2], paths[3], self.num_classes))
+
+
+@dataclass(frozen=True)
+class CifarLayout:
+    """CIFAR-10 batches: the python-pickle version or the binary one, by folder name."""
+
+    def _files(self, folder: Path):
+        for layout, train_files, test_files, reader in (
+                (*CIFAR_PY, read_cifar_pickle), (*CIFAR_BIN, read_cifar_binary)):
+            if folder.name == layout:
+                return train_files, test_files, reader
+        return [], [], None
+
+    def complete(self, folder: Path) -> bool:
+        train_files, test_files, reader = self._files(folder)
+        return reader is not None and all((folder / f).is_file()
+                                          for f in train_files + test_files)
+
+    def read(self, folder: Path):
+        train_files, test_files, reader = self._files(folder)
+        parts = [[reader(folder / f) for f in files] for files in (train_files, test_files)]
+        return tuple((np.concatenate([p[0] for p in part]), np.concatenate([p[1] for p in part]))
+                     for part in parts)
+
+
+def idx_remotes(base: str, md5s: tuple[str, ...]) -> tuple[Remote, ...]:
+    return tuple(Remote(f"{base}{name}.gz", md5) for name, md5 in zip(IDX_FILES, md5s))
+
+
+MNIST_BASE = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+FASHION_BASE = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+
+DATASETS: dict[str, DatasetSpec] = {
+    "cifar10": DatasetSpec(
+        name="cifar10", title="CIFAR-10", num_classes=10, shape=(3, 32, 32),
+        sizes=(50_000, 10_000), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+        folders=(CIFAR_PY[0], CIFAR_BIN[0]),
+        remotes=(Remote("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                        "c58f30108f718f92721af3b95e74349a"),),
+        layout=CifarLayout(),
+        expected_files="data_batch_1..5 and test_batch (from cifar-10-python.tar.gz) in "
+                       "cifar-10-batches-py/",
+    ),
+    "mnist": DatasetSpec(
+        name="mnist", title="MNIST", num_classes=10, shape=(1, 28, 28),
+        sizes=(60_000, 10_000), mean=(0.1307,), std=(0.3081,), folders=("MNIST/raw",),
+        remotes=idx_remotes(MNIST_BASE, (
+            "f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+            "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c")),
+        layout=IdxLayout(IDX_FILES, 10),
+        expected_files=", ".join(IDX_FILES) + " (each may be .gz) in MNIST/raw/",
+    ),
+    "emnist": DatasetSpec(
+        name="emnist", title="EMNIST balanced", num_classes=47, shape=(1, 28, 28),
+        sizes=(112_800, 18_800), mean=(0.1751,), std=(0.3332,), folders=("EMNIST/raw",),
+        remotes=(Remote("https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip",
+                        "58c8d27c78d21e728a6bc7b3cc06412e"),),
+        layout=IdxLayout(EMNIST_FILES, 47),
+        expected_files=", ".join(EMNIST_FILES) + " (each may be .gz) in EMNIST/raw/",
+    ),
+    "fashion-mnist": DatasetSpec(
+        name="fashion-mnist", title="Fashion-MNIST", num_classes=10, shape=(1, 28, 28),
+        sizes=(60_000, 10_000), mean=(0.2860,), std=(0.3530,), folders=("FashionMNIST/raw",),
+        extra_folders=(DEBIAN_FASHION_MNIST,),
+        remotes=idx_remotes(FASHION_BASE, (
+            "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+            "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310")),
+        layout=IdxLayout(IDX_FILES, 10),
+        expected_files=", ".join(IDX_FILES) + " (each may be .gz) in FashionMNIST/raw/",
+    ),
+    "digits": DatasetSpec(
+        name="digits", title="scikit-learn digits (8x8, embedded)", num_classes=10,
+        shape=(1, 8, 8), sizes=(1438, 359), mean=(), std=(), folders=(),
+    ),
+}
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("WARMUP_BENCH_DATA", "data"))
+
+
+def get_spec(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise DataError(f"unknown data set {name!r}; choose from: {', '.join(DATASETS)}.")
+    return DATASETS[name]
+
+
+def locate(name: str, data_dir: Path | None = None) -> Path | None:
+    """The first folder holding a complete copy of the data set (None if none does)."""
+    spec = get_spec(name)
+    if spec.layout is None:
+        return None
+    data_dir = default_data_dir() if data_dir is None else Path(data_dir)
+    return next((f for f in spec.candidate_folders(data_dir) if spec.layout.complete(f)), None)
+
+
+def not_found_message(spec: DatasetSpec, data_dir: Path) -> str:
+    return (f"{spec.name} not found: put {spec.expected_files} under {data_dir} "
+            f"(--data-dir or WARMUP_BENCH_DATA), or run `warmup-bench data download {spec.name}`.")
+
+
+def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
+    """Reads a whole data set into memory (CPU uint8 tensors)."""
+    spec = get_spec(name)
+    data_dir = default_data_dir() if data_dir is None else Path(data_dir)
+    if name == "digits":
+        (train_x, train_y), (test_x, test_y) = read_sklearn_digits()
+        source = "scikit-learn (bundled)"
+        scaled = train_x.astype(np.float64) / 255.0
+        mean, std = (float(scaled.mean()),), (float(scaled.std()),)
+    else:
+        folder = locate(name, data_dir)
+        if folder is None:
+            raise DataError(not_found_message(spec, data_dir))
+        (train_x, train_y), (test_x, test_y) = spec.layout.read(folder)
+        source, mean, std = str(folder), spec.mean, spec.std
+        for split, images in (("train", train_x), ("test", test_x)):
+            if tuple(images.shape[1:]) != spec.shape:
+                raise DataError(f"{folder}: {split} images are {images.shape[1:]}, "
+                                f"expected {spec.shape}.")
+
+    def split(images, labels) -> Split:
+        # parsed arrays may view read-only file buffers: copy only those
+        return Split(torch.from_numpy(np.require(images, requirements=["C", "W"])),
+                     torch.from_numpy(np.require(labels, requirements=["C", "W"])))
+
+    return Dataset(name=name, train=split(train_x, train_y), test=split(test_x, test_y),
+                   num_classes=spec.num_classes, mean=mean, std=std, source=source)
+
+
+def folder_size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def check_dataset(name: str, data_dir: Path | None = None) -> Dataset:
+    """Verifies a data set on disk: known MD5s, every file parses, the published sizes."""
+    from .download import md5_of
+
+    spec = get_spec(name)
+    data = load_dataset(name, data_dir)  # parses every file defensively
+    if spec.layout is None:
+        return data
+    folder = Path(data.source)
+    for filename, md5 in CIFAR_PY_MD5.items() if folder.name == CIFAR_PY[0] else ():
+        if md5_of(folder / filename) != md5:
+            raise DataError(f"{folder / filename}: MD5 differs from the published one.")
+    sizes = (len(data.train), len(data.test))
+    if sizes != spec.sizes:
+        raise DataError(f"{folder}: {sizes[0]} train / {sizes[1]} test samples, expected "
+                        f"{spec.sizes[0]} / {spec.sizes[1]}.")
+    return data
