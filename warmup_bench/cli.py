@@ -18,8 +18,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
+list_app = typer.Typer(help="List tasks, optimizers, warmups or schedules.",
+                       no_args_is_help=True)
 data_app = typer.Typer(help="Find, download and verify data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(list_app, name="list")
 
 
 def fail(message: str) -> NoReturn:
@@ -169,3 +172,127 @@ def data_check(
         f"ok: {data.name} at {data.source}: {len(data.train):,} train / {len(data.test):,} "
         f"test images of {tuple(data.input_shape)}, {data.num_classes} classes",
         highlight=False, soft_wrap=True)
+
+
+@app.command()
+def train(
+    task: str = typer.Option("cifar10-resnet20", help="Task preset (see `list tasks`)."),
+    model: str = typer.Option(None, help="Model, e.g. resnet56 (default: the task's)."),
+    opt: str = typer.Option(None, help="Optimizer (see `list optimizers`)."),
+    warmup: str = typer.Option(None, help="Warmup (see `list warmups`)."),
+    warmup_period: int = typer.Option(None, help="Period of linear/exponential warmup, "
+                                      "and the peak of inverse-sqrt."),
+    schedule: str = typer.Option(None, help="LR schedule (see `list schedules`)."),
+    delay_schedule: bool = typer.Option(None, "--delay-schedule/--no-delay-schedule",
+                                        help="Hold the schedule until the warmup has passed."),
+    milestones: list[int] = typer.Option(None, help="Multistep milestones in epochs."),
+    lr: float = typer.Option(None, help="Base learning rate."),
+    beta1: float = typer.Option(None, help="Adam beta1."),
+    beta2: float = typer.Option(None, help="Adam beta2."),
+    weight_decay: float = typer.Option(None, help="Weight decay."),
+    epochs: int = typer.Option(None, help="Epochs."),
+    batch_size: int = typer.Option(None, help="Training batch size."),
+    seed: int = typer.Option(None, help="Seed (model init, batch order, augmentation)."),
+    label_smoothing: float = typer.Option(None, help="Label smoothing."),
+    grad_clip: float = typer.Option(None, help="Gradient-norm clipping threshold."),
+    log_interval: int = typer.Option(None, help="Iterations between steps.csv rows."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    amp: bool = typer.Option(None, "--amp/--no-amp", help="bf16 autocast on CUDA."),
+    compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
+    data_dir: Path = typer.Option(None, help=DATA_DIR_HELP),
+    out: Path = typer.Option(Path("results"), help="Output root of run directories."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run from its checkpoint."),
+    save_model: bool = typer.Option(False, help="Keep the best-epoch weights as model.pt."),
+    progress: bool = typer.Option(True, help="Show a progress bar (only on a terminal)."),
+) -> None:
+    """Train one task with any optimizer x warmup x schedule; writes a run directory."""
+    from .data import DataError
+    from .tasks import ConfigError, redundant_warmup_note, resolve_config
+    from .train import RunExists, resolve_device
+    from .train import train as run_training
+
+    overrides = dict(model=model, opt=opt, warmup=warmup, warmup_period=warmup_period,
+                     schedule=schedule, delay_schedule=delay_schedule,
+                     milestones=milestones or None, lr=lr, beta1=beta1, beta2=beta2,
+                     weight_decay=weight_decay, epochs=epochs, batch_size=batch_size,
+                     seed=seed, label_smoothing=label_smoothing, grad_clip=grad_clip,
+                     log_interval=log_interval, amp=amp, compile=compile)
+    try:
+        cfg = resolve_config(task, overrides)
+        resolve_device(device)
+    except (ConfigError, ValueError) as error:
+        fail(str(error))
+    note = redundant_warmup_note(cfg)
+    if note:
+        typer.echo(note, err=True)
+    try:
+        result = run_training(cfg, out, data_dir=data_dir, device=device, resume=resume,
+                              save_model=save_model,
+                              show_progress=progress and console.is_terminal,
+                              on_note=lambda text: typer.echo(text, err=True))
+    except (DataError, RunExists) as error:
+        fail(str(error))
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the last completed epoch is checkpointed; rerun with --resume.",
+                   err=True)
+        raise typer.Exit(130) from None
+    s = result.summary
+    if result.status == "already-complete":
+        console.print(f"already complete, not retrained: {result.directory}", highlight=False)
+    if result.status == "diverged":
+        typer.echo(f"diverged: {s['error']}; files in {result.directory}", err=True)
+        raise typer.Exit(1)
+    best = s["best_test_acc"]
+    console.print(
+        f"{cfg.task} {result.directory.name}: best test acc {100 * best:.2f}% "
+        f"(epoch {s['best_epoch']}), final {100 * s['final_test_acc']:.2f}%, "
+        f"{s['wall_seconds']:.1f} s -> {result.directory}", highlight=False, soft_wrap=True)
+
+
+@list_app.command("tasks")
+def list_tasks() -> None:
+    """Task presets with their reference hyperparameters."""
+    from rich.table import Table
+
+    from .tasks import TASK_DESCRIPTIONS, TASKS
+
+    table = Table("task", "data", "model", "opt", "warmup", "schedule", "lr", "wd", "epochs",
+                  "batch", "description")
+    for name, c in TASKS.items():
+        table.add_row(name, c.dataset, c.model, c.opt, c.warmup, c.schedule, f"{c.lr:g}",
+                      f"{c.weight_decay:g}", str(c.epochs), str(c.batch_size),
+                      TASK_DESCRIPTIONS[name])
+    console.print(table)
+
+
+def _print_registry(title: str, registry: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title, "description")
+    for name, entry in registry.items():
+        table.add_row(name, entry.description)
+    console.print(table)
+
+
+@list_app.command("optimizers")
+def list_optimizers() -> None:
+    """Optimizers (Adam variants take --beta1/--beta2)."""
+    from .optim import OPTIMIZERS
+
+    _print_registry("optimizer", OPTIMIZERS)
+
+
+@list_app.command("warmups")
+def list_warmups() -> None:
+    """Warmup schedules (linear/exponential need --warmup-period)."""
+    from .optim import WARMUPS
+
+    _print_registry("warmup", WARMUPS)
+
+
+@list_app.command("schedules")
+def list_schedules() -> None:
+    """LR schedules (combine with any warmup; --delay-schedule holds them until it ends)."""
+    from .optim import SCHEDULES
+
+    _print_registry("schedule", SCHEDULES)
