@@ -196,6 +196,7 @@ def train(
     label_smoothing: float = typer.Option(None, help="Label smoothing."),
     grad_clip: float = typer.Option(None, help="Gradient-norm clipping threshold."),
     log_interval: int = typer.Option(None, help="Iterations between steps.csv rows."),
+    train_samples: int = typer.Option(None, help="Train on the first N samples only (smoke runs)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     amp: bool = typer.Option(None, "--amp/--no-amp", help="bf16 autocast on CUDA."),
     compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
@@ -216,7 +217,8 @@ def train(
                      milestones=milestones or None, lr=lr, beta1=beta1, beta2=beta2,
                      weight_decay=weight_decay, epochs=epochs, batch_size=batch_size,
                      seed=seed, label_smoothing=label_smoothing, grad_clip=grad_clip,
-                     log_interval=log_interval, amp=amp, compile=compile)
+                     log_interval=log_interval, train_samples=train_samples, amp=amp,
+                     compile=compile)
     try:
         cfg = resolve_config(task, overrides)
         resolve_device(device)

@@ -41,6 +41,7 @@ class TrainConfig:
     augment: str = "none"
     val_fraction: float = 0.0
     val_split_seed: int = 42
+    train_samples: int | None = None  # first N training samples only (smoke runs)
     log_interval: int = 10
     amp: bool = False
     compile: bool = False
@@ -129,6 +130,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"--warmup radam needs --beta2 > 0.6, got {cfg.beta2}.")
     if not 0.0 <= cfg.val_fraction < 1.0:
         raise ConfigError(f"val_fraction {cfg.val_fraction} must be in [0, 1).")
+    if cfg.train_samples is not None and cfg.train_samples < 1:
+        raise ConfigError(f"--train-samples {cfg.train_samples} must be positive.")
     if cfg.grad_clip is not None and cfg.grad_clip <= 0:
         raise ConfigError(f"--grad-clip {cfg.grad_clip} must be positive.")
     if cfg.schedule == "multistep" and not cfg.milestones:

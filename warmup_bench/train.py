@@ -134,6 +134,8 @@ def train(cfg: TrainConfig, out: Path, *, data_dir: Path | None = None, device: 
     if cfg.val_fraction > 0:
         train_split, val_split = split_train_val(train_split, cfg.val_fraction,
                                                  cfg.val_split_seed)
+    if cfg.train_samples is not None:
+        train_split = train_split.subset(torch.arange(min(cfg.train_samples, len(train_split))))
     common = {"mean": data.mean, "std": data.std, "num_classes": data.num_classes, "device": dev}
     train_loader = BatchLoader(train_split, cfg.batch_size, train=True, seed=cfg.seed,
                                augment=AUGMENTATIONS[cfg.augment](), **common)

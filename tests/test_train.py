@@ -1,0 +1,244 @@
+"""`warmup-bench train`: run directories, LR trajectories, resume, divergence, bad flags."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch.optim.lr_scheduler import CosineAnnealingLR, MultiStepLR
+from typer.testing import CliRunner
+
+from warmup_bench.cli import app
+from warmup_bench.data import DEBIAN_FASHION_MNIST
+from warmup_bench.optim import OPTIMIZERS, WARMUPS
+from warmup_bench.tasks import resolve_config
+from warmup_bench.train import train
+
+oracle = pytest.importorskip("pytorch_warmup")
+runner = CliRunner()
+DIGITS_ITERS = 1438 // 32  # iterations per epoch of the digits task
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def only_run(out: Path) -> Path:
+    (directory,) = [p for p in (out / "digits").iterdir()]
+    return directory
+
+
+def invoke(*args: str):
+    return runner.invoke(app, ["train", "--no-progress", *args])
+
+
+def test_digits_acceptance_run_directory(tmp_path) -> None:
+    started = time.perf_counter()
+    result = invoke("--task", "digits", "--opt", "adamw", "--warmup", "untuned-linear",
+                    "--out", str(tmp_path))
+    elapsed = time.perf_counter() - started
+    assert result.exit_code == 0, result.output
+    directory = only_run(tmp_path)
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "checkpoint.pt", "config.json", "epochs.csv", "steps.csv", "summary.json"]
+    summary = json.loads((directory / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["epochs_done"] == 30
+    assert summary["best_test_acc"] > 0.9 and elapsed < 60
+    config = json.loads((directory / "config.json").read_text())
+    assert config["opt"] == "adamw" and config["warmup"] == "untuned-linear"
+    assert config["versions"]["torch"] == torch.__version__
+    epochs = read_csv(directory / "epochs.csv")
+    assert list(epochs[0]) == ["epoch", "train_loss", "train_acc", "test_loss", "test_acc",
+                               "seconds", "images_per_second"]
+    assert len(epochs) == 30 and float(epochs[-1]["test_acc"]) == summary["final_test_acc"]
+    steps = read_csv(directory / "steps.csv")
+    assert list(steps[0]) == ["step", "epoch", "lr", "warmup_factor", "loss"]
+    assert [int(r["step"]) for r in steps] == list(range(1, 30 * DIGITS_ITERS + 1, 10))
+    assert "best test acc" in result.output
+    again = invoke("--task", "digits", "--opt", "adamw", "--warmup", "untuned-linear",
+                   "--out", str(tmp_path))
+    assert again.exit_code == 0 and "already complete, not retrained" in again.output
+
+
+def expected_lrs(warmup_factory, scheduler_factory, steps: int, per_epoch=False,
+                 delay=0) -> list[float]:
+    """LR of every step from pytorch_warmup's oracle and torch's scheduler, by hand."""
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.01,
+                                  betas=(0.9, 0.999))
+    scheduler = scheduler_factory(optimizer)
+    warmup = warmup_factory(optimizer)
+    lrs = []
+    for step in range(1, steps + 1):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        with warmup.dampening():
+            if (not per_epoch or step % DIGITS_ITERS == 0) and step >= delay:
+                scheduler.step()
+    return lrs
+
+
+EPOCHS = 3
+TOTAL = EPOCHS * DIGITS_ITERS
+TRAJECTORIES = {
+    "linear+cosine": (["--warmup", "linear", "--warmup-period", "50", "--schedule", "cosine"],
+                      lambda o: oracle.LinearWarmup(o, 50),
+                      lambda o: CosineAnnealingLR(o, T_max=TOTAL), False, 0),
+    "untuned-expo+multistep": (
+        ["--warmup", "untuned-exponential", "--schedule", "multistep", "--milestones", "1",
+         "--milestones", "2"], oracle.UntunedExponentialWarmup,
+        lambda o: MultiStepLR(o, [DIGITS_ITERS, 2 * DIGITS_ITERS]), False, 0),
+    "radam+cosine-epoch": (["--warmup", "radam", "--schedule", "cosine-epoch"],
+                           oracle.RAdamWarmup, lambda o: CosineAnnealingLR(o, T_max=EPOCHS),
+                           True, 0),
+    "linear+delayed-cosine": (
+        ["--warmup", "linear", "--warmup-period", "60", "--schedule", "cosine",
+         "--delay-schedule"], lambda o: oracle.LinearWarmup(o, 60),
+        lambda o: CosineAnnealingLR(o, T_max=TOTAL - 60), False, 60),
+}
+
+
+@pytest.mark.parametrize("name", list(TRAJECTORIES))
+def test_logged_lr_is_the_lr_the_optimizer_used(tmp_path, name) -> None:
+    flags, warmup_factory, scheduler_factory, per_epoch, delay = TRAJECTORIES[name]
+    result = invoke("--task", "digits", "--epochs", str(EPOCHS), "--log-interval", "1",
+                    "--weight-decay", "0", "--out", str(tmp_path), *flags)
+    assert result.exit_code == 0, result.output
+    steps = read_csv(only_run(tmp_path) / "steps.csv")
+    expected = expected_lrs(warmup_factory, scheduler_factory, TOTAL, per_epoch, delay)
+    assert [float(r["lr"]) for r in steps] == expected  # exact: floats written with repr
+    assert float(steps[0]["lr"]) < 0.01  # the very first step is already dampened
+
+
+@pytest.mark.parametrize("opt", list(OPTIMIZERS))
+def test_every_optimizer_with_every_warmup_runs(tmp_path, opt) -> None:
+    for warmup in WARMUPS:
+        if WARMUPS[warmup].needs_betas and not OPTIMIZERS[opt].has_betas:
+            continue
+        cfg = resolve_config("digits", dict(opt=opt, warmup=warmup, warmup_period=5,
+                                            epochs=1, train_samples=96))
+        result = train(cfg, tmp_path, on_note=lambda _: None)
+        assert result.status == "complete", (opt, warmup)
+        assert math.isfinite(result.summary["final_test_acc"])
+
+
+def run_digits_subprocess(out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "warmup_bench", "train", "--task", "digits", "--no-progress",
+         "--epochs", "12", "--out", str(out), *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_resume_after_sigkill_gives_identical_metrics(tmp_path) -> None:
+    reference = run_digits_subprocess(tmp_path / "reference")
+    assert reference.wait(120) == 0
+    killed = run_digits_subprocess(tmp_path / "killed")
+    epochs_csv = None
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait for a few epochs, then kill mid-run
+        runs = list((tmp_path / "killed" / "digits").glob("*/epochs.csv"))
+        if runs and len(read_csv(runs[0])) >= 4:
+            epochs_csv = runs[0]
+            break
+        time.sleep(0.05)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert epochs_csv is not None
+    assert json.loads((epochs_csv.parent / "summary.json").read_text())["status"] == "running"
+    resumed = run_digits_subprocess(tmp_path / "killed", "--resume")
+    assert resumed.wait(120) == 0, resumed.stderr.read()
+    ref_dir = only_run(tmp_path / "reference")
+    metrics = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc"]
+    ref_epochs, got_epochs = read_csv(ref_dir / "epochs.csv"), read_csv(epochs_csv)
+    assert [{k: r[k] for k in metrics} for r in got_epochs] == \
+        [{k: r[k] for k in metrics} for r in ref_epochs]
+    assert read_csv(epochs_csv.parent / "steps.csv") == read_csv(ref_dir / "steps.csv")
+    summary = json.loads((epochs_csv.parent / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["best_test_acc"] == \
+        json.loads((ref_dir / "summary.json").read_text())["best_test_acc"]
+
+
+def test_same_command_twice_gives_identical_csvs(tmp_path) -> None:
+    for out in ("a", "b"):
+        assert invoke("--task", "digits", "--epochs", "2", "--out", str(tmp_path / out)
+                      ).exit_code == 0
+    a, b = only_run(tmp_path / "a"), only_run(tmp_path / "b")
+    assert a.name == b.name
+    assert (a / "steps.csv").read_text() == (b / "steps.csv").read_text()
+    drop = lambda rows: [{k: v for k, v in r.items() if k not in ("seconds", "images_per_second")}  # noqa: E731
+                         for r in rows]
+    assert drop(read_csv(a / "epochs.csv")) == drop(read_csv(b / "epochs.csv"))
+
+
+def test_divergence_stops_cleanly(tmp_path) -> None:
+    result = invoke("--task", "digits", "--opt", "sgd", "--warmup", "none", "--lr", "1e12",
+                    "--out", str(tmp_path))
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("diverged:")
+    summary = json.loads((only_run(tmp_path) / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    assert summary["diverged_at"]["epoch"] == 1 and summary["diverged_at"]["step"] >= 1
+    assert all(r["loss"] for r in read_csv(only_run(tmp_path) / "steps.csv"))
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--opt", "adamz"], "sgd, adam, adamw"),
+    (["--warmup", "cosine"], "none, linear, exponential"),
+    (["--schedule", "step"], "constant, multistep"),
+    (["--task", "imagenet"], "cifar10-resnet20, emnist-cnn"),
+    (["--lr", "-0.1"], "--lr -0.1"),
+    (["--beta2", "1.0"], "--beta2 1.0"),
+    (["--warmup", "linear"], "--warmup-period"),
+    (["--opt", "sgd", "--warmup", "untuned-linear"], "adam, adamw"),
+    (["--device", "cuda:7"], "CUDA is not available"),
+])
+def test_bad_flags_exit_2_and_create_nothing(tmp_path, args, needle) -> None:
+    out = tmp_path / "out"
+    result = invoke("--task", "digits", "--out", str(out), *args)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and needle in lines[0], lines
+    assert not out.exists()
+
+
+def test_default_task_without_cifar_says_how_to_get_it(tmp_path) -> None:
+    result = invoke("--opt", "adamw", "--warmup", "untuned-linear", "--out", str(tmp_path / "o"),
+                    "--data-dir", str(tmp_path / "nodata"))
+    assert result.exit_code == 2
+    assert "cifar-10-batches-py" in result.output and "data download cifar10" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_radam_warmup_on_radam_warns(tmp_path) -> None:
+    result = invoke("--task", "digits", "--opt", "radam", "--warmup", "radam", "--epochs", "1",
+                    "--out", str(tmp_path))
+    assert result.exit_code == 0 and "redundant" in result.output
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="dataset-fashion-mnist not installed")
+def test_emnist_cnn_recipe_learns_fashion_mnist(tmp_path) -> None:
+    cfg = resolve_config("emnist-cnn", dict(dataset="fashion-mnist", epochs=1,
+                                            train_samples=64 * 300))
+    result = train(cfg, tmp_path)
+    assert result.status == "complete" and result.summary["final_test_acc"] > 0.75
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="dataset-fashion-mnist not installed")
+def test_vit_recipe_learns_fashion_mnist(tmp_path) -> None:
+    """The ViT recipe, cut to CI's budget: 2 epochs over 12,288 samples, a 20-step linear
+    warmup, no validation split (~75 s on 2 cores); chance is 10%."""
+    cfg = resolve_config("fashion-mnist-vit", dict(epochs=2, train_samples=12_288,
+                                                   val_fraction=0.0, warmup="linear",
+                                                   warmup_period=20))
+    result = train(cfg, tmp_path)
+    assert result.status == "complete" and result.summary["final_test_acc"] > 0.5
