@@ -23,33 +23,25 @@ class OptimizerEntry:
     has_betas: bool = True
 
 
+def adam_family(cls, **options) -> Callable[..., torch.optim.Optimizer]:
+    """A builder for an Adam-style optimizer class with fixed extra options."""
+    return lambda p, lr, betas, wd: cls(p, lr=lr, betas=betas, weight_decay=wd, **options)
+
+
 OPTIMIZERS: dict[str, OptimizerEntry] = {
     "sgd": OptimizerEntry("SGD, momentum 0.9, L2 weight decay",
                           lambda p, lr, betas, wd: torch.optim.SGD(
                               p, lr=lr, momentum=0.9, weight_decay=wd), has_betas=False),
-    "adam": OptimizerEntry("Adam, L2 weight decay",
-                           lambda p, lr, betas, wd: torch.optim.Adam(
-                               p, lr=lr, betas=betas, weight_decay=wd)),
-    "adamw": OptimizerEntry("AdamW (decoupled weight decay)",
-                            lambda p, lr, betas, wd: torch.optim.AdamW(
-                                p, lr=lr, betas=betas, weight_decay=wd)),
+    "adam": OptimizerEntry("Adam, L2 weight decay", adam_family(torch.optim.Adam)),
+    "adamw": OptimizerEntry("AdamW (decoupled weight decay)", adam_family(torch.optim.AdamW)),
     "amsgradw": OptimizerEntry("AdamW with AMSGrad",
-                               lambda p, lr, betas, wd: torch.optim.AdamW(
-                                   p, lr=lr, betas=betas, weight_decay=wd, amsgrad=True)),
+                               adam_family(torch.optim.AdamW, amsgrad=True)),
     "nadamw": OptimizerEntry("NAdam with decoupled weight decay",
-                             lambda p, lr, betas, wd: torch.optim.NAdam(
-                                 p, lr=lr, betas=betas, weight_decay=wd,
-                                 decoupled_weight_decay=True)),
-    "adamax": OptimizerEntry("AdaMax, L2 weight decay",
-                             lambda p, lr, betas, wd: torch.optim.Adamax(
-                                 p, lr=lr, betas=betas, weight_decay=wd)),
+                             adam_family(torch.optim.NAdam, decoupled_weight_decay=True)),
+    "adamax": OptimizerEntry("AdaMax, L2 weight decay", adam_family(torch.optim.Adamax)),
     "radamw": OptimizerEntry("RAdam with decoupled weight decay",
-                             lambda p, lr, betas, wd: torch.optim.RAdam(
-                                 p, lr=lr, betas=betas, weight_decay=wd,
-                                 decoupled_weight_decay=True)),
-    "radam": OptimizerEntry("RAdam, L2 weight decay",
-                            lambda p, lr, betas, wd: torch.optim.RAdam(
-                                p, lr=lr, betas=betas, weight_decay=wd)),
+                             adam_family(torch.optim.RAdam, decoupled_weight_decay=True)),
+    "radam": OptimizerEntry("RAdam, L2 weight decay", adam_family(torch.optim.RAdam)),
 }
 
 
