@@ -298,3 +298,151 @@ def list_schedules() -> None:
     from .optim import SCHEDULES
 
     _print_registry("schedule", SCHEDULES)
+
+
+@app.command()
+def sweep(
+    experiment: Path = typer.Argument(..., help="Experiment grid (experiments/*.toml)."),
+    out: Path = typer.Option(Path("results"), help="Output root of run directories."),
+    jobs: int = typer.Option(1, help="Runs in parallel (local backend)."),
+    devices: str = typer.Option("auto", help="Comma-separated devices the runs rotate over."),
+    backend: str = typer.Option("local", help="local or ray."),
+    ray_address: str = typer.Option(None, help="Ray cluster address (default: a local Ray)."),
+    ray_cpus: float = typer.Option(1.0, help="CPUs Ray reserves per run."),
+    ray_gpus: float = typer.Option(0.0, help="GPUs Ray reserves per run."),
+    epochs: int = typer.Option(None, help="Override every run's epochs (smoke runs)."),
+    data_dir: Path = typer.Option(None, help=DATA_DIR_HELP),
+    dry_run: bool = typer.Option(False, help="List what would run; train nothing."),
+) -> None:
+    """Run a whole grid; finished runs are skipped and interrupted ones resumed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from .runs import run_dir
+    from .sweep import ExperimentError, load_experiment, make_jobs, plan, run_local, run_ray
+
+    check_choice("--backend", backend, ("local", "ray"))
+    if jobs < 1:
+        fail(f"--jobs {jobs} must be at least 1.")
+    if epochs is not None and epochs < 1:
+        fail(f"--epochs {epochs} must be at least 1.")
+    try:
+        grid = load_experiment(experiment)
+        configs = grid.configs(epochs)
+    except ExperimentError as error:
+        fail(str(error))
+    done, todo = plan(configs, out)
+    console.print(f"{grid.title}: {len(configs)} runs, {len(done)} already complete, "
+                  f"{len(todo)} to run", highlight=False)
+    if dry_run:
+        table = Table("run", "task", "status")
+        for cfg in configs:
+            table.add_row(run_dir(out, cfg).name, cfg.task,
+                          "complete (skip)" if cfg in done else "to run")
+        console.print(table)
+        return
+    device_list = [d.strip() for d in devices.split(",") if d.strip()]
+    work = make_jobs(todo, out, data_dir, device_list, jobs)
+    results, counts = [], {"complete": 0, "diverged": 0, "failed": 0, "interrupted": 0}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, disable=not console.is_terminal) as progress:
+        bar = progress.add_task("sweep", total=len(work))
+
+        def on_result(result: dict) -> None:
+            results.append(result)
+            counts[result["status"]] = counts.get(result["status"], 0) + 1
+            progress.update(bar, advance=1, description=", ".join(
+                f"{k} {v}" for k, v in counts.items() if v) + f", running "
+                f"{min(len(work) - len(results), jobs)}")
+        try:
+            if backend == "ray":
+                run_ray(work, ray_address, ray_cpus, ray_gpus, on_result)
+            else:
+                run_local(work, jobs, on_result)
+        except ExperimentError as error:
+            fail(str(error))
+    if results:
+        table = Table("run", "status", "best test acc", "error")
+        for r in sorted(results, key=lambda r: r["run"]):
+            acc = f"{100 * r['best_test_acc']:.2f}%" if r["best_test_acc"] is not None else "-"
+            table.add_row(r["run"], r["status"], acc, r["error"] or "")
+        console.print(table)
+    console.print(f"done: {len(done) + counts['complete']} complete, {counts['diverged']} "
+                  f"diverged, {counts['failed']} failed", highlight=False)
+
+
+@app.command()
+def report(
+    results_dir: Path = typer.Argument(Path("results"), help="Folder of run directories."),
+    experiment: Path = typer.Option(None, help="Lay out (and restrict to) this grid."),
+    metric: str = typer.Option("best", help="best or final test accuracy."),
+    fmt: str = typer.Option("table", "--format", help="table, markdown, csv or latex."),
+    compare: bool = typer.Option(False, help="Compare with the published numbers."),
+    out: Path = typer.Option(None, help="Write the table and the plots into this folder."),
+    plot_format: str = typer.Option("png", help="png, pdf or svg."),
+    log_x: bool = typer.Option(False, help="Log-scale iterations in the LR plots."),
+) -> None:
+    """Aggregate runs into the published tables (top-1 error %, mean ± std (n))."""
+    from rich.table import Table as RichTable
+
+    from . import plots
+    from .files import write_text_atomic
+    from .report import FORMATS, METRICS, build_table, collect_runs, draw_figures, render
+    from .runs import run_dir
+    from .sweep import ExperimentError, load_experiment
+
+    check_choice("--metric", metric, METRICS)
+    check_choice("--format", fmt, FORMATS)
+    check_choice("--plot-format", plot_format, plots.FIGURE_FORMATS)
+    if not results_dir.is_dir():
+        fail(f"results folder {results_dir} does not exist.")
+    if compare and experiment is None:
+        fail("--compare needs --experiment FILE: the published numbers live in the grids.")
+    grid = None
+    if experiment is not None:
+        try:
+            grid = load_experiment(experiment)
+        except ExperimentError as error:
+            fail(str(error))
+
+    def warn(message: str) -> None:
+        typer.echo(f"warning: {message}", err=True)
+
+    runs = collect_runs(results_dir, warn)
+    if grid is not None:
+        wanted = {run_dir(results_dir, c).resolve() for c in grid.configs()}
+        runs = [r for r in runs if r.directory.resolve() in wanted]
+        tables = [(build_table(grid.title, runs, grid.rows, grid.columns, metric,
+                               grid.published if compare else None), runs)]
+    else:
+        tasks = sorted({r.config["task"] for r in runs})
+        tables = [(build_table(task, [r for r in runs if r.config["task"] == task],
+                               ("opt", "warmup"), "lr", metric),
+                   [r for r in runs if r.config["task"] == task]) for task in tasks]
+    if not runs:
+        fail(f"no finished runs under {results_dir}"
+             + (f" belong to {experiment}" if grid else "") + ".")
+    texts = []
+    for table, table_runs in tables:
+        if fmt == "table":
+            rich_table = RichTable(title=f"{table.title} — top-1 error (%) from {metric} test "
+                                   "accuracy", show_lines=compare)
+            rich_table.add_column("")
+            for column in table.columns:
+                rich_table.add_column(f"{table.column_key} {column}", justify="right")
+            for row in table.rows:
+                rich_table.add_row(row, *[
+                    table.cells[(row, c)].text(compare).replace(" | ", "\n")
+                    if (row, c) in table.cells else "" for c in table.columns])
+            console.print(rich_table)
+            texts.append(render(table, "markdown", compare))
+        else:
+            texts.append(render(table, fmt, compare))
+            typer.echo(texts[-1])
+        if out is not None:
+            draw_figures(table, table_runs, out / "plots", plot_format, log_x)
+    if out is not None:
+        suffix = {"table": "md", "markdown": "md", "csv": "csv", "latex": "tex"}[fmt]
+        write_text_atomic(out / f"report.{suffix}", "\n".join(texts))
+        console.print(f"wrote {out / f'report.{suffix}'} and figures in {out / 'plots'}",
+                      highlight=False)

@@ -58,3 +58,80 @@ def plot_warmup_factors(factors: dict[str, np.ndarray], beta2: float, path: Path
     ax.grid(True, alpha=0.3)
     ax.legend()
     return save_figure(fig, path, fmt)
+
+
+def plot_error_bars(table, path: Path, fmt: str = "png") -> Path:
+    """Top-1 error per row, bars grouped by column, error bars of one std (the papers'
+    bar charts); a published value, where there is one, is drawn as a black tick."""
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(table.rows) * len(table.columns)), 4))
+    width = 0.8 / max(1, len(table.columns))
+    x = np.arange(len(table.rows))
+    for j, column in enumerate(table.columns):
+        cells = [table.cells.get((r, column)) for r in table.rows]
+        means = [c.mean if c and c.n else np.nan for c in cells]
+        stds = [c.std if c and c.n else 0.0 for c in cells]
+        offset = x + (j - (len(table.columns) - 1) / 2) * width
+        ax.bar(offset, means, width, yerr=stds, capsize=3, label=f"{table.column_key} {column}")
+        published = [c.published[0] if c and c.published else np.nan for c in cells]
+        ax.scatter(offset, published, marker="_", s=200, color="black", zorder=3,
+                   label="published" if j == 0 else None)
+    ax.set_xticks(x, table.rows, rotation=30, ha="right")
+    ax.set_ylabel("top-1 error (%)")
+    ax.set_title(table.title, fontsize=9)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path, fmt)
+
+
+def plot_lr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, path: Path,
+                   fmt: str = "png", log_x: bool = False) -> Path:
+    """The LR the optimizer used against the iteration, one line per warmup."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for label, (steps, lrs) in curves.items():
+        ax.plot(steps, lrs, label=label)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("learning rate")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path, fmt)
+
+
+def plot_accuracy_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                         title: str, path: Path, fmt: str = "png") -> Path:
+    """Test accuracy against the epoch, one line per warmup: mean over seeds, +-1 std band."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for label, (epochs, mean, std) in curves.items():
+        (line,) = ax.plot(epochs, 100 * mean, label=label)
+        ax.fill_between(epochs, 100 * (mean - std), 100 * (mean + std), alpha=0.2,
+                        color=line.get_color())
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path, fmt)
+
+
+def plot_run_history(steps, epochs, title: str, path: Path, fmt: str = "png") -> Path:
+    """One run: LR and loss per logged step, accuracy per epoch with its maximum marked."""
+    fig, (ax_lr, ax_loss, ax_acc) = plt.subplots(1, 3, figsize=(13, 3.6))
+    if len(steps):
+        ax_lr.plot(steps["step"], steps["lr"])
+        ax_loss.plot(steps["step"], steps["loss"], lw=0.8)
+    ax_lr.set(xlabel="iteration", ylabel="learning rate", title="LR used")
+    ax_loss.set(xlabel="iteration", ylabel="training loss", title="loss")
+    if len(epochs):
+        ax_acc.plot(epochs["epoch"], 100 * epochs["train_acc"], label="train")
+        ax_acc.plot(epochs["epoch"], 100 * epochs["test_acc"], label="test")
+        best = epochs["test_acc"].idxmax()
+        ax_acc.scatter([epochs["epoch"][best]], [100 * epochs["test_acc"][best]], color="red",
+                       zorder=3, label=f"max {100 * epochs['test_acc'][best]:.2f}%")
+        ax_acc.legend(fontsize=8)
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_lr, ax_loss, ax_acc):
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path, fmt)

@@ -1,0 +1,266 @@
+"""Aggregation of run directories into the published tables, and comparison with the
+published numbers. Reads files only (never a live process), so it works on results copied
+from any machine; unreadable or unfinished runs are skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .runs import read_json
+
+OPT_LABELS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "amsgradw": "AMSGradW",
+              "nadamw": "NAdamW", "adamax": "AdaMax", "radamw": "RAdamW", "radam": "RAdam"}
+WARMUP_LABELS = {"none": "none", "untuned-linear": "Linear", "untuned-exponential": "Expo",
+                 "radam": "RAdam", "linear": "Linear", "exponential": "Expo"}
+METRICS = {"best": "best_test_acc", "final": "final_test_acc"}
+FORMATS = ("table", "markdown", "csv", "latex")
+# settings that identify an experiment cell (everything but the seed and bookkeeping)
+IGNORED_FOR_GROUPING = {"seed", "log_interval", "compile", "run_name", "versions", "device",
+                        "device_name", "started", "resumed_at_epoch",
+                        "delay_schedule_iterations", "iterations_per_epoch"}
+
+
+def warmup_label(warmup: str, period: int | None) -> str:
+    """The papers' names: Linear / Expo for the untuned ones, Linear-10k for tuned ones."""
+    label = WARMUP_LABELS.get(warmup, warmup)
+    if warmup in ("linear", "exponential") and period is not None:
+        label += f"-{period // 1000}k" if period % 1000 == 0 else f"-{period}"
+    return label
+
+
+def setting_label(key: str, config: dict) -> str:
+    if key == "opt":
+        return OPT_LABELS.get(config["opt"], config["opt"])
+    if key == "warmup":
+        return warmup_label(config["warmup"], config.get("warmup_period"))
+    value = config[key]
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+@dataclass
+class Run:
+    directory: Path
+    config: dict
+    summary: dict
+
+    @property
+    def status(self) -> str:
+        return self.summary.get("status", "unknown")
+
+
+def collect_runs(root: Path, warn: Callable[[str], None]) -> list[Run]:
+    """Every finished (complete or diverged) run under `root`."""
+    runs = []
+    for config_path in sorted(Path(root).rglob("config.json")):
+        directory = config_path.parent
+        config = read_json(config_path)
+        summary = read_json(directory / "summary.json")
+        if config is None or "task" not in config:
+            warn(f"skipping {directory}: unreadable config.json")
+        elif summary is None:
+            warn(f"skipping {directory}: no readable summary.json (a partial run)")
+        elif summary.get("status") not in ("complete", "diverged"):
+            warn(f"skipping {directory}: status {summary.get('status')!r}, not finished")
+        else:
+            runs.append(Run(directory, config, summary))
+    return runs
+
+
+@dataclass
+class Cell:
+    errors: list[float] = field(default_factory=list)  # top-1 error (%) of finished runs
+    diverged: int = 0
+    published: tuple[float, float] | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.errors)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.errors) if self.errors else math.nan
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.errors) if self.n > 1 else 0.0 if self.n else math.nan
+
+    @property
+    def difference(self) -> float | None:
+        return None if self.published is None or not self.n else self.mean - self.published[0]
+
+    @property
+    def within_band(self) -> bool | None:
+        """Inside the combined two-sigma band of reproduction and publication."""
+        if self.difference is None:
+            return None
+        return abs(self.difference) <= 2 * math.hypot(self.std, self.published[1]) + 1e-9
+
+    def text(self, compare: bool) -> str:
+        if self.n:
+            body = f"{self.mean:.2f} ± {self.std:.2f} ({self.n})"
+        else:
+            body = "-"
+        if self.diverged:
+            body += f" [{self.diverged} diverged]"
+        if not compare:
+            return body
+        if self.published is None:
+            return f"{body} | no published value"
+        pub = f"{self.published[0]:.2f} ± {self.published[1]:.2f}"
+        if self.difference is None:
+            return f"{body} | published {pub}"
+        verdict = "within 2σ" if self.within_band else "OUTSIDE 2σ"
+        return f"{body} | published {pub}, Δ {self.difference:+.2f} {verdict}"
+
+
+@dataclass
+class Table:
+    title: str
+    rows: list[str]
+    columns: list[str]
+    cells: dict[tuple[str, str], Cell]
+    column_key: str = "lr"
+
+
+def build_table(title: str, runs: list[Run], rows: tuple[str, ...], column: str, metric: str,
+                published: dict | None = None) -> Table:
+    """Cells of top-1 error from `metric` accuracy; row labels join the `rows` settings,
+    plus any other setting that varies between these runs (so unlike runs never merge)."""
+    varying = sorted(
+        key for key in {k for r in runs for k in r.config}
+        - IGNORED_FOR_GROUPING - set(rows) - {column, "warmup_period"}
+        if len({repr(r.config.get(key)) for r in runs}) > 1)
+    cells: dict[tuple[str, str], Cell] = {}
+    row_order, column_order = [], []
+    for run in runs:
+        label = "/".join(setting_label(k, run.config) for k in rows)
+        label += "".join(f" {k}={setting_label(k, run.config)}" for k in varying)
+        col = setting_label(column, run.config)
+        if label not in row_order:
+            row_order.append(label)
+        if col not in column_order:
+            column_order.append(col)
+        cell = cells.setdefault((label, col), Cell())
+        if run.status == "diverged":
+            cell.diverged += 1
+        else:
+            cell.errors.append(100.0 * (1.0 - run.summary[METRICS[metric]]))
+    for (label, col), values in _published_cells(published or {}):
+        if label not in row_order:
+            row_order.append(label)
+        if col not in column_order:
+            column_order.append(col)
+        cells.setdefault((label, col), Cell()).published = values
+    return Table(title, row_order, column_order, cells, column)
+
+
+def _published_cells(published: dict):
+    for label, by_column in published.items():
+        for col, (mean, std) in by_column.items():
+            yield (label, str(col)), (float(mean), float(std))
+
+
+def long_frame(table: Table) -> pd.DataFrame:
+    records = []
+    for (row, col), cell in table.cells.items():
+        pub = cell.published or (None, None)
+        records.append({"row": row, table.column_key: col, "mean": cell.mean, "std": cell.std,
+                        "n": cell.n, "diverged": cell.diverged, "published_mean": pub[0],
+                        "published_std": pub[1], "difference": cell.difference,
+                        "within_2sigma": cell.within_band})
+    return pd.DataFrame.from_records(records)
+
+
+def render(table: Table, fmt: str, compare: bool) -> str:
+    """The table as Markdown, CSV or LaTeX text (rich tables are drawn by the CLI)."""
+    if fmt == "csv":
+        return long_frame(table).to_csv(index=False)
+    grid = [[table.cells.get((r, c), Cell()).text(compare) for c in table.columns]
+            for r in table.rows]
+    if fmt == "markdown":
+        header = [f"{table.column_key} {c}" for c in table.columns]
+        lines = [f"**{table.title}**", "", "| | " + " | ".join(header) + " |",
+                 "|---|" + "---:|" * len(table.columns)]
+        lines += [f"| {r} | " + " | ".join(t.replace("|", "—") for t in row) + " |"
+                  for r, row in zip(table.rows, grid)]
+        return "\n".join(lines) + "\n"
+    if fmt == "latex":
+        def tex(text: str) -> str:
+            return (text.replace("±", r"$\pm$").replace("σ", r"$\sigma$")
+                    .replace("Δ", r"$\Delta$").replace("_", r"\_").replace("|", ";"))
+        lines = [r"\begin{tabular}{l" + "r" * len(table.columns) + "}", r"\hline",
+                 " & ".join(["", *(tex(f"{table.column_key} {c}") for c in table.columns)])
+                 + r" \\", r"\hline"]
+        lines += [" & ".join([tex(r), *map(tex, row)]) + r" \\" for r, row in zip(table.rows, grid)]
+        lines += [r"\hline", r"\end{tabular}"]
+        return f"% {table.title}\n" + "\n".join(lines) + "\n"
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def read_csv_rows(path: Path) -> pd.DataFrame:
+    """A run's CSV, tolerating a torn last row (a killed writer): bad rows are dropped."""
+    try:
+        frame = pd.read_csv(path, on_bad_lines="skip")
+    except (OSError, ValueError, pd.errors.ParserError):
+        return pd.DataFrame()
+    return frame.apply(pd.to_numeric, errors="coerce").dropna()
+
+
+def _group_key(config: dict) -> tuple:
+    skip = IGNORED_FOR_GROUPING | {"warmup", "warmup_period"}
+    return tuple(sorted((k, repr(v)) for k, v in config.items() if k not in skip))
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-." else "_" for c in text).strip("_")
+
+
+def draw_figures(table: Table, runs: list[Run], out: Path, fmt: str = "png",
+                 log_x: bool = False) -> list[Path]:
+    """The error-bar chart of the table; per group of runs that differ only in warmup
+    (and seed), LR curves and test-accuracy curves; one history figure per run."""
+    from . import plots
+
+    written = [plots.plot_error_bars(table, out / f"errors_{_slug(table.title)}.{fmt}", fmt)]
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(_group_key(run.config), []).append(run)
+    for members in groups.values():
+        first = members[0].config
+        name = f"{first['task']} {setting_label('opt', first)} lr {setting_label('lr', first)}"
+        lr_curves, acc_curves = {}, {}
+        by_warmup: dict[str, list[Run]] = {}
+        for run in sorted(members, key=lambda r: r.config["seed"]):
+            by_warmup.setdefault(setting_label("warmup", run.config), []).append(run)
+        for label, warm_runs in by_warmup.items():
+            steps = read_csv_rows(warm_runs[0].directory / "steps.csv")
+            if len(steps):
+                lr_curves[label] = (steps["step"].to_numpy(), steps["lr"].to_numpy())
+            histories = [read_csv_rows(r.directory / "epochs.csv") for r in warm_runs]
+            histories = [h for h in histories if len(h)]
+            if histories:
+                length = min(len(h) for h in histories)
+                acc = pd.concat([h["test_acc"].iloc[:length].reset_index(drop=True)
+                                 for h in histories], axis=1)
+                acc_curves[label] = (histories[0]["epoch"].iloc[:length].to_numpy(),
+                                     acc.mean(axis=1).to_numpy(),
+                                     acc.std(axis=1, ddof=0).to_numpy())
+        if lr_curves:
+            written.append(plots.plot_lr_curves(lr_curves, name, out / f"lr_{_slug(name)}.{fmt}",
+                                                fmt, log_x))
+        if acc_curves:
+            written.append(plots.plot_accuracy_curves(
+                acc_curves, name, out / f"accuracy_{_slug(name)}.{fmt}", fmt))
+    for run in runs:
+        title = f"{run.config['task']} / {run.directory.name} ({run.status})"
+        written.append(plots.plot_run_history(
+            read_csv_rows(run.directory / "steps.csv"), read_csv_rows(run.directory / "epochs.csv"),
+            title, out / "runs" / f"{run.config['task']}__{run.directory.name}.{fmt}", fmt))
+    return written
