@@ -151,7 +151,8 @@ def build_table(title: str, runs: list[Run], rows: tuple[str, ...], column: str,
         if run.status == "diverged":
             cell.diverged += 1
         else:
-            cell.errors.append(100.0 * (1.0 - run.summary[METRICS[metric]]))
+            # rounded: 100 * (1 - acc) leaves float noise (8.999999999999998) in the outputs
+            cell.errors.append(round(100.0 * (1.0 - run.summary[METRICS[metric]]), 10))
     for (label, col), values in _published_cells(published or {}):
         if label not in row_order:
             row_order.append(label)

@@ -122,12 +122,13 @@ def load_experiment(path: Path) -> Experiment:
     fixed, grid = raw.get("fixed", {}), raw.get("grid", {})
     _check_settings(path, "[fixed]", fixed)
     for key, values in grid.items():
-        if not isinstance(values, list) or not values:
-            _fail(path, f"[grid] {key} must be a non-empty list, got {values!r}.")
         # a key that is no setting names an axis of tables (settings bundled together)
-        if key not in SETTINGS and not all(isinstance(v, dict) for v in values):
+        if key not in SETTINGS and not (isinstance(values, list)
+                                        and all(isinstance(v, dict) for v in values)):
             _fail(path, f"unknown setting {key!r} in [grid]; valid: {', '.join(SETTINGS)} "
                         "(or any name for a list of tables).")
+        if not isinstance(values, list) or not values:
+            _fail(path, f"[grid] {key} must be a non-empty list, got {values!r}.")
         for value in values:
             bundle = value if isinstance(value, dict) else {key: value}
             _check_settings(path, f"[grid] {key}", bundle)

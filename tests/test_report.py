@@ -1,0 +1,153 @@
+"""`warmup-bench report` on hand-written run directories (in the real on-disk format)."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from warmup_bench.cli import app
+from warmup_bench.report import OPT_LABELS, Cell, build_table, collect_runs, render
+from warmup_bench.runs import run_dir
+from warmup_bench.sweep import load_experiment
+from warmup_bench.tasks import resolve_config
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+NO_WARMUP = ROOT / "experiments" / "cifar10-no-warmup.toml"
+Z5 = [k / math.sqrt(2.5) for k in (-2, -1, 0, 1, 2)]  # sample mean 0, sample std 1
+
+
+def write_run(root: Path, cfg, accuracy: float | None, status: str = "complete",
+              epochs_csv: str | None = None) -> Path:
+    directory = run_dir(root, cfg)
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text(json.dumps(cfg.to_dict()))
+    summary = {"status": status, "best_test_acc": accuracy, "best_epoch": 3,
+               "final_test_acc": None if accuracy is None else accuracy - 0.01,
+               "epochs_done": 3, "wall_seconds": 1.0, "error": None}
+    (directory / "summary.json").write_text(json.dumps(summary))
+    (directory / "epochs.csv").write_text(epochs_csv or (
+        "epoch,train_loss,train_acc,test_loss,test_acc,seconds,images_per_second\n"
+        f"1,1.0,0.5,1.1,0.5,1.0,100.0\n2,0.5,0.8,0.7,{accuracy or 0},1.0,100.0\n"))
+    (directory / "steps.csv").write_text("step,epoch,lr,warmup_factor,loss\n"
+                                         "1,1,0.001,0.1,2.3\n11,1,0.01,1.0,1.9\n")
+    return directory
+
+
+def config(**overrides):
+    return resolve_config("cifar10-resnet20", {"warmup": "none", **overrides})
+
+
+@pytest.fixture
+def fixture_runs(tmp_path) -> Path:
+    root = tmp_path / "results"
+    for seed, acc in zip((1, 2, 3), (0.90, 0.92, 0.91)):
+        write_run(root, config(opt="adamw", lr=0.1, seed=seed), acc)
+    write_run(root, config(opt="adamw", lr=0.1, seed=4), None, status="diverged")
+    write_run(root, config(opt="sgd", lr=0.1, seed=1), 0.95,
+              epochs_csv="epoch,train_loss,train_acc,test_loss,test_acc,seconds,images_per"
+                         "_second\n1,1.0,0.5,1.1,0.95,1.0,100.0\n2,0.5,0.8,0.")  # torn row
+    partial = write_run(root, config(opt="sgd", lr=0.01, seed=1), 0.5)
+    (partial / "summary.json").unlink()  # a run killed before its first summary
+    running = write_run(root, config(opt="sgd", lr=0.01, seed=2), 0.5, status="running")
+    del running
+    broken = root / "cifar10-resnet20" / "garbage"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    return root
+
+
+def test_table_values_exact(fixture_runs) -> None:
+    warnings = []
+    runs = collect_runs(fixture_runs, warnings.append)
+    assert len(runs) == 5 and len(warnings) == 3
+    assert any("no readable summary.json" in w for w in warnings)
+    assert any("status 'running'" in w for w in warnings)
+    assert any("unreadable config.json" in w for w in warnings)
+    table = build_table("t", runs, ("opt", "warmup"), "lr", "best")
+    adamw = table.cells[("AdamW/none", "0.1")]
+    assert adamw.errors == pytest.approx([10.0, 8.0, 9.0]) and adamw.diverged == 1
+    assert adamw.mean == pytest.approx(9.0) and adamw.std == pytest.approx(1.0)
+    assert table.cells[("SGD/none", "0.1")].errors == pytest.approx([5.0])
+    final = build_table("t", runs, ("opt", "warmup"), "lr", "final")
+    assert final.cells[("AdamW/none", "0.1")].mean == pytest.approx(10.0)
+    assert render(table, "markdown", compare=False) == (
+        "**t**\n\n| | lr 0.1 |\n|---|---:|\n"
+        "| AdamW/none | 9.00 ± 1.00 (3) [1 diverged] |\n| SGD/none | 5.00 ± 0.00 (1) |\n")
+    latex = render(table, "latex", compare=False)
+    assert r"9.00 $\pm$ 1.00 (3) [1 diverged]" in latex and latex.count(r"\\") == 3
+
+
+def test_cli_report_formats_and_plots(fixture_runs, tmp_path) -> None:
+    result = runner.invoke(app, ["report", str(fixture_runs), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert "AdamW/none,0.1,9.0,1.0,3,1," in result.output
+    assert result.output.count("warning: skipping") == 3
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["report", str(fixture_runs), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "9.00 ± 1.00 (3)" in (out / "report.md").read_text()
+    pngs = sorted(p.relative_to(out / "plots").as_posix() for p in (out / "plots").rglob("*.png"))
+    assert "errors_cifar10-resnet20.png" in pngs
+    assert any(p.startswith("lr_") for p in pngs) and any(p.startswith("accuracy_") for p in pngs)
+    assert sum(p.startswith("runs/") for p in pngs) == 5
+    assert all((out / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+
+
+def published_fixture(root: Path, shift_sigmas: float = 0.0) -> None:
+    """Five runs per published cell whose mean and std are the published ones (shifted)."""
+    grid = load_experiment(NO_WARMUP)
+    for cfg in grid.configs():
+        label = f"{OPT_LABELS[cfg.opt]}/none"
+        mean, std = grid.published[label][f"{cfg.lr:g}"]
+        error = mean + std * Z5[cfg.seed - 1] + shift_sigmas * std
+        write_run(root, cfg, 1.0 - error / 100.0)
+
+
+def test_compare_reproduced_published_numbers_are_within_band(tmp_path) -> None:
+    published_fixture(tmp_path)
+    result = runner.invoke(app, ["report", str(tmp_path), "--experiment", str(NO_WARMUP),
+                                 "--compare", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = [line.split(",") for line in result.output.strip().splitlines()[1:]]
+    assert len(rows) == 12 and all(r[-1] == "True" for r in rows)
+    assert all(abs(float(r[8])) < 1e-9 for r in rows)  # difference 0
+
+
+def test_compare_flags_shifted_numbers(tmp_path) -> None:
+    published_fixture(tmp_path, shift_sigmas=3.0)  # 3 std off: outside 2 * sqrt(2) std
+    result = runner.invoke(app, ["report", str(tmp_path), "--experiment", str(NO_WARMUP),
+                                 "--compare", "--format", "markdown"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert result.output.count("OUTSIDE 2σ") == 12 and "within 2σ" not in result.output
+    table = runner.invoke(app, ["report", str(tmp_path), "--experiment", str(NO_WARMUP),
+                                "--compare"], env={"COLUMNS": "250"})
+    assert table.exit_code == 0 and "published 8.23 ± 0.25" in table.output
+
+
+def test_cells_without_published_value_are_marked(tmp_path) -> None:
+    cell = Cell(errors=[9.0, 10.0])
+    assert cell.text(compare=True).endswith("| no published value")
+    assert Cell(errors=[8.0], published=(8.0, 0.1)).within_band is True
+    assert statistics.fmean(Z5) == pytest.approx(0) and statistics.stdev(Z5) == pytest.approx(1)
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--metric", "median"], "best, final"),
+    (["--format", "html"], "table, markdown, csv, latex"),
+    (["--compare"], "--compare needs --experiment"),
+])
+def test_report_bad_options(fixture_runs, args, needle) -> None:
+    result = runner.invoke(app, ["report", str(fixture_runs), *args])
+    assert result.exit_code == 2 and needle in result.output
+
+
+def test_report_on_empty_or_missing_folder(tmp_path) -> None:
+    assert runner.invoke(app, ["report", str(tmp_path / "nope")]).exit_code == 2
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "no finished runs" in result.output
