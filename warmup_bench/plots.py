@@ -28,6 +28,17 @@ def save_figure(fig: plt.Figure, path: Path, fmt: str) -> Path:
     return path
 
 
+def finish_line_plot(fig: plt.Figure, ax: plt.Axes, xlabel: str, ylabel: str, title: str,
+                     path: Path, fmt: str) -> Path:
+    """Labels, a light grid and a legend: what every line plot here ends with."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path, fmt)
+
+
 def plot_warmup_periods(beta2s: np.ndarray, periods: dict[str, np.ndarray], path: Path,
                         fmt: str = "png") -> Path:
     """T(omega) against beta2, both on log-type axes (the paper's 'warmup period' figure)."""
@@ -38,11 +49,8 @@ def plot_warmup_periods(beta2s: np.ndarray, periods: dict[str, np.ndarray], path
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_yscale("log")
-    ax.set_xlabel(r"$\beta_2$")
-    ax.set_ylabel(r"effective warmup period $\mathcal{T}(\omega)$")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    return save_figure(fig, path, fmt)
+    return finish_line_plot(fig, ax, r"$\beta_2$", r"effective warmup period $\mathcal{T}(\omega)$",
+                            "", path, fmt)
 
 
 def plot_warmup_factors(factors: dict[str, np.ndarray], beta2: float, path: Path,
@@ -51,13 +59,9 @@ def plot_warmup_factors(factors: dict[str, np.ndarray], beta2: float, path: Path
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for name, values in factors.items():
         ax.plot(np.arange(1, len(values) + 1), values, label=SCHEDULE_LABELS.get(name, name))
-    ax.set_xlabel("iteration $t$")
-    ax.set_ylabel(r"warmup factor $\omega_t$")
-    ax.set_title(rf"$\beta_2 = {beta2:g}$")
     ax.set_ylim(0, 1.02)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    return save_figure(fig, path, fmt)
+    return finish_line_plot(fig, ax, "iteration $t$", r"warmup factor $\omega_t$",
+                            rf"$\beta_2 = {beta2:g}$", path, fmt)
 
 
 def plot_error_bars(table, path: Path, fmt: str = "png") -> Path:
@@ -91,12 +95,7 @@ def plot_lr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str,
         ax.plot(steps, lrs, label=label)
     if log_x:
         ax.set_xscale("log")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("learning rate")
-    ax.set_title(title, fontsize=9)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    return save_figure(fig, path, fmt)
+    return finish_line_plot(fig, ax, "iteration", "learning rate", title, path, fmt)
 
 
 def plot_accuracy_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
@@ -107,12 +106,7 @@ def plot_accuracy_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndar
         (line,) = ax.plot(epochs, 100 * mean, label=label)
         ax.fill_between(epochs, 100 * (mean - std), 100 * (mean + std), alpha=0.2,
                         color=line.get_color())
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    return save_figure(fig, path, fmt)
+    return finish_line_plot(fig, ax, "epoch", "test accuracy (%)", title, path, fmt)
 
 
 def plot_run_history(steps, epochs, title: str, path: Path, fmt: str = "png") -> Path:
