@@ -242,3 +242,41 @@ def test_vit_recipe_learns_fashion_mnist(tmp_path) -> None:
                                                    warmup_period=20))
     result = train(cfg, tmp_path)
     assert result.status == "complete" and result.summary["final_test_acc"] > 0.5
+
+
+def test_ctrl_c_leaves_an_interrupted_resumable_run(tmp_path) -> None:
+    process = run_digits_subprocess(tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # until two epochs are checkpointed
+        summaries = list((tmp_path / "digits").glob("*/summary.json"))
+        try:
+            if summaries and json.loads(summaries[0].read_text())["epochs_done"] >= 2:
+                break
+        except ValueError:
+            pass
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(60) == 130
+    assert "rerun with --resume" in process.stderr.read().decode()
+    directory = only_run(tmp_path)
+    summary = json.loads((directory / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["epochs_done"] >= 2
+    checkpoint = torch.load(directory / "checkpoint.pt", weights_only=True)
+    assert checkpoint["epoch"] >= 2  # resumable from a completed epoch
+    resumed = run_digits_subprocess(tmp_path, "--resume")
+    assert resumed.wait(120) == 0
+    summary = json.loads((directory / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["epochs_done"] == 12
+
+
+def test_save_model_keeps_best_epoch_weights(tmp_path) -> None:
+    from warmup_bench.models import build_model
+
+    result = invoke("--task", "digits", "--epochs", "3", "--save-model", "--out", str(tmp_path))
+    assert result.exit_code == 0
+    state = torch.load(only_run(tmp_path) / "model.pt", weights_only=True)
+    model = build_model("digits-net", 10, 1)
+    model.load_state_dict(state)  # every tensor present with the right shape
+    checkpoint = torch.load(only_run(tmp_path) / "checkpoint.pt", weights_only=True)
+    assert checkpoint["epoch"] == 3 and set(checkpoint) >= {
+        "model", "optimizer", "scheduler", "warmup", "rng", "rows"}
