@@ -81,6 +81,9 @@ def test_epochs_override_and_interrupted_run_resumes(tmp_path) -> None:
     assert invoke("sweep", str(grid), "--out", str(out), "--epochs", "2").exit_code == 0
     cfg = load_experiment(grid).configs(epochs=2)[0]
     assert cfg.epochs == 2 and read_summary(run_dir(out, cfg))["epochs_done"] == 2
+    report = invoke("report", str(out), "--experiment", str(grid), "--epochs", "2",
+                    "--format", "csv")
+    assert report.exit_code == 0 and report.output.count(",2,0,") == 4  # 4 cells, n=2 each
     summary_path = run_dir(out, cfg) / "summary.json"
     summary = json.loads(summary_path.read_text())
     summary["status"] = "interrupted"
@@ -152,3 +155,10 @@ def test_ray_backend_on_a_local_ray_instance(tmp_path) -> None:
         assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
         assert (a / "steps.csv").read_text() == (b / "steps.csv").read_text()
         assert read_summary(a)["best_test_acc"] == read_summary(b)["best_test_acc"]
+
+
+def test_unavailable_device_is_refused_before_any_run(tmp_path) -> None:
+    result = invoke("sweep", str(write(tmp_path, TINY)), "--out", str(tmp_path / "r"),
+                    "--devices", "cpu,cuda:3")
+    assert result.exit_code == 2 and "cuda:3" in result.output
+    assert not (tmp_path / "r").exists()

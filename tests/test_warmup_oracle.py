@@ -168,3 +168,50 @@ def test_tensor_lrs_updated_in_place_and_match_float_lrs() -> None:
     tensor_lrs, tensors, optimizer = run(lambda x: torch.tensor(x, dtype=torch.float64))
     assert all(g["lr"] is t for g, t in zip(optimizer.param_groups, tensors))
     assert tensor_lrs == float_lrs  # float64 tensors: the same IEEE arithmetic
+
+
+# ---- property-based: any groups, LRs, betas and periods -------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+group_strategy = st.fixed_dictionaries({
+    "lr": st.floats(1e-6, 1.0, allow_nan=False),
+    "beta2": st.floats(0.61, 0.99995, allow_nan=False),
+    "period": st.integers(1, 400),
+})
+KINDS = ["linear", "exponential", "untuned-linear", "untuned-exponential", "radam"]
+
+
+def build_pair(kind: str, groups: list[dict]):
+    def make(module):
+        optimizer = torch.optim.Adam(
+            [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": g["lr"],
+              "betas": (0.9, g["beta2"])} for g in groups])
+        periods = [g["period"] for g in groups]
+        warmup = {
+            "linear": lambda: module.LinearWarmup(optimizer, periods),
+            "exponential": lambda: module.ExponentialWarmup(optimizer, periods),
+            "untuned-linear": lambda: module.UntunedLinearWarmup(optimizer),
+            "untuned-exponential": lambda: module.UntunedExponentialWarmup(optimizer),
+            "radam": lambda: module.RAdamWarmup(optimizer),
+        }[kind]()
+        return optimizer, warmup
+    return make(ours), make(oracle)
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(KINDS), groups=st.lists(group_strategy, min_size=1, max_size=3),
+       gamma=st.floats(0.5, 1.0))
+def test_any_configuration_matches_oracle(kind, groups, gamma) -> None:
+    (opt_a, warm_a), (opt_b, warm_b) = build_pair(kind, groups)
+    sched_a = ExponentialLR(opt_a, gamma=gamma)
+    sched_b = ExponentialLR(opt_b, gamma=gamma)
+    for _ in range(300):
+        assert [g["lr"] for g in opt_a.param_groups] == [g["lr"] for g in opt_b.param_groups]
+        opt_a.step()
+        opt_b.step()
+        with warm_a.dampening():
+            sched_a.step()
+        with warm_b.dampening():
+            sched_b.step()

@@ -341,7 +341,14 @@ def sweep(
                           "complete (skip)" if cfg in done else "to run")
         console.print(table)
         return
+    from .train import resolve_device
+
     device_list = [d.strip() for d in devices.split(",") if d.strip()]
+    try:
+        for device in device_list:
+            resolve_device(device)
+    except (ValueError, RuntimeError) as error:
+        fail(str(error))
     work = make_jobs(todo, out, data_dir, device_list, jobs)
     results, counts = [], {"complete": 0, "diverged": 0, "failed": 0, "interrupted": 0}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
@@ -381,6 +388,7 @@ def report(
     out: Path = typer.Option(None, help="Write the table and the plots into this folder."),
     plot_format: str = typer.Option("png", help="png, pdf or svg."),
     log_x: bool = typer.Option(False, help="Log-scale iterations in the LR plots."),
+    epochs: int = typer.Option(None, help="The --epochs override the sweep ran with."),
 ) -> None:
     """Aggregate runs into the published tables (top-1 error %, mean ± std (n))."""
     from rich.table import Table as RichTable
@@ -410,7 +418,7 @@ def report(
 
     runs = collect_runs(results_dir, warn)
     if grid is not None:
-        wanted = {run_dir(results_dir, c).resolve() for c in grid.configs()}
+        wanted = {run_dir(results_dir, c).resolve() for c in grid.configs(epochs)}
         runs = [r for r in runs if r.directory.resolve() in wanted]
         tables = [(build_table(grid.title, runs, grid.rows, grid.columns, metric,
                                grid.published if compare else None), runs)]

@@ -1,0 +1,110 @@
+"""A task's epoch time through the training loop versus the pure compute of the same
+batches (forward, backward, optimizer step, nothing else), on random data of the task's
+shape, so no data set is needed.
+
+  python scripts/bench_train.py --task emnist-cnn                 # CPU, the issue's check
+  python scripts/bench_train.py --task cifar10-resnet20 --device cuda --amp --compile
+  python scripts/bench_train.py --task mnist-vit --device cuda
+
+The loop adds the device-resident loader (augmentation included), warmup dampening and the
+schedule, metric accumulation and CSV rows every 10 iterations; the difference is its
+overhead. Evaluation is excluded from both. Prints measurements only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from unittest import mock
+
+import torch
+
+from warmup_bench.data import DATASETS, Dataset, Split
+from warmup_bench.models import build_model
+from warmup_bench.optim import OPTIMIZERS
+from warmup_bench.tasks import resolve_config
+from warmup_bench.train import resolve_device, train
+
+
+def synthetic(dataset: str, n: int) -> Dataset:
+    spec = DATASETS[dataset]
+    g = torch.Generator().manual_seed(0)
+
+    def split(k: int) -> Split:
+        return Split(torch.randint(0, 256, (k, *spec.shape), dtype=torch.uint8, generator=g),
+                     torch.randint(0, spec.num_classes, (k,), generator=g))
+
+    channels = spec.shape[0]
+    return Dataset(dataset, split(n), split(1000), spec.num_classes,
+                   spec.mean or (0.5,) * channels, spec.std or (0.25,) * channels, "synthetic")
+
+
+def pure_compute_seconds(cfg, n: int, device: torch.device) -> float:
+    torch.manual_seed(1)
+    data = synthetic(cfg.dataset, n)
+    model = build_model(cfg.model, data.num_classes, data.input_shape[0]).to(device)
+    forward = torch.compile(model) if cfg.compile else model
+    optimizer = OPTIMIZERS[cfg.opt].build(model.parameters(), cfg.lr, (cfg.beta1, cfg.beta2),
+                                          cfg.weight_decay)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) \
+        if cfg.amp and device.type == "cuda" else nullcontext
+    train_split = data.train.to(device)
+    b = cfg.batch_size
+    batches = [(train_split.images[i:i + b].float() / 255, train_split.labels[i:i + b])
+               for i in range(0, n - b + 1, b)]  # prepared up front: not timed
+    for x, y in batches[:3]:  # warm-up (and compilation)
+        with autocast():
+            loss = torch.nn.functional.cross_entropy(forward(x).float(), y)
+        loss.backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for x, y in batches:
+        with autocast():
+            loss = torch.nn.functional.cross_entropy(forward(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    loss.item()
+    return time.perf_counter() - start
+
+
+def loop_epoch_seconds(cfg, n: int, device: str) -> float:
+    """The training part of one epoch through train(), from its images/s column."""
+    with tempfile.TemporaryDirectory() as out, \
+            mock.patch("warmup_bench.train.load_dataset",
+                       lambda *a, **k: synthetic(cfg.dataset, n)):
+        result = train(cfg, Path(out), device=device)
+        header, row = (result.directory / "epochs.csv").read_text().splitlines()[:2]
+    ips = float(row.split(",")[header.split(",").index("images_per_second")])
+    return (n // cfg.batch_size * cfg.batch_size) / ips
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="emnist-cnn")
+    parser.add_argument("--samples", type=int, default=None, help="default: the full split")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", action="store_true")
+    parser.add_argument("--compile", action="store_true")
+    args = parser.parse_args()
+    cfg = resolve_config(args.task, {"epochs": 1, "amp": args.amp, "compile": args.compile,
+                                     "val_fraction": 0.0})
+    n = args.samples or DATASETS[cfg.dataset].sizes[0]
+    device = resolve_device(args.device)
+    # warm thread pools, allocator and compilation caches with a short run of each
+    pure_compute_seconds(cfg, 50 * cfg.batch_size, device)
+    loop_epoch_seconds(cfg, 50 * cfg.batch_size, args.device)
+    pure = pure_compute_seconds(cfg, n, device)
+    loop = loop_epoch_seconds(cfg, n, args.device)
+    flags = " ".join(f for f, on in (("--amp", args.amp), ("--compile", args.compile)) if on)
+    print(f"{args.task} ({cfg.model}), {n:,} samples, batch {cfg.batch_size}, {device} {flags}")
+    print(f"pure forward/backward/step: {pure:8.2f} s per epoch")
+    print(f"training loop epoch       : {loop:8.2f} s per epoch ({100 * (loop / pure - 1):+.1f}%)")
+
+
+if __name__ == "__main__":
+    main()
