@@ -51,12 +51,12 @@ def test_sweep_twice_trains_nothing_the_second_time_then_reports(tmp_path) -> No
     grid, out = write(tmp_path, TINY), tmp_path / "results"
     first = invoke("sweep", str(grid), "--out", str(out))
     assert first.exit_code == 0, first.output
-    assert "8 runs, 0 already complete, 8 to run" in first.output
+    assert "8 runs, 0 already finished, 8 to run" in first.output
     summaries = sorted(out.glob("digits/*/summary.json"))
     assert len(summaries) == 8
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     second = invoke("sweep", str(grid), "--out", str(out))
-    assert second.exit_code == 0 and "8 already complete, 0 to run" in second.output
+    assert second.exit_code == 0 and "8 already finished, 0 to run" in second.output
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamps
 
     report = invoke("report", str(out), "--experiment", str(grid), "--format", "csv")
@@ -89,7 +89,7 @@ def test_epochs_override_and_interrupted_run_resumes(tmp_path) -> None:
     summary["status"] = "interrupted"
     summary_path.write_text(json.dumps(summary))
     again = invoke("sweep", str(grid), "--out", str(out), "--epochs", "2")
-    assert "7 already complete, 1 to run" in again.output
+    assert "7 already finished, 1 to run" in again.output
     assert read_summary(run_dir(out, cfg))["status"] == "complete"
 
 
@@ -100,9 +100,23 @@ def test_diverging_run_does_not_stop_the_sweep(tmp_path) -> None:
     result = invoke("sweep", str(grid), "--out", str(tmp_path / "r"))
     assert result.exit_code == 0, result.output
     assert "2 complete, 2 diverged, 0 failed" in result.output
+    again = invoke("sweep", str(grid), "--out", str(tmp_path / "r"))
+    assert "4 already finished, 0 to run" in again.output  # divergence is a final result
+    assert "2 complete, 2 diverged, 0 failed" in again.output
     report = invoke("report", str(tmp_path / "r"), "--format", "markdown")
     row = next(line for line in report.output.splitlines() if line.startswith("| SGD/none"))
     assert row.endswith(" (2) | - [2 diverged] |")  # lr 0.01: 2 runs; lr 1e12: 2 diverged
+
+
+def test_failing_run_does_not_stop_the_sweep(tmp_path) -> None:
+    grid = write(tmp_path, TINY.replace("train_samples = 320", "train_samples = 16")
+                 .replace('lr = [0.01, 0.003]', 'batch_size = [32, 8]')
+                 .replace('warmup = ["none", {warmup = "linear", warmup_period = 5}]',
+                          'warmup = ["none"]').replace("seeds = [1, 2]", "seeds = [1]"))
+    result = invoke("sweep", str(grid), "--out", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    assert "1 complete, 0 diverged, 1 failed" in result.output
+    assert "--batch-size 32 exceeds the 16 training samples" in result.output
 
 
 @pytest.mark.parametrize(("text", "needle"), [

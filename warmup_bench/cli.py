@@ -318,7 +318,7 @@ def sweep(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
-    from .runs import run_dir
+    from .runs import read_summary, run_dir
     from .sweep import ExperimentError, load_experiment, make_jobs, plan, run_local, run_ray
 
     check_choice("--backend", backend, ("local", "ray"))
@@ -332,13 +332,13 @@ def sweep(
     except ExperimentError as error:
         fail(str(error))
     done, todo = plan(configs, out)
-    console.print(f"{grid.title}: {len(configs)} runs, {len(done)} already complete, "
+    console.print(f"{grid.title}: {len(configs)} runs, {len(done)} already finished, "
                   f"{len(todo)} to run", highlight=False)
     if dry_run:
         table = Table("run", "task", "status")
         for cfg in configs:
             table.add_row(run_dir(out, cfg).name, cfg.task,
-                          "complete (skip)" if cfg in done else "to run")
+                          "finished (skip)" if cfg in done else "to run")
         console.print(table)
         return
     from .train import resolve_device
@@ -374,7 +374,8 @@ def sweep(
             acc = f"{100 * r['best_test_acc']:.2f}%" if r["best_test_acc"] is not None else "-"
             table.add_row(r["run"], r["status"], acc, r["error"] or "")
         console.print(table)
-    console.print(f"done: {len(done) + counts['complete']} complete, {counts['diverged']} "
+    statuses = [(read_summary(run_dir(out, c)) or {}).get("status") for c in configs]
+    console.print(f"done: {statuses.count('complete')} complete, {statuses.count('diverged')} "
                   f"diverged, {counts['failed']} failed", highlight=False)
 
 

@@ -1,6 +1,7 @@
 """Experiment grids (experiments/*.toml): expansion into run configs, and their execution
 locally (a process pool) or on a Ray cluster. Finished runs are never redone: a run whose
-summary says `complete` is skipped, an interrupted one resumes from its checkpoint.
+summary says `complete` (or `diverged`) is skipped, an interrupted one resumes from its
+checkpoint, a failed one is retried.
 
 A grid file:
 
@@ -187,12 +188,15 @@ def run_job(job: Job) -> dict:
                 "best_test_acc": None, "error": f"{type(error).__name__}: {error}"}
 
 
+FINISHED = ("complete", "diverged")  # final results: a diverged run diverges again
+
+
 def plan(configs: list[TrainConfig], out: Path) -> tuple[list[TrainConfig], list[TrainConfig]]:
-    """(already complete, still to run)."""
+    """(already finished, still to run): failed runs are retried, interrupted ones resumed."""
     done, todo = [], []
     for cfg in configs:
         summary = read_summary(run_dir(out, cfg))
-        (done if summary and summary.get("status") == "complete" else todo).append(cfg)
+        (done if summary and summary.get("status") in FINISHED else todo).append(cfg)
     return done, todo
 
 
