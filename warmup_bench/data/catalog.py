@@ -158,6 +158,16 @@ def idx_remotes(base: str, md5s: tuple[str, ...]) -> tuple[Remote, ...]:
 MNIST_BASE = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 FASHION_BASE = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 
+def mnist_family(name: str, title: str, folder: str, base_url: str, md5s: tuple[str, ...],
+                 mean: float, std: float, extra_folders: tuple[Path, ...] = ()) -> DatasetSpec:
+    """A data set in MNIST's format: 60k/10k 28x28 grey images of 10 classes, four IDX files."""
+    return DatasetSpec(
+        name=name, title=title, num_classes=10, shape=(1, 28, 28), sizes=(60_000, 10_000),
+        mean=(mean,), std=(std,), folders=(folder,), extra_folders=extra_folders,
+        remotes=idx_remotes(base_url, md5s), layout=IdxLayout(IDX_FILES, 10),
+        expected_files=", ".join(IDX_FILES) + f" (each may be .gz) in {folder}/")
+
+
 DATASETS: dict[str, DatasetSpec] = {
     "cifar10": DatasetSpec(
         name="cifar10", title="CIFAR-10", num_classes=10, shape=(3, 32, 32),
@@ -169,15 +179,10 @@ DATASETS: dict[str, DatasetSpec] = {
         expected_files="data_batch_1..5 and test_batch (from cifar-10-python.tar.gz) in "
                        "cifar-10-batches-py/",
     ),
-    "mnist": DatasetSpec(
-        name="mnist", title="MNIST", num_classes=10, shape=(1, 28, 28),
-        sizes=(60_000, 10_000), mean=(0.1307,), std=(0.3081,), folders=("MNIST/raw",),
-        remotes=idx_remotes(MNIST_BASE, (
-            "f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
-            "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c")),
-        layout=IdxLayout(IDX_FILES, 10),
-        expected_files=", ".join(IDX_FILES) + " (each may be .gz) in MNIST/raw/",
-    ),
+    "mnist": mnist_family("mnist", "MNIST", "MNIST/raw", MNIST_BASE, (
+        "f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+        "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"),
+        mean=0.1307, std=0.3081),
     "emnist": DatasetSpec(
         name="emnist", title="EMNIST balanced", num_classes=47, shape=(1, 28, 28),
         sizes=(112_800, 18_800), mean=(0.1751,), std=(0.3332,), folders=("EMNIST/raw",),
@@ -186,16 +191,11 @@ DATASETS: dict[str, DatasetSpec] = {
         layout=IdxLayout(EMNIST_FILES, 47),
         expected_files=", ".join(EMNIST_FILES) + " (each may be .gz) in EMNIST/raw/",
     ),
-    "fashion-mnist": DatasetSpec(
-        name="fashion-mnist", title="Fashion-MNIST", num_classes=10, shape=(1, 28, 28),
-        sizes=(60_000, 10_000), mean=(0.2860,), std=(0.3530,), folders=("FashionMNIST/raw",),
-        extra_folders=(DEBIAN_FASHION_MNIST,),
-        remotes=idx_remotes(FASHION_BASE, (
-            "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
-            "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310")),
-        layout=IdxLayout(IDX_FILES, 10),
-        expected_files=", ".join(IDX_FILES) + " (each may be .gz) in FashionMNIST/raw/",
-    ),
+    "fashion-mnist": mnist_family("fashion-mnist", "Fashion-MNIST", "FashionMNIST/raw",
+                                  FASHION_BASE, (
+        "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+        "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"),
+        mean=0.2860, std=0.3530, extra_folders=(DEBIAN_FASHION_MNIST,)),
     "digits": DatasetSpec(
         name="digits", title="scikit-learn digits (8x8, embedded)", num_classes=10,
         shape=(1, 8, 8), sizes=(1438, 359), mean=(), std=(), folders=(),
