@@ -280,3 +280,22 @@ def test_save_model_keeps_best_epoch_weights(tmp_path) -> None:
     checkpoint = torch.load(only_run(tmp_path) / "checkpoint.pt", weights_only=True)
     assert checkpoint["epoch"] == 3 and set(checkpoint) >= {
         "model", "optimizer", "scheduler", "warmup", "rng", "rows"}
+
+
+def test_default_command_trains_resnet20_on_cifar_files(tmp_path) -> None:
+    """The default task end to end on CIFAR batches in the real pickle format (synthetic
+    pixels): the reference recipe is what runs, and what config.json records."""
+    from datafiles import write_cifar_python
+
+    write_cifar_python(tmp_path / "data" / "cifar-10-batches-py", per_batch=52)  # 2 batches
+    result = invoke("--opt", "adamw", "--warmup", "untuned-linear", "--epochs", "1",
+                    "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    (directory,) = (tmp_path / "out" / "cifar10-resnet20").iterdir()
+    config = json.loads((directory / "config.json").read_text())
+    assert (config["model"], config["batch_size"], config["milestones"], config["augment"],
+            config["lr"], config["weight_decay"], config["beta2"]) == \
+        ("resnet20", 128, [81, 122], "crop-flip", 0.01, 1e-4, 0.999)
+    assert config["iterations_per_epoch"] == 2
+    steps = read_csv(directory / "steps.csv")
+    assert float(steps[0]["lr"]) == 0.01 * (1 / 1999)  # untuned linear: tau = int(2 / 0.001)
