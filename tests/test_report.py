@@ -151,3 +151,20 @@ def test_report_on_empty_or_missing_folder(tmp_path) -> None:
     assert runner.invoke(app, ["report", str(tmp_path / "nope")]).exit_code == 2
     result = runner.invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "no finished runs" in result.output
+
+
+def test_groups_differing_in_another_setting_get_their_own_figures(tmp_path) -> None:
+    """The SGD depth table: same opt and lr, different models -> one LR figure each."""
+    root = tmp_path / "results"
+    for model in ("resnet20", "resnet32"):
+        for warmup in ("none", "linear"):
+            period = {"warmup_period": 1000} if warmup == "linear" else {}
+            write_run(root, config(opt="sgd", lr=0.1, model=model, warmup=warmup, **period),
+                      0.92)
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["report", str(root), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    lr_figures = sorted(p.name for p in (out / "plots").glob("lr_*.png"))
+    assert lr_figures == ["lr_cifar10-resnet20_SGD_lr_0.1_model_resnet20.png",
+                          "lr_cifar10-resnet20_SGD_lr_0.1_model_resnet32.png"]
+    assert len(list((out / "plots").glob("accuracy_*.png"))) == 2

@@ -131,6 +131,19 @@ def test_every_optimizer_with_every_warmup_runs(tmp_path, opt) -> None:
         assert math.isfinite(result.summary["final_test_acc"])
 
 
+@pytest.mark.parametrize("warmup", ["linear", "exponential", "untuned-linear",
+                                    "untuned-exponential", "none"])
+@pytest.mark.parametrize("beta2", [0.99, 0.999])
+def test_delay_length_is_the_warmup_period(warmup, beta2) -> None:
+    """--delay-schedule waits for the period the warmup object really uses."""
+    cfg = resolve_config("digits", dict(warmup=warmup, warmup_period=321, beta2=beta2))
+    optimizer = OPTIMIZERS["adamw"].build([torch.nn.Parameter(torch.zeros(1))], 0.01,
+                                          (0.9, beta2), 0.0)
+    built = WARMUPS[warmup].build(optimizer, cfg.warmup_period)
+    expected = built.warmup_params[0].get("warmup_period", 0)
+    assert WARMUPS[warmup].length(cfg) == expected
+
+
 def run_digits_subprocess(out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "warmup_bench", "train", "--task", "digits", "--no-progress",
@@ -188,7 +201,9 @@ def test_divergence_stops_cleanly(tmp_path) -> None:
     summary = json.loads((only_run(tmp_path) / "summary.json").read_text())
     assert summary["status"] == "diverged"
     assert summary["diverged_at"]["epoch"] == 1 and summary["diverged_at"]["step"] >= 1
-    assert all(r["loss"] for r in read_csv(only_run(tmp_path) / "steps.csv"))
+    logged = read_csv(only_run(tmp_path) / "steps.csv")  # rows before the blow-up stay valid
+    assert logged and all(math.isfinite(float(r["loss"])) for r in logged)
+    assert int(logged[-1]["step"]) < summary["diverged_at"]["step"]
 
 
 @pytest.mark.parametrize(("args", "needle"), [

@@ -424,10 +424,11 @@ def report(
         tables = [(build_table(grid.title, runs, grid.rows, grid.columns, metric,
                                grid.published if compare else None), runs)]
     else:
-        tasks = sorted({r.config["task"] for r in runs})
-        tables = [(build_table(task, [r for r in runs if r.config["task"] == task],
-                               ("opt", "warmup"), "lr", metric),
-                   [r for r in runs if r.config["task"] == task]) for task in tasks]
+        by_task: dict[str, list] = {}
+        for run in runs:
+            by_task.setdefault(run.config["task"], []).append(run)
+        tables = [(build_table(task, task_runs, ("opt", "warmup"), "lr", metric), task_runs)
+                  for task, task_runs in sorted(by_task.items())]
     if not runs:
         fail(f"no finished runs under {results_dir}"
              + (f" belong to {experiment}" if grid else "") + ".")

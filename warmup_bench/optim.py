@@ -49,34 +49,30 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
 class WarmupEntry:
     description: str
     build: Callable[..., wu.BaseWarmup]  # (optimizer, period)
+    # iterations until omega reaches (about) 1, from the config: what --delay-schedule waits
+    length: Callable[..., int]  # (cfg)
     needs_period: bool = False
     needs_betas: bool = False
 
 
 WARMUPS: dict[str, WarmupEntry] = {
-    "none": WarmupEntry("no warmup", lambda o, period: wu.NoWarmup(o)),
-    "linear": WarmupEntry("min(1, t / period)", wu.LinearWarmup, needs_period=True),
+    "none": WarmupEntry("no warmup", lambda o, period: wu.NoWarmup(o), lambda cfg: 0),
+    "linear": WarmupEntry("min(1, t / period)", wu.LinearWarmup,
+                          lambda cfg: cfg.warmup_period, needs_period=True),
     "exponential": WarmupEntry("1 - exp(-t / period)", wu.ExponentialWarmup,
-                               needs_period=True),
+                               lambda cfg: cfg.warmup_period, needs_period=True),
     "untuned-linear": WarmupEntry("linear, period 2 / (1 - beta2)",
                                   lambda o, period: wu.UntunedLinearWarmup(o),
+                                  lambda cfg: wu.untuned_linear_period(cfg.beta2),
                                   needs_betas=True),
     "untuned-exponential": WarmupEntry("exponential, period 1 / (1 - beta2)",
                                        lambda o, period: wu.UntunedExponentialWarmup(o),
+                                       lambda cfg: wu.untuned_exponential_period(cfg.beta2),
                                        needs_betas=True),
+    # RAdam has no period; the paper's rule of thumb equates it with untuned linear's
     "radam": WarmupEntry("RAdam's rectification term", lambda o, period: wu.RAdamWarmup(o),
-                         needs_betas=True),
+                         lambda cfg: wu.untuned_linear_period(cfg.beta2), needs_betas=True),
 }
-
-
-def warmup_length(warmup: wu.BaseWarmup) -> int:
-    """Iterations until omega reaches (about) 1: tau for linear/exponential, T for RAdam."""
-    periods = [p.get("warmup_period") for p in warmup.warmup_params]
-    if any(p is not None for p in periods):
-        return max(p for p in periods if p is not None)
-    if isinstance(warmup, wu.RAdamWarmup):
-        return max(wu.untuned_linear_period(p["beta2"]) for p in warmup.warmup_params)
-    return 0
 
 
 @dataclass(frozen=True)
@@ -130,13 +126,7 @@ def build_training(model: torch.nn.Module, cfg, iters_per_epoch: int):
     and the iteration from which the schedule steps (0 unless delayed until warmup ends)."""
     optimizer = OPTIMIZERS[cfg.opt].build(model.parameters(), cfg.lr, (cfg.beta1, cfg.beta2),
                                           cfg.weight_decay)
-    # the delay must be known before building the schedule; a throwaway warmup on a
-    # throwaway optimizer computes it without touching the real LRs
-    delay = 0
-    if cfg.delay_schedule:
-        probe = OPTIMIZERS[cfg.opt].build([torch.nn.Parameter(torch.zeros(1))], cfg.lr,
-                                          (cfg.beta1, cfg.beta2), cfg.weight_decay)
-        delay = warmup_length(WARMUPS[cfg.warmup].build(probe, cfg.warmup_period))
+    delay = WARMUPS[cfg.warmup].length(cfg) if cfg.delay_schedule else 0
     total = iters_per_epoch * cfg.epochs
     schedule = SCHEDULES[cfg.schedule].build(optimizer, cfg, iters_per_epoch, total, delay)
     warmup = WARMUPS[cfg.warmup].build(optimizer, cfg.warmup_period)

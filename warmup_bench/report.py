@@ -129,37 +129,32 @@ class Table:
     column_key: str = "lr"
 
 
+def varying_settings(runs: list[Run], exclude: set[str]) -> list[str]:
+    """Settings (outside `exclude` and bookkeeping) whose values differ between `runs`."""
+    keys = {k for r in runs for k in r.config} - IGNORED_FOR_GROUPING - exclude
+    return sorted(k for k in keys if len({repr(r.config.get(k)) for r in runs}) > 1)
+
+
 def build_table(title: str, runs: list[Run], rows: tuple[str, ...], column: str, metric: str,
                 published: dict | None = None) -> Table:
     """Cells of top-1 error from `metric` accuracy; row labels join the `rows` settings,
     plus any other setting that varies between these runs (so unlike runs never merge)."""
-    varying = sorted(
-        key for key in {k for r in runs for k in r.config}
-        - IGNORED_FOR_GROUPING - set(rows) - {column, "warmup_period"}
-        if len({repr(r.config.get(key)) for r in runs}) > 1)
+    varying = varying_settings(runs, {*rows, column, "warmup_period"})
     cells: dict[tuple[str, str], Cell] = {}
-    row_order, column_order = [], []
     for run in runs:
         label = "/".join(setting_label(k, run.config) for k in rows)
         label += "".join(f" {k}={setting_label(k, run.config)}" for k in varying)
-        col = setting_label(column, run.config)
-        if label not in row_order:
-            row_order.append(label)
-        if col not in column_order:
-            column_order.append(col)
-        cell = cells.setdefault((label, col), Cell())
+        cell = cells.setdefault((label, setting_label(column, run.config)), Cell())
         if run.status == "diverged":
             cell.diverged += 1
         else:
             # rounded: 100 * (1 - acc) leaves float noise (8.999999999999998) in the outputs
             cell.errors.append(round(100.0 * (1.0 - run.summary[METRICS[metric]]), 10))
-    for (label, col), values in _published_cells(published or {}):
-        if label not in row_order:
-            row_order.append(label)
-        if col not in column_order:
-            column_order.append(col)
-        cells.setdefault((label, col), Cell()).published = values
-    return Table(title, row_order, column_order, cells, column)
+    for key, values in _published_cells(published or {}):
+        cells.setdefault(key, Cell()).published = values
+    # rows and columns in order of first appearance (runs first, then published-only cells)
+    return Table(title, list(dict.fromkeys(r for r, _ in cells)),
+                 list(dict.fromkeys(c for _, c in cells)), cells, column)
 
 
 def _published_cells(published: dict):
@@ -214,11 +209,6 @@ def read_csv_rows(path: Path) -> pd.DataFrame:
     return frame.apply(pd.to_numeric, errors="coerce").dropna()
 
 
-def _group_key(config: dict) -> tuple:
-    skip = IGNORED_FOR_GROUPING | {"warmup", "warmup_period"}
-    return tuple(sorted((k, repr(v)) for k, v in config.items() if k not in skip))
-
-
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-." else "_" for c in text).strip("_")
 
@@ -229,28 +219,36 @@ def draw_figures(table: Table, runs: list[Run], out: Path, fmt: str = "png",
     (and seed), LR curves and test-accuracy curves; one history figure per run."""
     from . import plots
 
+    history = {r.directory: (read_csv_rows(r.directory / "steps.csv"),
+                             read_csv_rows(r.directory / "epochs.csv")) for r in runs}
     written = [plots.plot_error_bars(table, out / f"errors_{_slug(table.title)}.{fmt}", fmt)]
+    per_group = {"warmup", "warmup_period", "seed"}
+    # a group's name shows every setting that tells it apart from the other groups
+    naming = varying_settings(runs, per_group | {"task", "opt", "lr"})
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
-        groups.setdefault(_group_key(run.config), []).append(run)
+        key = tuple(repr(run.config.get(k)) for k in varying_settings(runs, per_group))
+        groups.setdefault(key, []).append(run)
     for members in groups.values():
         first = members[0].config
-        name = f"{first['task']} {setting_label('opt', first)} lr {setting_label('lr', first)}"
+        name = " ".join([first["task"], setting_label("opt", first), "lr",
+                         setting_label("lr", first)]
+                        + [f"{k}={setting_label(k, first)}" for k in naming])
         lr_curves, acc_curves = {}, {}
         by_warmup: dict[str, list[Run]] = {}
         for run in sorted(members, key=lambda r: r.config["seed"]):
             by_warmup.setdefault(setting_label("warmup", run.config), []).append(run)
         for label, warm_runs in by_warmup.items():
-            steps = read_csv_rows(warm_runs[0].directory / "steps.csv")
+            steps = history[warm_runs[0].directory][0]
             if len(steps):
                 lr_curves[label] = (steps["step"].to_numpy(), steps["lr"].to_numpy())
-            histories = [read_csv_rows(r.directory / "epochs.csv") for r in warm_runs]
-            histories = [h for h in histories if len(h)]
-            if histories:
-                length = min(len(h) for h in histories)
+            epochs = [history[r.directory][1] for r in warm_runs]
+            epochs = [h for h in epochs if len(h)]
+            if epochs:
+                length = min(len(h) for h in epochs)
                 acc = pd.concat([h["test_acc"].iloc[:length].reset_index(drop=True)
-                                 for h in histories], axis=1)
-                acc_curves[label] = (histories[0]["epoch"].iloc[:length].to_numpy(),
+                                 for h in epochs], axis=1)
+                acc_curves[label] = (epochs[0]["epoch"].iloc[:length].to_numpy(),
                                      acc.mean(axis=1).to_numpy(),
                                      acc.std(axis=1, ddof=0).to_numpy())
         if lr_curves:
@@ -262,6 +260,6 @@ def draw_figures(table: Table, runs: list[Run], out: Path, fmt: str = "png",
     for run in runs:
         title = f"{run.config['task']} / {run.directory.name} ({run.status})"
         written.append(plots.plot_run_history(
-            read_csv_rows(run.directory / "steps.csv"), read_csv_rows(run.directory / "epochs.csv"),
-            title, out / "runs" / f"{run.config['task']}__{run.directory.name}.{fmt}", fmt))
+            *history[run.directory], title,
+            out / "runs" / f"{run.config['task']}__{run.directory.name}.{fmt}", fmt))
     return written

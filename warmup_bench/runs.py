@@ -47,12 +47,14 @@ class CsvLog:
         self.path, self.columns = path, columns
         if not path.exists() or path.stat().st_size == 0:
             path.write_text(",".join(columns) + "\n")
+        self.rows = count_rows(path)  # data rows in the file (checkpoints record it)
         self.handle = path.open("a", newline="")
         self.writer = csv.writer(self.handle, lineterminator="\n")
 
     def append(self, row: dict) -> None:
         self.writer.writerow([_format(row[c]) for c in self.columns])
         self.handle.flush()
+        self.rows += 1
 
     def close(self) -> None:
         self.handle.close()

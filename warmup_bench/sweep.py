@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -76,8 +77,15 @@ class Experiment:
         return runs
 
     def configs(self, epochs: int | None = None) -> list[TrainConfig]:
+        """The resolved config of every run; an ExperimentError names a bad combination."""
         extra = {"epochs": epochs} if epochs is not None else {}
-        return [resolve_config(self.task, {**s, **extra}) for s in self.settings()]
+        configs = []
+        for settings in self.settings():
+            try:
+                configs.append(resolve_config(self.task, {**settings, **extra}))
+            except ConfigError as error:  # values that are valid alone but not together
+                _fail(self.path, f"grid combination {settings} is invalid: {error}")
+        return configs
 
 
 def _fail(path: Path, message: str):
@@ -146,11 +154,7 @@ def load_experiment(path: Path) -> Experiment:
             _fail(path, f"[table] key {key!r} is not valid; choose from: {', '.join(TABLE_KEYS)}.")
     experiment = Experiment(path, raw.get("title", path.stem), task, tuple(seeds), fixed, grid,
                             rows, columns, raw.get("published", {}))
-    for settings in experiment.settings():
-        try:
-            resolve_config(task, settings)
-        except ConfigError as error:  # values that are valid alone but not together
-            _fail(path, f"grid combination {settings} is invalid: {error}")
+    experiment.configs()  # every combination must resolve before anything runs
     return experiment
 
 
@@ -175,7 +179,7 @@ def run_job(job: Job) -> dict:
 
     if job.threads:
         torch.set_num_threads(job.threads)
-    cfg = TrainConfig(**{**job.config, "milestones": tuple(job.config["milestones"])})
+    cfg = TrainConfig.from_dict(job.config)
     try:
         result = train(cfg, Path(job.out), data_dir=Path(job.data_dir) if job.data_dir else None,
                        device=job.device, resume=True, on_note=lambda _: None)
@@ -202,8 +206,6 @@ def plan(configs: list[TrainConfig], out: Path) -> tuple[list[TrainConfig], list
 
 def make_jobs(configs: list[TrainConfig], out: Path, data_dir: Path | None,
               devices: list[str], jobs: int) -> list[Job]:
-    import os
-
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs)) if jobs > 1 else None
     return [Job(cfg.to_dict(), str(out), str(data_dir) if data_dir else None,
                 devices[i % len(devices)], threads) for i, cfg in enumerate(configs)]

@@ -49,6 +49,11 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """The inverse of to_dict (JSON and TOML give lists where the config has tuples)."""
+        return cls(**{**values, "milestones": tuple(values.get("milestones", ()))})
+
 
 TASKS: dict[str, TrainConfig] = {
     "cifar10-resnet20": TrainConfig(
@@ -91,9 +96,7 @@ def resolve_config(task: str, overrides: dict | None = None) -> TrainConfig:
     unknown = set(given) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))}.")
-    if "milestones" in given:
-        given["milestones"] = tuple(given["milestones"])
-    cfg = dataclasses.replace(TASKS[task], **given)
+    cfg = TrainConfig.from_dict({**TASKS[task].to_dict(), **given})
     validate(cfg)
     return cfg
 

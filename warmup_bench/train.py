@@ -26,7 +26,6 @@ from .optim import build_training
 from .runs import (
     STEP_COLUMNS,
     CsvLog,
-    count_rows,
     epoch_columns,
     read_summary,
     run_dir,
@@ -269,8 +268,7 @@ def train(cfg: TrainConfig, out: Path, *, data_dir: Path | None = None, device: 
                     "scheduler": _scheduler_state(schedule.scheduler),
                     "warmup": warmup.state_dict(), "rng": _rng_state(dev), "epoch": epoch + 1,
                     "wall_seconds": wall, "best": best,
-                    "rows": {"steps": count_rows(directory / "steps.csv"),
-                             "epochs": count_rows(directory / "epochs.csv")},
+                    "rows": {"steps": steps_log.rows, "epochs": epochs_log.rows},
                 })
                 summary.update(best, final_test_acc=row["test_acc"], epochs_done=epoch + 1,
                                wall_seconds=wall)

@@ -98,6 +98,7 @@ class DatasetSpec:
     folders: tuple[str, ...]  # candidate folders under the data dir, in search order
     extra_folders: tuple[Path, ...] = ()  # system-wide locations (Debian packages)
     remotes: tuple[Remote, ...] = ()
+    archive: str = "gz-files"  # how the remotes unpack: a key of download.UNPACKERS
     layout: IdxLayout | CifarLayout | None = None  # None: embedded, nothing on disk
     expected_files: str = ""  # for the "put these files there" message
 
@@ -175,7 +176,7 @@ DATASETS: dict[str, DatasetSpec] = {
         folders=(CIFAR_PY[0], CIFAR_BIN[0]),
         remotes=(Remote("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
                         "c58f30108f718f92721af3b95e74349a"),),
-        layout=CifarLayout(),
+        layout=CifarLayout(), archive="tar",
         expected_files="data_batch_1..5 and test_batch (from cifar-10-python.tar.gz) in "
                        "cifar-10-batches-py/",
     ),
@@ -188,7 +189,7 @@ DATASETS: dict[str, DatasetSpec] = {
         sizes=(112_800, 18_800), mean=(0.1751,), std=(0.3332,), folders=("EMNIST/raw",),
         remotes=(Remote("https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip",
                         "58c8d27c78d21e728a6bc7b3cc06412e"),),
-        layout=IdxLayout(EMNIST_FILES, 47),
+        layout=IdxLayout(EMNIST_FILES, 47), archive="zip-of-gz",
         expected_files=", ".join(EMNIST_FILES) + " (each may be .gz) in EMNIST/raw/",
     ),
     "fashion-mnist": mnist_family("fashion-mnist", "Fashion-MNIST", "FashionMNIST/raw",

@@ -26,7 +26,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from .catalog import EMNIST_FILES, DatasetSpec, Remote, get_spec
+from .catalog import DatasetSpec, Remote, get_spec
 from .readers import DataError
 
 CHUNK = 1 << 20
@@ -76,25 +76,38 @@ def gunzip(source: Path, target: Path) -> None:
         raise DataError(f"{source.name}: cannot decompress ({error}).") from None
 
 
-def extract(spec: DatasetSpec, archives: list[Path], staging: Path) -> Path:
-    """Lays out verified downloads in `staging` as they will sit under the data dir."""
-    if spec.name == "cifar10":
-        with tarfile.open(archives[0]) as tar:
-            tar.extractall(staging, filter="data")  # refuses absolute paths and '..'
-        return staging / "cifar-10-batches-py"
+def unpack_tar(spec: DatasetSpec, archives: list[Path], staging: Path) -> None:
+    with tarfile.open(archives[0]) as tar:
+        tar.extractall(staging, filter="data")  # refuses absolute paths and '..'
+
+
+def unpack_zip_of_gz(spec: DatasetSpec, archives: list[Path], staging: Path) -> None:
+    """One zip holding every split of every variant as gzip/<name>.gz: take ours only."""
     target = staging / spec.folders[0]
     target.mkdir(parents=True)
-    if spec.name == "emnist":  # one zip holding every split as gzip/<name>.gz
-        with zipfile.ZipFile(archives[0]) as archive:
-            for name in EMNIST_FILES:
-                with archive.open(f"gzip/{name}.gz") as src, \
-                        (staging / f"{name}.gz").open("wb") as dst:
-                    shutil.copyfileobj(src, dst, CHUNK)
-                gunzip(staging / f"{name}.gz", target / name)
-        return target
-    for archive in archives:  # MNIST family: four .gz files
+    with zipfile.ZipFile(archives[0]) as archive:
+        for name in spec.layout.names:
+            packed = staging / f"{name}.gz"
+            with archive.open(f"gzip/{name}.gz") as src, packed.open("wb") as dst:
+                shutil.copyfileobj(src, dst, CHUNK)
+            gunzip(packed, target / name)
+
+
+def unpack_gz_files(spec: DatasetSpec, archives: list[Path], staging: Path) -> None:
+    target = staging / spec.folders[0]
+    target.mkdir(parents=True)
+    for archive in archives:
         gunzip(archive, target / archive.name.removesuffix(".gz"))
-    return target
+
+
+# archive format (DatasetSpec.archive) -> lays the verified downloads out in a staging folder
+UNPACKERS = {"tar": unpack_tar, "zip-of-gz": unpack_zip_of_gz, "gz-files": unpack_gz_files}
+
+
+def extract(spec: DatasetSpec, archives: list[Path], staging: Path) -> Path:
+    """Lays out verified downloads in `staging` as they will sit under the data dir."""
+    UNPACKERS[spec.archive](spec, archives, staging)
+    return staging / spec.folders[0]
 
 
 def download(name: str, data_dir: Path, mirror: str | None = None,
