@@ -27,7 +27,7 @@ def loader_epoch_seconds(device: torch.device, epochs: int) -> float:
     split = Split(torch.randint(0, 256, (50_000, 3, 32, 32), dtype=torch.uint8),
                   torch.randint(0, 10, (50_000,)))
     loader = BatchLoader(split, 128, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
-                         train=True, num_classes=10, augment=CropFlip(), device=device)
+                         train=True, augment=CropFlip(), device=device)
     times = []
     for epoch in range(epochs + 1):  # the first epoch warms up allocators
         sync(device)

@@ -18,7 +18,6 @@ import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from unittest import mock
 
 import torch
 
@@ -26,7 +25,7 @@ from warmup_bench.data import DATASETS, Dataset, Split
 from warmup_bench.models import build_model
 from warmup_bench.optim import OPTIMIZERS
 from warmup_bench.tasks import resolve_config
-from warmup_bench.train import resolve_device, train
+from warmup_bench.train import RunOptions, resolve_device, train
 
 
 def synthetic(dataset: str, n: int) -> Dataset:
@@ -47,8 +46,7 @@ def pure_compute_seconds(cfg, n: int, device: torch.device) -> float:
     data = synthetic(cfg.dataset, n)
     model = build_model(cfg.model, data.num_classes, data.input_shape[0]).to(device)
     forward = torch.compile(model) if cfg.compile else model
-    optimizer = OPTIMIZERS[cfg.opt].build(model.parameters(), cfg.lr, (cfg.beta1, cfg.beta2),
-                                          cfg.weight_decay)
+    optimizer = OPTIMIZERS[cfg.opt].build(model.parameters(), cfg)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) \
         if cfg.amp and device.type == "cuda" else nullcontext
     train_split = data.train.to(device)
@@ -74,12 +72,9 @@ def pure_compute_seconds(cfg, n: int, device: torch.device) -> float:
 
 def loop_epoch_seconds(cfg, n: int, device: str) -> float:
     """The training part of one epoch through train(), from its images/s column."""
-    with tempfile.TemporaryDirectory() as out, \
-            mock.patch("warmup_bench.train.load_dataset",
-                       lambda *a, **k: synthetic(cfg.dataset, n)):
-        result = train(cfg, Path(out), device=device)
-        header, row = (result.directory / "epochs.csv").read_text().splitlines()[:2]
-    ips = float(row.split(",")[header.split(",").index("images_per_second")])
+    with tempfile.TemporaryDirectory() as out:
+        result = train(cfg, Path(out), RunOptions(device=device), data=synthetic(cfg.dataset, n))
+        ips = float(result.run.read_epochs()["images_per_second"].iloc[0])
     return (n // cfg.batch_size * cfg.batch_size) / ips
 
 

@@ -25,7 +25,7 @@ def numbered_split(n: int, shape=(3, 32, 32)) -> Split:
 def loader(split: Split, batch: int, train: bool, augment=None, seed: int = 0) -> BatchLoader:
     channels = split.images.shape[1]
     return BatchLoader(split, batch, (0.0,) * channels, (1.0,) * channels, train=train,
-                       num_classes=10, augment=augment, seed=seed)
+                       augment=augment, seed=seed)
 
 
 def test_crop_flip_matches_per_sample_reference_and_statistics() -> None:
@@ -108,12 +108,12 @@ def test_evaluation_covers_every_sample_once_in_order() -> None:
 
 def test_normalisation_uses_mean_and_std() -> None:
     split = numbered_split(10)
-    data = BatchLoader(split, 10, (0.5, 0.4, 0.3), (0.2, 0.25, 0.5), train=False, num_classes=10)
+    data = BatchLoader(split, 10, (0.5, 0.4, 0.3), (0.2, 0.25, 0.5), train=False)
     x, _ = next(iter(data))
     mean = torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)
     std = torch.tensor([0.2, 0.25, 0.5]).view(1, 3, 1, 1)
     torch.testing.assert_close(x, (split.images.float() / 255 - mean) / std)
-    assert data.num_samples == 10 and data.input_shape == (3, 32, 32) and data.num_classes == 10
+    assert data.num_samples == 10 and data.input_shape == (3, 32, 32)
 
 
 def test_train_val_split_is_deterministic_and_disjoint() -> None:

@@ -11,9 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from warmup_bench.cli import app
-from warmup_bench.report import OPT_LABELS, Cell, build_table, collect_runs, render
-from warmup_bench.runs import run_dir
-from warmup_bench.sweep import load_experiment
+from warmup_bench.experiments import load_experiment
+from warmup_bench.optim import OPTIMIZERS
+from warmup_bench.report import Cell, build_table, collect_runs, render
+from warmup_bench.runs import RunDir
 from warmup_bench.tasks import resolve_config
 
 runner = CliRunner()
@@ -24,7 +25,7 @@ Z5 = [k / math.sqrt(2.5) for k in (-2, -1, 0, 1, 2)]  # sample mean 0, sample st
 
 def write_run(root: Path, cfg, accuracy: float | None, status: str = "complete",
               epochs_csv: str | None = None) -> Path:
-    directory = run_dir(root, cfg)
+    directory = RunDir.of(root, cfg).path
     directory.mkdir(parents=True)
     (directory / "config.json").write_text(json.dumps(cfg.to_dict()))
     summary = {"status": status, "best_test_acc": accuracy, "best_epoch": 3,
@@ -103,7 +104,7 @@ def published_fixture(root: Path, shift_sigmas: float = 0.0) -> None:
     """Five runs per published cell whose mean and std are the published ones (shifted)."""
     grid = load_experiment(NO_WARMUP)
     for cfg in grid.configs():
-        label = f"{OPT_LABELS[cfg.opt]}/none"
+        label = f"{OPTIMIZERS[cfg.opt].label}/none"
         mean, std = grid.published[label][f"{cfg.lr:g}"]
         error = mean + std * Z5[cfg.seed - 1] + shift_sigmas * std
         write_run(root, cfg, 1.0 - error / 100.0)
@@ -132,7 +133,7 @@ def test_compare_flags_shifted_numbers(tmp_path) -> None:
 
 def test_cells_without_published_value_are_marked(tmp_path) -> None:
     cell = Cell(errors=[9.0, 10.0])
-    assert cell.text(compare=True).endswith("| no published value")
+    assert cell.parts(compare=True) == ["9.50 ± 0.71 (2)", "no published value"]
     assert Cell(errors=[8.0], published=(8.0, 0.1)).within_band is True
     assert statistics.fmean(Z5) == pytest.approx(0) and statistics.stdev(Z5) == pytest.approx(1)
 
@@ -168,3 +169,31 @@ def test_groups_differing_in_another_setting_get_their_own_figures(tmp_path) -> 
     assert lr_figures == ["lr_cifar10-resnet20_SGD_lr_0.1_model_resnet20.png",
                           "lr_cifar10-resnet20_SGD_lr_0.1_model_resnet32.png"]
     assert len(list((out / "plots").glob("accuracy_*.png"))) == 2
+
+
+def test_run_folder_written_before_meta_json_is_still_reported(tmp_path) -> None:
+    """Version 0.1.0 kept bookkeeping in config.json (no meta.json): the report must
+    still read such a folder, group it by its settings alone, and find its bookkeeping."""
+    cfg = config(opt="adamw", lr=0.01, seed=1)
+    legacy = {**cfg.to_dict(), "run_name": RunDir.of(tmp_path, cfg).name,
+              "versions": {"warmup_bench": "0.1.0", "torch": "2.13.0+cpu", "python": "3.11.7"},
+              "device": "cpu", "device_name": "cpu", "started": "2026-11-01T10:00:00+0000",
+              "resumed_at_epoch": None, "delay_schedule_iterations": 0,
+              "iterations_per_epoch": 390}
+    directory = RunDir.of(tmp_path, cfg).path
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text(json.dumps(legacy, indent=2, sort_keys=True) + "\n")
+    (directory / "summary.json").write_text(json.dumps({
+        "status": "complete", "best_test_acc": 0.9106, "best_epoch": 2, "final_test_acc": 0.9,
+        "epochs_done": 2, "wall_seconds": 12.5, "error": None}, indent=2, sort_keys=True))
+    (directory / "epochs.csv").write_text(
+        "epoch,train_loss,train_acc,test_loss,test_acc,seconds,images_per_second\n"
+        "1,1.2,0.6,1.0,0.85,6.0,8000.0\n2,0.6,0.8,0.5,0.9106,6.0,8000.0\n")
+    (directory / "steps.csv").write_text("step,epoch,lr,warmup_factor,loss\n1,1,5e-06,0.0005,2.3\n")
+    # a run of the same cell written by this version groups with it
+    write_run(tmp_path, config(opt="adamw", lr=0.01, seed=2), 0.9094)
+    assert RunDir(directory).read_meta()["iterations_per_epoch"] == 390
+    result = runner.invoke(app, ["report", str(tmp_path), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert "AdamW/none,0.01,9.0,0.08485281374" in result.output  # errors 8.94 and 9.06
+    assert ",2,0," in result.output and "warning" not in result.output

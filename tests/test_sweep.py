@@ -9,8 +9,16 @@ import pytest
 from typer.testing import CliRunner
 
 from warmup_bench.cli import app
-from warmup_bench.runs import read_summary, run_dir
-from warmup_bench.sweep import ExperimentError, load_experiment
+from warmup_bench.experiments import ExperimentError, load_experiment
+from warmup_bench.runs import RunDir
+
+
+def run_dir(out, cfg):
+    return RunDir.of(out, cfg).path
+
+
+def read_summary(directory):
+    return RunDir(directory).read_summary()
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +88,7 @@ def test_epochs_override_and_interrupted_run_resumes(tmp_path) -> None:
     grid, out = write(tmp_path, TINY), tmp_path / "r"
     assert invoke("sweep", str(grid), "--out", str(out), "--epochs", "2").exit_code == 0
     cfg = load_experiment(grid).configs(epochs=2)[0]
-    assert cfg.epochs == 2 and read_summary(run_dir(out, cfg))["epochs_done"] == 2
+    assert cfg.epochs == 2 and read_summary(run_dir(out, cfg)).epochs_done == 2
     report = invoke("report", str(out), "--experiment", str(grid), "--epochs", "2",
                     "--format", "csv")
     assert report.exit_code == 0 and report.output.count(",2,0,") == 4  # 4 cells, n=2 each
@@ -90,7 +98,7 @@ def test_epochs_override_and_interrupted_run_resumes(tmp_path) -> None:
     summary_path.write_text(json.dumps(summary))
     again = invoke("sweep", str(grid), "--out", str(out), "--epochs", "2")
     assert "7 already finished, 1 to run" in again.output
-    assert read_summary(run_dir(out, cfg))["status"] == "complete"
+    assert read_summary(run_dir(out, cfg)).status == "complete"
 
 
 def test_diverging_run_does_not_stop_the_sweep(tmp_path) -> None:
@@ -143,23 +151,28 @@ def test_bad_experiment_files_name_file_key_and_choices(tmp_path, text, needle) 
 
 
 def test_parallel_jobs_give_the_same_results(tmp_path) -> None:
+    """Like with like: CPU kernels reduce in a thread-count-dependent order, so both sweeps
+    run one thread per run (the count is recorded in meta.json)."""
     grid = write(tmp_path, TINY)
-    assert invoke("sweep", str(grid), "--out", str(tmp_path / "a")).exit_code == 0
-    assert invoke("sweep", str(grid), "--out", str(tmp_path / "b"), "--jobs", "2"
+    assert invoke("sweep", str(grid), "--out", str(tmp_path / "a"), "--threads", "1"
                   ).exit_code == 0
+    assert invoke("sweep", str(grid), "--out", str(tmp_path / "b"), "--jobs", "2",
+                  "--threads", "1").exit_code == 0
     for cfg in load_experiment(grid).configs():
         a, b = run_dir(tmp_path / "a", cfg), run_dir(tmp_path / "b", cfg)
         assert (a / "steps.csv").read_text() == (b / "steps.csv").read_text()
+        assert RunDir(a).read_meta()["threads"] == RunDir(b).read_meta()["threads"] == 1
 
 
 def test_ray_backend_on_a_local_ray_instance(tmp_path) -> None:
     ray = pytest.importorskip("ray")
     grid = write(tmp_path, TINY.replace("seeds = [1, 2]", "seeds = [1]"))
-    local = invoke("sweep", str(grid), "--out", str(tmp_path / "local"))
+    local = invoke("sweep", str(grid), "--out", str(tmp_path / "local"), "--threads", "1")
     assert local.exit_code == 0
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        result = invoke("sweep", str(grid), "--out", str(tmp_path / "ray"), "--backend", "ray")
+        result = invoke("sweep", str(grid), "--out", str(tmp_path / "ray"), "--backend", "ray",
+                        "--threads", "1")
     finally:
         ray.shutdown()
     assert result.exit_code == 0, result.output
@@ -168,7 +181,7 @@ def test_ray_backend_on_a_local_ray_instance(tmp_path) -> None:
         a, b = run_dir(tmp_path / "local", cfg), run_dir(tmp_path / "ray", cfg)
         assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
         assert (a / "steps.csv").read_text() == (b / "steps.csv").read_text()
-        assert read_summary(a)["best_test_acc"] == read_summary(b)["best_test_acc"]
+        assert read_summary(a).best_test_acc == read_summary(b).best_test_acc
 
 
 def test_unavailable_device_is_refused_before_any_run(tmp_path) -> None:

@@ -58,11 +58,10 @@ def test_untuned_periods_are_per_group() -> None:
 
 
 def test_radam_helpers() -> None:
-    assert wu.rho_inf(0.999) == pytest.approx(1999.0)
+    assert wu.rho_inf_fn(0.999) == pytest.approx(1999.0)
     # rho_1 = rho_inf - 2 * beta2 / (1 - beta2) = 1 for any beta2
-    assert wu.rho_t(1, 0.999, wu.rho_inf(0.999)) == pytest.approx(1.0)
-    assert wu.offset(0.999, wu.rho_inf(0.999)) == 5  # delta <= 5 for beta2 > 0.8
-    assert wu.get_offset is wu.offset and wu.rho_fn is wu.rho_t
+    assert wu.rho_fn(1, 0.999, wu.rho_inf_fn(0.999)) == pytest.approx(1.0)
+    assert wu.get_offset(0.999, wu.rho_inf_fn(0.999)) == 5  # delta <= 5 for beta2 > 0.8
 
 
 def test_first_factor_applied_at_construction() -> None:

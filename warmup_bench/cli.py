@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -31,9 +33,25 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turns the errors a user can cause (a bad name or value, a missing or corrupt data
+    set, a run folder in the way) into one line and exit code 2."""
+    from .config import ConfigError
+    from .data import DataError
+    from .train import RunExists
+
+    try:
+        yield
+    except (ConfigError, DataError, RunExists) as error:
+        fail(str(error))
+
+
 def check_choice(option: str, value: str, choices) -> str:
-    if value not in choices:
-        fail(f"{option} {value!r} is not valid; choose from: {', '.join(choices)}.")
+    from .config import check_choice as check
+
+    with user_errors():
+        check(option, value, choices)
     return value
 
 
@@ -125,7 +143,7 @@ def data_list(data_dir: Path = typer.Option(None, help=DATA_DIR_HELP)) -> None:
     table.columns[0].no_wrap = True
     for name, spec in DATASETS.items():
         folder = locate(name, _data_dir(data_dir))
-        where = "embedded" if spec.layout is None else str(folder) if folder else "[red]missing"
+        where = "embedded" if spec.layout.embedded else str(folder) if folder else "[red]missing"
         size = f"{folder_size(folder) / 2**20:.1f} MiB" if folder else "-"
         table.add_row(name, str(spec.num_classes),
                       f"{spec.sizes[0]:,} / {spec.sizes[1]:,}", where, size)
@@ -140,19 +158,17 @@ def data_download(
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Download a data set, verify its published MD5, and unpack it in torchvision's layout."""
-    from .data import DataError, download, get_spec, locate
+    from .data import download, get_spec, locate
 
     name = _dataset_name(name)
-    if get_spec(name).layout is None:
+    if get_spec(name).layout.embedded:
         fail(f"{name} is embedded in scikit-learn; there is nothing to download.")
     existing = locate(name, _data_dir(data_dir))
     if existing is not None:
         console.print(f"{name} is already at {existing}", highlight=False)
         return
-    try:
+    with user_errors():
         folder = download(name, _data_dir(data_dir), mirror=mirror, show_progress=progress)
-    except DataError as error:
-        fail(str(error))
     console.print(f"{name} downloaded, verified and unpacked into {folder}", highlight=False)
 
 
@@ -162,12 +178,10 @@ def data_check(
     data_dir: Path = typer.Option(None, help=DATA_DIR_HELP),
 ) -> None:
     """Verify a data set on disk: published MD5s where known, every file parses, sizes."""
-    from .data import DataError, check_dataset
+    from .data import check_dataset
 
-    try:
+    with user_errors():
         data = check_dataset(_dataset_name(name), _data_dir(data_dir))
-    except DataError as error:
-        fail(str(error))
     console.print(
         f"ok: {data.name} at {data.source}: {len(data.train):,} train / {len(data.test):,} "
         f"test images of {tuple(data.input_shape)}, {data.num_classes} classes",
@@ -195,21 +209,23 @@ def train(
     seed: int = typer.Option(None, help="Seed (model init, batch order, augmentation)."),
     label_smoothing: float = typer.Option(None, help="Label smoothing."),
     grad_clip: float = typer.Option(None, help="Gradient-norm clipping threshold."),
-    log_interval: int = typer.Option(None, help="Iterations between steps.csv rows."),
+    log_interval: int = typer.Option(None, help="Iterations between logged steps."),
     train_samples: int = typer.Option(None, help="Train on the first N samples only (smoke runs)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    threads: int = typer.Option(None, help="CPU threads (default: torch's, all cores). CPU "
+                                "results are bit-reproducible per thread count."),
     amp: bool = typer.Option(None, "--amp/--no-amp", help="bf16 autocast on CUDA."),
     compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
     data_dir: Path = typer.Option(None, help=DATA_DIR_HELP),
     out: Path = typer.Option(Path("results"), help="Output root of run directories."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from its checkpoint."),
-    save_model: bool = typer.Option(False, help="Keep the best-epoch weights as model.pt."),
+    save_model: bool = typer.Option(False, help="Keep the best epoch's weights in the run folder."),
     progress: bool = typer.Option(True, help="Show a progress bar (only on a terminal)."),
 ) -> None:
     """Train one task with any optimizer x warmup x schedule; writes a run directory."""
-    from .data import DataError
-    from .tasks import ConfigError, redundant_warmup_note, resolve_config
-    from .train import RunExists, resolve_device
+    from .runs import Status
+    from .tasks import redundant_warmup_note, resolve_config
+    from .train import RunOptions
     from .train import train as run_training
 
     overrides = dict(model=model, opt=opt, warmup=warmup, warmup_period=warmup_period,
@@ -219,36 +235,48 @@ def train(
                      seed=seed, label_smoothing=label_smoothing, grad_clip=grad_clip,
                      log_interval=log_interval, train_samples=train_samples, amp=amp,
                      compile=compile)
-    try:
+    with user_errors():
         cfg = resolve_config(task, overrides)
-        resolve_device(device)
-    except (ConfigError, ValueError) as error:
-        fail(str(error))
+    _check_devices([device])
+    _check_threads(threads)
     note = redundant_warmup_note(cfg)
     if note:
         typer.echo(note, err=True)
+    options = RunOptions(device=device, data_dir=data_dir, resume=resume,
+                         save_model=save_model, show_progress=progress and console.is_terminal,
+                         threads=threads, on_note=lambda text: typer.echo(text, err=True))
     try:
-        result = run_training(cfg, out, data_dir=data_dir, device=device, resume=resume,
-                              save_model=save_model,
-                              show_progress=progress and console.is_terminal,
-                              on_note=lambda text: typer.echo(text, err=True))
-    except (DataError, RunExists) as error:
-        fail(str(error))
+        with user_errors():
+            result = run_training(cfg, out, options)
     except KeyboardInterrupt:
         typer.echo("interrupted: the last completed epoch is checkpointed; rerun with --resume.",
                    err=True)
         raise typer.Exit(130) from None
     s = result.summary
-    if result.status == "already-complete":
-        console.print(f"already complete, not retrained: {result.directory}", highlight=False)
-    if result.status == "diverged":
-        typer.echo(f"diverged: {s['error']}; files in {result.directory}", err=True)
+    if result.already_complete:
+        console.print(f"already complete, not retrained: {result.run.path}", highlight=False)
+    if result.status is Status.DIVERGED:
+        typer.echo(f"diverged: {s.error}; files in {result.run.path}", err=True)
         raise typer.Exit(1)
-    best = s["best_test_acc"]
     console.print(
-        f"{cfg.task} {result.directory.name}: best test acc {100 * best:.2f}% "
-        f"(epoch {s['best_epoch']}), final {100 * s['final_test_acc']:.2f}%, "
-        f"{s['wall_seconds']:.1f} s -> {result.directory}", highlight=False, soft_wrap=True)
+        f"{cfg.task} {result.run.name}: best test acc {100 * s.best_test_acc:.2f}% "
+        f"(epoch {s.best_epoch}), final {100 * s.final_test_acc:.2f}%, "
+        f"{s.wall_seconds:.1f} s -> {result.run.path}", highlight=False, soft_wrap=True)
+
+
+def _check_devices(devices: list[str]) -> None:
+    from .train import resolve_device
+
+    try:
+        for device in devices:
+            resolve_device(device)
+    except (ValueError, RuntimeError) as error:
+        fail(str(error))
+
+
+def _check_threads(threads: int | None) -> None:
+    if threads is not None and threads < 1:
+        fail(f"--threads {threads} must be at least 1.")
 
 
 @list_app.command("tasks")
@@ -270,9 +298,9 @@ def list_tasks() -> None:
 def _print_registry(title: str, registry: dict) -> None:
     from rich.table import Table
 
-    table = Table(title, "description")
+    table = Table(title, "label", "description")
     for name, entry in registry.items():
-        table.add_row(name, entry.description)
+        table.add_row(name, entry.label, entry.description)
     console.print(table)
 
 
@@ -305,6 +333,8 @@ def sweep(
     experiment: Path = typer.Argument(..., help="Experiment grid (experiments/*.toml)."),
     out: Path = typer.Option(Path("results"), help="Output root of run directories."),
     jobs: int = typer.Option(1, help="Runs in parallel (local backend)."),
+    threads: int = typer.Option(None, help="CPU threads per run (default: the cores divided "
+                                "by --jobs; with Ray, --ray-cpus)."),
     devices: str = typer.Option("auto", help="Comma-separated devices the runs rotate over."),
     backend: str = typer.Option("local", help="local or ray."),
     ray_address: str = typer.Option(None, help="Ray cluster address (default: a local Ray)."),
@@ -315,68 +345,68 @@ def sweep(
     dry_run: bool = typer.Option(False, help="List what would run; train nothing."),
 ) -> None:
     """Run a whole grid; finished runs are skipped and interrupted ones resumed."""
+    import os
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
-    from .runs import read_summary, run_dir
-    from .sweep import ExperimentError, load_experiment, make_jobs, plan, run_local, run_ray
+    from .experiments import load_experiment
+    from .runs import RunDir, Status
+    from .sweep import make_jobs, plan, run_local, run_ray
 
     check_choice("--backend", backend, ("local", "ray"))
     if jobs < 1:
         fail(f"--jobs {jobs} must be at least 1.")
     if epochs is not None and epochs < 1:
         fail(f"--epochs {epochs} must be at least 1.")
-    try:
+    _check_threads(threads)
+    with user_errors():
         grid = load_experiment(experiment)
         configs = grid.configs(epochs)
-    except ExperimentError as error:
-        fail(str(error))
     done, todo = plan(configs, out)
     console.print(f"{grid.title}: {len(configs)} runs, {len(done)} already finished, "
                   f"{len(todo)} to run", highlight=False)
+    if grid.description:
+        console.print(grid.description, style="dim", highlight=False)
     if dry_run:
         table = Table("run", "task", "status")
         for cfg in configs:
-            table.add_row(run_dir(out, cfg).name, cfg.task,
+            table.add_row(RunDir.of(out, cfg).name, cfg.task,
                           "finished (skip)" if cfg in done else "to run")
         console.print(table)
         return
-    from .train import resolve_device
-
     device_list = [d.strip() for d in devices.split(",") if d.strip()]
-    try:
-        for device in device_list:
-            resolve_device(device)
-    except (ValueError, RuntimeError) as error:
-        fail(str(error))
-    work = make_jobs(todo, out, data_dir, device_list, jobs)
-    results, counts = [], {"complete": 0, "diverged": 0, "failed": 0, "interrupted": 0}
+    _check_devices(device_list)
+    if threads is None:  # share the cores: concurrent runs with all threads each thrash
+        threads = max(1, int(ray_cpus)) if backend == "ray" else \
+            max(1, (os.cpu_count() or 1) // jobs)
+    work = make_jobs(todo, out, data_dir, device_list, threads)
+    results, counts = [], dict.fromkeys(Status, 0)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, disable=not console.is_terminal) as progress:
         bar = progress.add_task("sweep", total=len(work))
 
-        def on_result(result: dict) -> None:
+        def on_result(result) -> None:
             results.append(result)
-            counts[result["status"]] = counts.get(result["status"], 0) + 1
+            counts[result.status] += 1
             progress.update(bar, advance=1, description=", ".join(
-                f"{k} {v}" for k, v in counts.items() if v) + f", running "
+                f"{k.value} {v}" for k, v in counts.items() if v) + f", running "
                 f"{min(len(work) - len(results), jobs)}")
-        try:
+        with user_errors():
             if backend == "ray":
                 run_ray(work, ray_address, ray_cpus, ray_gpus, on_result)
             else:
                 run_local(work, jobs, on_result)
-        except ExperimentError as error:
-            fail(str(error))
     if results:
         table = Table("run", "status", "best test acc", "error")
-        for r in sorted(results, key=lambda r: r["run"]):
-            acc = f"{100 * r['best_test_acc']:.2f}%" if r["best_test_acc"] is not None else "-"
-            table.add_row(r["run"], r["status"], acc, r["error"] or "")
+        for r in sorted(results, key=lambda r: r.run):
+            acc = f"{100 * r.best_test_acc:.2f}%" if r.best_test_acc is not None else "-"
+            table.add_row(r.run, r.status.value, acc, r.error or "")
         console.print(table)
-    statuses = [(read_summary(run_dir(out, c)) or {}).get("status") for c in configs]
-    console.print(f"done: {statuses.count('complete')} complete, {statuses.count('diverged')} "
-                  f"diverged, {counts['failed']} failed", highlight=False)
+    final = [getattr(RunDir.of(out, c).read_summary(), "status", None) for c in configs]
+    console.print(f"done: {final.count(Status.COMPLETE)} complete, "
+                  f"{final.count(Status.DIVERGED)} diverged, {counts[Status.FAILED]} failed",
+                  highlight=False)
 
 
 @app.command()
@@ -392,13 +422,18 @@ def report(
     epochs: int = typer.Option(None, help="The --epochs override the sweep ran with."),
 ) -> None:
     """Aggregate runs into the published tables (top-1 error %, mean ± std (n))."""
-    from rich.table import Table as RichTable
-
     from . import plots
+    from .experiments import load_experiment
     from .files import write_text_atomic
-    from .report import FORMATS, METRICS, build_table, collect_runs, draw_figures, render
-    from .runs import run_dir
-    from .sweep import ExperimentError, load_experiment
+    from .report import (
+        FORMATS,
+        METRICS,
+        build_tables,
+        collect_runs,
+        draw_figures,
+        render,
+        rich_table,
+    )
 
     check_choice("--metric", metric, METRICS)
     check_choice("--format", fmt, FORMATS)
@@ -409,42 +444,18 @@ def report(
         fail("--compare needs --experiment FILE: the published numbers live in the grids.")
     grid = None
     if experiment is not None:
-        try:
+        with user_errors():
             grid = load_experiment(experiment)
-        except ExperimentError as error:
-            fail(str(error))
 
-    def warn(message: str) -> None:
-        typer.echo(f"warning: {message}", err=True)
-
-    runs = collect_runs(results_dir, warn)
-    if grid is not None:
-        wanted = {run_dir(results_dir, c).resolve() for c in grid.configs(epochs)}
-        runs = [r for r in runs if r.directory.resolve() in wanted]
-        tables = [(build_table(grid.title, runs, grid.rows, grid.columns, metric,
-                               grid.published if compare else None), runs)]
-    else:
-        by_task: dict[str, list] = {}
-        for run in runs:
-            by_task.setdefault(run.config["task"], []).append(run)
-        tables = [(build_table(task, task_runs, ("opt", "warmup"), "lr", metric), task_runs)
-                  for task, task_runs in sorted(by_task.items())]
-    if not runs:
+    runs = collect_runs(results_dir, lambda text: typer.echo(f"warning: {text}", err=True))
+    tables = build_tables(results_dir, runs, metric, grid, compare, epochs)
+    if not any(table_runs for _, table_runs in tables):
         fail(f"no finished runs under {results_dir}"
              + (f" belong to {experiment}" if grid else "") + ".")
     texts = []
     for table, table_runs in tables:
         if fmt == "table":
-            rich_table = RichTable(title=f"{table.title} — top-1 error (%) from {metric} test "
-                                   "accuracy", show_lines=compare)
-            rich_table.add_column("")
-            for column in table.columns:
-                rich_table.add_column(f"{table.column_key} {column}", justify="right")
-            for row in table.rows:
-                rich_table.add_row(row, *[
-                    table.cells[(row, c)].text(compare).replace(" | ", "\n")
-                    if (row, c) in table.cells else "" for c in table.columns])
-            console.print(rich_table)
+            console.print(rich_table(table, metric, compare))
             texts.append(render(table, "markdown", compare))
         else:
             texts.append(render(table, fmt, compare))

@@ -1,133 +1,189 @@
-"""Registries of optimizers, warmups and LR schedules: a name maps to a factory.
+"""Registries of optimizers, warmups and LR schedules: a name maps to an entry that builds
+the object and states its own rules (what it needs, how the papers label it).
 
-Adding an optimizer, warmup or schedule is one entry here; the CLI, `list` and the
-validation of configs all read these dicts.
+Adding an optimizer, warmup or schedule is one entry here: the CLI, `list`, config
+validation (tasks.validate) and the report's labels all read these entries.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.optim import lr_scheduler
 
 from . import warmup as wu
+from .config import TrainConfig
 
 
 @dataclass(frozen=True)
 class OptimizerEntry:
     description: str
-    build: Callable[..., torch.optim.Optimizer]  # (params, lr, betas, weight_decay)
+    label: str  # the papers' name ("AdamW")
+    factory: type[torch.optim.Optimizer]
+    options: dict = field(default_factory=dict)  # fixed extra keyword arguments
     has_betas: bool = True
+    rectified: bool = False  # applies RAdam's rectification itself
 
-
-def adam_family(cls, **options) -> Callable[..., torch.optim.Optimizer]:
-    """A builder for an Adam-style optimizer class with fixed extra options."""
-    return lambda p, lr, betas, wd: cls(p, lr=lr, betas=betas, weight_decay=wd, **options)
+    def build(self, params, cfg: TrainConfig) -> torch.optim.Optimizer:
+        betas = {"betas": (cfg.beta1, cfg.beta2)} if self.has_betas else {}
+        return self.factory(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **betas,
+                            **self.options)
 
 
 OPTIMIZERS: dict[str, OptimizerEntry] = {
-    "sgd": OptimizerEntry("SGD, momentum 0.9, L2 weight decay",
-                          lambda p, lr, betas, wd: torch.optim.SGD(
-                              p, lr=lr, momentum=0.9, weight_decay=wd), has_betas=False),
-    "adam": OptimizerEntry("Adam, L2 weight decay", adam_family(torch.optim.Adam)),
-    "adamw": OptimizerEntry("AdamW (decoupled weight decay)", adam_family(torch.optim.AdamW)),
-    "amsgradw": OptimizerEntry("AdamW with AMSGrad",
-                               adam_family(torch.optim.AdamW, amsgrad=True)),
-    "nadamw": OptimizerEntry("NAdam with decoupled weight decay",
-                             adam_family(torch.optim.NAdam, decoupled_weight_decay=True)),
-    "adamax": OptimizerEntry("AdaMax, L2 weight decay", adam_family(torch.optim.Adamax)),
-    "radamw": OptimizerEntry("RAdam with decoupled weight decay",
-                             adam_family(torch.optim.RAdam, decoupled_weight_decay=True)),
-    "radam": OptimizerEntry("RAdam, L2 weight decay", adam_family(torch.optim.RAdam)),
+    "sgd": OptimizerEntry("SGD, momentum 0.9, L2 weight decay", "SGD", torch.optim.SGD,
+                          {"momentum": 0.9}, has_betas=False),
+    "adam": OptimizerEntry("Adam, L2 weight decay", "Adam", torch.optim.Adam),
+    "adamw": OptimizerEntry("AdamW (decoupled weight decay)", "AdamW", torch.optim.AdamW),
+    "amsgradw": OptimizerEntry("AdamW with AMSGrad", "AMSGradW", torch.optim.AdamW,
+                               {"amsgrad": True}),
+    "nadamw": OptimizerEntry("NAdam with decoupled weight decay", "NAdamW", torch.optim.NAdam,
+                             {"decoupled_weight_decay": True}),
+    "adamax": OptimizerEntry("AdaMax, L2 weight decay", "AdaMax", torch.optim.Adamax),
+    "radamw": OptimizerEntry("RAdam with decoupled weight decay", "RAdamW", torch.optim.RAdam,
+                             {"decoupled_weight_decay": True}, rectified=True),
+    "radam": OptimizerEntry("RAdam, L2 weight decay", "RAdam", torch.optim.RAdam,
+                            rectified=True),
 }
 
 
 @dataclass(frozen=True)
 class WarmupEntry:
     description: str
-    build: Callable[..., wu.BaseWarmup]  # (optimizer, period)
-    # iterations until omega reaches (about) 1, from the config: what --delay-schedule waits
-    length: Callable[..., int]  # (cfg)
+    label: str  # the papers' table name: "Linear" (untuned), "Linear-10k" adds the period
+    title: str  # a legend's name: "untuned linear"
+    build: Callable[..., wu.BaseWarmup]  # (optimizer, *, period)
+    # iterations until omega reaches (about) 1: what --delay-schedule waits
+    length: Callable[[TrainConfig], int]
     needs_period: bool = False
     needs_betas: bool = False
+    min_beta2: float | None = None  # exclusive lower bound on beta2, where there is one
+
+    def label_for(self, period: int | None) -> str:
+        """'Linear-10k' for a tuned period of 10000, the bare label otherwise."""
+        if not self.needs_period or period is None:
+            return self.label
+        return f"{self.label}-{period // 1000}k" if period % 1000 == 0 else \
+            f"{self.label}-{period}"
 
 
 WARMUPS: dict[str, WarmupEntry] = {
-    "none": WarmupEntry("no warmup", lambda o, period: wu.NoWarmup(o), lambda cfg: 0),
-    "linear": WarmupEntry("min(1, t / period)", wu.LinearWarmup,
+    "none": WarmupEntry("no warmup", "none", "no warmup",
+                        lambda optimizer, *, period: wu.NoWarmup(optimizer), lambda cfg: 0),
+    "linear": WarmupEntry("min(1, t / period)", "Linear", "linear",
+                          lambda optimizer, *, period: wu.LinearWarmup(optimizer, period),
                           lambda cfg: cfg.warmup_period, needs_period=True),
-    "exponential": WarmupEntry("1 - exp(-t / period)", wu.ExponentialWarmup,
-                               lambda cfg: cfg.warmup_period, needs_period=True),
-    "untuned-linear": WarmupEntry("linear, period 2 / (1 - beta2)",
-                                  lambda o, period: wu.UntunedLinearWarmup(o),
-                                  lambda cfg: wu.untuned_linear_period(cfg.beta2),
-                                  needs_betas=True),
-    "untuned-exponential": WarmupEntry("exponential, period 1 / (1 - beta2)",
-                                       lambda o, period: wu.UntunedExponentialWarmup(o),
-                                       lambda cfg: wu.untuned_exponential_period(cfg.beta2),
-                                       needs_betas=True),
+    "exponential": WarmupEntry(
+        "1 - exp(-t / period)", "Expo", "exponential",
+        lambda optimizer, *, period: wu.ExponentialWarmup(optimizer, period),
+        lambda cfg: cfg.warmup_period, needs_period=True),
+    "untuned-linear": WarmupEntry(
+        "linear, period 2 / (1 - beta2)", "Linear", "untuned linear",
+        lambda optimizer, *, period: wu.UntunedLinearWarmup(optimizer),
+        lambda cfg: wu.untuned_linear_period(cfg.beta2), needs_betas=True),
+    "untuned-exponential": WarmupEntry(
+        "exponential, period 1 / (1 - beta2)", "Expo", "untuned exponential",
+        lambda optimizer, *, period: wu.UntunedExponentialWarmup(optimizer),
+        lambda cfg: wu.untuned_exponential_period(cfg.beta2), needs_betas=True),
     # RAdam has no period; the paper's rule of thumb equates it with untuned linear's
-    "radam": WarmupEntry("RAdam's rectification term", lambda o, period: wu.RAdamWarmup(o),
-                         lambda cfg: wu.untuned_linear_period(cfg.beta2), needs_betas=True),
+    "radam": WarmupEntry(
+        "RAdam's rectification term", "RAdam", "RAdam",
+        lambda optimizer, *, period: wu.RAdamWarmup(optimizer),
+        lambda cfg: wu.untuned_linear_period(cfg.beta2), needs_betas=True,
+        min_beta2=wu.MIN_BETA2),
 }
 
 
-@dataclass(frozen=True)
+@dataclass
 class Schedule:
-    """A built LR schedule: the torch scheduler and whether it steps once per epoch."""
+    """A built LR schedule that knows when it steps: once per iteration or once per epoch,
+    and not before iteration `delay` (a schedule held until the warmup has passed)."""
 
     scheduler: lr_scheduler.LRScheduler
     per_epoch: bool = False
+    delay: int = 0
+
+    def due(self, step: int, end_of_epoch: bool) -> bool:
+        """Whether the scheduler steps after iteration `step` (1-based)."""
+        return (end_of_epoch or not self.per_epoch) and step >= self.delay
 
 
 @dataclass(frozen=True)
 class ScheduleEntry:
     description: str
-    # (optimizer, cfg, iters_per_epoch, total_iters, delay) -> Schedule
-    build: Callable[..., Schedule]
+    label: str
+    # (optimizer, *, cfg, iters_per_epoch, total, delay) -> the torch scheduler
+    build: Callable[..., lr_scheduler.LRScheduler]
+    per_epoch: bool = False
+    needs_milestones: bool = False
+    needs_period: bool = False  # reads --warmup-period (inverse-sqrt: its peak)
 
 
-def _inverse_sqrt(optimizer, cfg, iters_per_epoch, total, delay) -> Schedule:
+def _inverse_sqrt(optimizer, *, cfg, iters_per_epoch, total, delay):
     peak = cfg.warmup_period
     # lr_t = lr * sqrt(w) * min(t^-0.5, t * w^-1.5): rises linearly to lr at t = w, then
     # decays as 1/sqrt(t) (Vaswani et al., normalised so the peak is --lr).
-    factor = lambda s: math.sqrt(peak) * min((s + 1) ** -0.5, (s + 1) * peak**-1.5)  # noqa: E731
-    return Schedule(lr_scheduler.LambdaLR(optimizer, factor))
+    return lr_scheduler.LambdaLR(
+        optimizer, lambda s: math.sqrt(peak) * min((s + 1) ** -0.5, (s + 1) * peak**-1.5))
+
+
+def _constant(optimizer, **_):
+    return lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+
+
+def _multistep(optimizer, *, cfg, iters_per_epoch, total, delay):
+    milestones = [m * iters_per_epoch - delay for m in cfg.milestones]
+    return lr_scheduler.MultiStepLR(optimizer, milestones, gamma=cfg.gamma)
+
+
+def _cosine(optimizer, *, cfg, iters_per_epoch, total, delay):
+    return lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total - delay),
+                                          eta_min=cfg.eta_min)
+
+
+def _cosine_epoch(optimizer, *, cfg, iters_per_epoch, total, delay):
+    return lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.eta_min)
 
 
 SCHEDULES: dict[str, ScheduleEntry] = {
-    "constant": ScheduleEntry("the base LR throughout",
-                              lambda o, cfg, ipe, total, delay: Schedule(
-                                  lr_scheduler.LambdaLR(o, lambda s: 1.0))),
+    "constant": ScheduleEntry("the base LR throughout", "constant", _constant),
     "multistep": ScheduleEntry("x gamma at each milestone epoch, applied per iteration",
-                               lambda o, cfg, ipe, total, delay: Schedule(
-                                   lr_scheduler.MultiStepLR(
-                                       o, [m * ipe - delay for m in cfg.milestones],
-                                       gamma=cfg.gamma))),
-    "cosine": ScheduleEntry("cosine to eta_min over all iterations, per iteration",
-                            lambda o, cfg, ipe, total, delay: Schedule(
-                                lr_scheduler.CosineAnnealingLR(
-                                    o, T_max=max(1, total - delay), eta_min=cfg.eta_min))),
+                               "multistep", _multistep, needs_milestones=True),
+    "cosine": ScheduleEntry("cosine to eta_min over all iterations, per iteration", "cosine",
+                            _cosine),
     "cosine-epoch": ScheduleEntry("cosine to eta_min over the epochs, per epoch",
-                                  lambda o, cfg, ipe, total, delay: Schedule(
-                                      lr_scheduler.CosineAnnealingLR(
-                                          o, T_max=cfg.epochs, eta_min=cfg.eta_min),
-                                      per_epoch=True)),
+                                  "cosine (per epoch)", _cosine_epoch, per_epoch=True),
     "inverse-sqrt": ScheduleEntry("linear rise to the LR at --warmup-period, then 1/sqrt(t)",
-                                  _inverse_sqrt),
+                                  "inverse sqrt", _inverse_sqrt, needs_period=True),
 }
 
 
-def build_training(model: torch.nn.Module, cfg, iters_per_epoch: int):
-    """Optimizer, warmup (created after the scheduler, as the protocol requires), schedule,
-    and the iteration from which the schedule steps (0 unless delayed until warmup ends)."""
-    optimizer = OPTIMIZERS[cfg.opt].build(model.parameters(), cfg.lr, (cfg.beta1, cfg.beta2),
-                                          cfg.weight_decay)
+@dataclass
+class Training:
+    """What updates the weights: the optimizer, its LR schedule and its warmup."""
+
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    warmup: wu.BaseWarmup
+
+    def after_step(self, step: int, end_of_epoch: bool) -> None:
+        """The warmup protocol after optimizer.step(): the schedule steps (when due) on the
+        undampened LRs, then the next iteration's warmup factor is applied."""
+        with self.warmup.dampening():
+            if self.schedule.due(step, end_of_epoch):
+                self.schedule.scheduler.step()
+
+
+def build_training(model: torch.nn.Module, cfg: TrainConfig, iters_per_epoch: int) -> Training:
+    """Optimizer, schedule, then warmup: the warmup must be created after the scheduler."""
+    optimizer = OPTIMIZERS[cfg.opt].build(model.parameters(), cfg)
     delay = WARMUPS[cfg.warmup].length(cfg) if cfg.delay_schedule else 0
-    total = iters_per_epoch * cfg.epochs
-    schedule = SCHEDULES[cfg.schedule].build(optimizer, cfg, iters_per_epoch, total, delay)
-    warmup = WARMUPS[cfg.warmup].build(optimizer, cfg.warmup_period)
-    return optimizer, schedule, warmup, delay
+    entry = SCHEDULES[cfg.schedule]
+    scheduler = entry.build(optimizer, cfg=cfg, iters_per_epoch=iters_per_epoch,
+                            total=iters_per_epoch * cfg.epochs, delay=delay)
+    schedule = Schedule(scheduler, per_epoch=entry.per_epoch, delay=delay)
+    warmup = WARMUPS[cfg.warmup].build(optimizer, period=cfg.warmup_period)
+    return Training(optimizer, schedule, warmup)

@@ -12,12 +12,13 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from .files import atomic_path  # noqa: E402
+from .optim import WARMUPS  # noqa: E402
 
-SCHEDULE_LABELS = {
-    "radam": "RAdam",
-    "untuned-exponential": "untuned exponential",
-    "untuned-linear": "untuned linear",
-}
+
+def warmup_title(name: str) -> str:
+    """A warmup's legend name, from its registry entry."""
+    return WARMUPS[name].title if name in WARMUPS else name
+
 FIGURE_FORMATS = ("png", "pdf", "svg")
 
 
@@ -44,7 +45,7 @@ def plot_warmup_periods(beta2s: np.ndarray, periods: dict[str, np.ndarray], path
     """T(omega) against beta2, both on log-type axes (the paper's 'warmup period' figure)."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for name, values in periods.items():
-        ax.plot(beta2s, values, label=SCHEDULE_LABELS.get(name, name))
+        ax.plot(beta2s, values, label=warmup_title(name))
     ax.set_xscale("logit")  # spreads 0.99 .. 0.9999 evenly, like log(1 - beta2)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
@@ -58,7 +59,7 @@ def plot_warmup_factors(factors: dict[str, np.ndarray], beta2: float, path: Path
     """omega_t against t for each schedule at one beta2."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for name, values in factors.items():
-        ax.plot(np.arange(1, len(values) + 1), values, label=SCHEDULE_LABELS.get(name, name))
+        ax.plot(np.arange(1, len(values) + 1), values, label=warmup_title(name))
     ax.set_ylim(0, 1.02)
     return finish_line_plot(fig, ax, "iteration $t$", r"warmup factor $\omega_t$",
                             rf"$\beta_2 = {beta2:g}$", path, fmt)

@@ -13,63 +13,58 @@ from pathlib import Path
 
 import pandas as pd
 
-from .runs import read_json
+from .config import SETTINGS, TrainConfig
+from .optim import OPTIMIZERS, WARMUPS
+from .runs import CONFIG, SUMMARY, RunDir, Status, Summary, find_runs
 
-OPT_LABELS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "amsgradw": "AMSGradW",
-              "nadamw": "NAdamW", "adamax": "AdaMax", "radamw": "RAdamW", "radam": "RAdam"}
-WARMUP_LABELS = {"none": "none", "untuned-linear": "Linear", "untuned-exponential": "Expo",
-                 "radam": "RAdam", "linear": "Linear", "exponential": "Expo"}
-METRICS = {"best": "best_test_acc", "final": "final_test_acc"}
+METRICS = {"best": "best_test_acc", "final": "final_test_acc"}  # Summary fields
 FORMATS = ("table", "markdown", "csv", "latex")
-# settings that identify an experiment cell (everything but the seed and bookkeeping)
-IGNORED_FOR_GROUPING = {"seed", "log_interval", "compile", "run_name", "versions", "device",
-                        "device_name", "started", "resumed_at_epoch",
-                        "delay_schedule_iterations", "iterations_per_epoch"}
-
-
-def warmup_label(warmup: str, period: int | None) -> str:
-    """The papers' names: Linear / Expo for the untuned ones, Linear-10k for tuned ones."""
-    label = WARMUP_LABELS.get(warmup, warmup)
-    if warmup in ("linear", "exponential") and period is not None:
-        label += f"-{period // 1000}k" if period % 1000 == 0 else f"-{period}"
-    return label
+REPLICATE = "seed"  # the one setting that varies between the runs of one cell
 
 
 def setting_label(key: str, config: dict) -> str:
-    if key == "opt":
-        return OPT_LABELS.get(config["opt"], config["opt"])
-    if key == "warmup":
-        return warmup_label(config["warmup"], config.get("warmup_period"))
+    """How the papers write a setting: optimizer and warmup labels from their registry
+    entries ("AdamW", "Linear-10k"), numbers in their shortest form."""
+    if key == "opt" and config["opt"] in OPTIMIZERS:
+        return OPTIMIZERS[config["opt"]].label
+    if key == "warmup" and config["warmup"] in WARMUPS:
+        return WARMUPS[config["warmup"]].label_for(config.get("warmup_period"))
     value = config[key]
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 @dataclass
 class Run:
-    directory: Path
-    config: dict
-    summary: dict
+    run: RunDir
+    cfg: TrainConfig
+    summary: Summary
 
     @property
-    def status(self) -> str:
-        return self.summary.get("status", "unknown")
+    def config(self) -> dict:
+        return self.cfg.to_dict()
+
+    @property
+    def directory(self) -> Path:
+        return self.run.path
+
+    @property
+    def status(self) -> Status:
+        return self.summary.status
 
 
 def collect_runs(root: Path, warn: Callable[[str], None]) -> list[Run]:
     """Every finished (complete or diverged) run under `root`."""
     runs = []
-    for config_path in sorted(Path(root).rglob("config.json")):
-        directory = config_path.parent
-        config = read_json(config_path)
-        summary = read_json(directory / "summary.json")
-        if config is None or "task" not in config:
-            warn(f"skipping {directory}: unreadable config.json")
+    for run in find_runs(root):
+        cfg, summary = run.read_config(), run.read_summary()
+        if cfg is None:
+            warn(f"skipping {run.path}: unreadable {CONFIG}")
         elif summary is None:
-            warn(f"skipping {directory}: no readable summary.json (a partial run)")
-        elif summary.get("status") not in ("complete", "diverged"):
-            warn(f"skipping {directory}: status {summary.get('status')!r}, not finished")
+            warn(f"skipping {run.path}: no readable {SUMMARY} (a partial run)")
+        elif not summary.status.final:
+            warn(f"skipping {run.path}: status {summary.status.value!r}, not finished")
         else:
-            runs.append(Run(directory, config, summary))
+            runs.append(Run(run, cfg, summary))
     return runs
 
 
@@ -102,22 +97,21 @@ class Cell:
             return None
         return abs(self.difference) <= 2 * math.hypot(self.std, self.published[1]) + 1e-9
 
-    def text(self, compare: bool) -> str:
-        if self.n:
-            body = f"{self.mean:.2f} ± {self.std:.2f} ({self.n})"
-        else:
-            body = "-"
+    def parts(self, compare: bool) -> list[str]:
+        """The cell's text: the reproduction, then (with `compare`) the comparison with the
+        published value; each renderer joins the parts its own way."""
+        body = f"{self.mean:.2f} ± {self.std:.2f} ({self.n})" if self.n else "-"
         if self.diverged:
             body += f" [{self.diverged} diverged]"
         if not compare:
-            return body
+            return [body]
         if self.published is None:
-            return f"{body} | no published value"
+            return [body, "no published value"]
         pub = f"{self.published[0]:.2f} ± {self.published[1]:.2f}"
         if self.difference is None:
-            return f"{body} | published {pub}"
+            return [body, f"published {pub}"]
         verdict = "within 2σ" if self.within_band else "OUTSIDE 2σ"
-        return f"{body} | published {pub}, Δ {self.difference:+.2f} {verdict}"
+        return [body, f"published {pub}, Δ {self.difference:+.2f} {verdict}"]
 
 
 @dataclass
@@ -130,9 +124,10 @@ class Table:
 
 
 def varying_settings(runs: list[Run], exclude: set[str]) -> list[str]:
-    """Settings (outside `exclude` and bookkeeping) whose values differ between `runs`."""
-    keys = {k for r in runs for k in r.config} - IGNORED_FOR_GROUPING - exclude
-    return sorted(k for k in keys if len({repr(r.config.get(k)) for r in runs}) > 1)
+    """Settings (outside `exclude` and the seed) whose values differ between `runs`."""
+    keys = set(SETTINGS) - {REPLICATE} - exclude
+    configs = [r.config for r in runs]
+    return sorted(k for k in keys if len({repr(c[k]) for c in configs}) > 1)
 
 
 def build_table(title: str, runs: list[Run], rows: tuple[str, ...], column: str, metric: str,
@@ -149,7 +144,8 @@ def build_table(title: str, runs: list[Run], rows: tuple[str, ...], column: str,
             cell.diverged += 1
         else:
             # rounded: 100 * (1 - acc) leaves float noise (8.999999999999998) in the outputs
-            cell.errors.append(round(100.0 * (1.0 - run.summary[METRICS[metric]]), 10))
+            accuracy = getattr(run.summary, METRICS[metric])
+            cell.errors.append(round(100.0 * (1.0 - accuracy), 10))
     for key, values in _published_cells(published or {}):
         cells.setdefault(key, Cell()).published = values
     # rows and columns in order of first appearance (runs first, then published-only cells)
@@ -178,35 +174,60 @@ def render(table: Table, fmt: str, compare: bool) -> str:
     """The table as Markdown, CSV or LaTeX text (rich tables are drawn by the CLI)."""
     if fmt == "csv":
         return long_frame(table).to_csv(index=False)
-    grid = [[table.cells.get((r, c), Cell()).text(compare) for c in table.columns]
+    grid = [[table.cells.get((r, c), Cell()).parts(compare) for c in table.columns]
             for r in table.rows]
     if fmt == "markdown":
         header = [f"{table.column_key} {c}" for c in table.columns]
         lines = [f"**{table.title}**", "", "| | " + " | ".join(header) + " |",
                  "|---|" + "---:|" * len(table.columns)]
-        lines += [f"| {r} | " + " | ".join(t.replace("|", "—") for t in row) + " |"
+        lines += [f"| {r} | " + " | ".join(" — ".join(parts) for parts in row) + " |"
                   for r, row in zip(table.rows, grid)]
         return "\n".join(lines) + "\n"
     if fmt == "latex":
         def tex(text: str) -> str:
             return (text.replace("±", r"$\pm$").replace("σ", r"$\sigma$")
-                    .replace("Δ", r"$\Delta$").replace("_", r"\_").replace("|", ";"))
+                    .replace("Δ", r"$\Delta$").replace("_", r"\_"))
         lines = [r"\begin{tabular}{l" + "r" * len(table.columns) + "}", r"\hline",
                  " & ".join(["", *(tex(f"{table.column_key} {c}") for c in table.columns)])
                  + r" \\", r"\hline"]
-        lines += [" & ".join([tex(r), *map(tex, row)]) + r" \\" for r, row in zip(table.rows, grid)]
+        lines += [" & ".join([tex(r), *(tex("; ".join(parts)) for parts in row)]) + r" \\"
+                  for r, row in zip(table.rows, grid)]
         lines += [r"\hline", r"\end{tabular}"]
         return f"% {table.title}\n" + "\n".join(lines) + "\n"
     raise ValueError(f"unknown format {fmt!r}")
 
 
-def read_csv_rows(path: Path) -> pd.DataFrame:
-    """A run's CSV, tolerating a torn last row (a killed writer): bad rows are dropped."""
-    try:
-        frame = pd.read_csv(path, on_bad_lines="skip")
-    except (OSError, ValueError, pd.errors.ParserError):
-        return pd.DataFrame()
-    return frame.apply(pd.to_numeric, errors="coerce").dropna()
+def rich_table(table: Table, metric: str, compare: bool):
+    """The table for a terminal: one rich Table, a cell's parts on separate lines."""
+    from rich.table import Table as RichTable
+
+    out = RichTable(title=f"{table.title} — top-1 error (%) from {metric} test accuracy",
+                    show_lines=compare)
+    out.add_column("")
+    for column in table.columns:
+        out.add_column(f"{table.column_key} {column}", justify="right")
+    for row in table.rows:
+        out.add_row(row, *["\n".join(table.cells[(row, c)].parts(compare))
+                           if (row, c) in table.cells else "" for c in table.columns])
+    return out
+
+
+def build_tables(root: Path, runs: list[Run], metric: str, experiment=None,
+                 compare: bool = False, epochs: int | None = None
+                 ) -> list[tuple[Table, list[Run]]]:
+    """The grid's table (restricted to the grid's runs under `root`) when an experiment is
+    given, else one table per task in the papers' layout (optimizer/warmup rows, LR
+    columns)."""
+    if experiment is not None:
+        wanted = {RunDir.of(root, c).path.resolve() for c in experiment.configs(epochs)}
+        mine = [r for r in runs if r.directory.resolve() in wanted]
+        return [(build_table(experiment.title, mine, experiment.rows, experiment.columns,
+                             metric, experiment.published if compare else None), mine)]
+    by_task: dict[str, list[Run]] = {}
+    for run in runs:
+        by_task.setdefault(run.cfg.task, []).append(run)
+    return [(build_table(task, task_runs, ("opt", "warmup"), "lr", metric), task_runs)
+            for task, task_runs in sorted(by_task.items())]
 
 
 def _slug(text: str) -> str:
@@ -219,8 +240,7 @@ def draw_figures(table: Table, runs: list[Run], out: Path, fmt: str = "png",
     (and seed), LR curves and test-accuracy curves; one history figure per run."""
     from . import plots
 
-    history = {r.directory: (read_csv_rows(r.directory / "steps.csv"),
-                             read_csv_rows(r.directory / "epochs.csv")) for r in runs}
+    history = {r.directory: (r.run.read_steps(), r.run.read_epochs()) for r in runs}
     written = [plots.plot_error_bars(table, out / f"errors_{_slug(table.title)}.{fmt}", fmt)]
     per_group = {"warmup", "warmup_period", "seed"}
     # a group's name shows every setting that tells it apart from the other groups

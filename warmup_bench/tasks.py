@@ -4,56 +4,11 @@ training configuration: a preset with every user override applied and validated.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
+from .config import SETTINGS, ConfigError, TrainConfig, check_choice
 from .data import AUGMENTATIONS, DATASETS
 from .models import MODELS
 from .optim import OPTIMIZERS, SCHEDULES, WARMUPS
-
-
-class ConfigError(ValueError):
-    """A bad name or value in a configuration (a user-facing one-line message)."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    task: str
-    dataset: str
-    model: str
-    opt: str = "adamw"
-    warmup: str = "none"
-    warmup_period: int | None = None
-    schedule: str = "constant"
-    delay_schedule: bool = False
-    lr: float = 1e-3
-    beta1: float = 0.9
-    beta2: float = 0.999
-    weight_decay: float = 0.0
-    epochs: int = 10
-    batch_size: int = 128
-    test_batch_size: int = 1000
-    seed: int = 1
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-    eta_min: float = 0.0
-    label_smoothing: float = 0.0
-    grad_clip: float | None = None
-    augment: str = "none"
-    val_fraction: float = 0.0
-    val_split_seed: int = 42
-    train_samples: int | None = None  # first N training samples only (smoke runs)
-    log_interval: int = 10
-    amp: bool = False
-    compile: bool = False
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        """The inverse of to_dict (JSON and TOML give lists where the config has tuples)."""
-        return cls(**{**values, "milestones": tuple(values.get("milestones", ()))})
-
 
 TASKS: dict[str, TrainConfig] = {
     "cifar10-resnet20": TrainConfig(
@@ -84,16 +39,11 @@ TASK_DESCRIPTIONS = {
 }
 
 
-def _choice(option: str, value, choices) -> None:
-    if value not in choices:
-        raise ConfigError(f"{option} {value!r} is not valid; choose from: {', '.join(choices)}.")
-
-
 def resolve_config(task: str, overrides: dict | None = None) -> TrainConfig:
     """The preset of `task` with `overrides` (None values ignored), validated."""
-    _choice("--task", task, TASKS)
+    check_choice("--task", task, TASKS)
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    unknown = set(given) - {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(given) - set(SETTINGS)
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))}.")
     cfg = TrainConfig.from_dict({**TASKS[task].to_dict(), **given})
@@ -102,12 +52,13 @@ def resolve_config(task: str, overrides: dict | None = None) -> TrainConfig:
 
 
 def validate(cfg: TrainConfig) -> None:
-    _choice("--opt", cfg.opt, OPTIMIZERS)
-    _choice("--warmup", cfg.warmup, WARMUPS)
-    _choice("--schedule", cfg.schedule, SCHEDULES)
-    _choice("--model", cfg.model, MODELS)
-    _choice("dataset", cfg.dataset, DATASETS)
-    _choice("augment", cfg.augment, AUGMENTATIONS)
+    """Every name against its registry, every value against its range, and the rules the
+    chosen entries state (what a warmup or schedule needs)."""
+    for option, value, registry in (
+            ("--opt", cfg.opt, OPTIMIZERS), ("--warmup", cfg.warmup, WARMUPS),
+            ("--schedule", cfg.schedule, SCHEDULES), ("--model", cfg.model, MODELS),
+            ("dataset", cfg.dataset, DATASETS), ("augment", cfg.augment, AUGMENTATIONS)):
+        check_choice(option, value, registry)
     positive = {"--lr": cfg.lr, "--epochs": cfg.epochs, "--batch-size": cfg.batch_size,
                 "--test-batch-size": cfg.test_batch_size, "--log-interval": cfg.log_interval}
     for option, value in positive.items():
@@ -118,35 +69,37 @@ def validate(cfg: TrainConfig) -> None:
     for option, value in (("--beta1", cfg.beta1), ("--beta2", cfg.beta2)):
         if not 0.0 <= value < 1.0:
             raise ConfigError(f"{option} {value} must be in [0, 1).")
-    warmup = WARMUPS[cfg.warmup]
-    if warmup.needs_period and cfg.warmup_period is None:
-        raise ConfigError(f"--warmup {cfg.warmup} needs --warmup-period (a positive int).")
-    if cfg.schedule == "inverse-sqrt" and cfg.warmup_period is None:
-        raise ConfigError("--schedule inverse-sqrt needs --warmup-period (its peak).")
     if cfg.warmup_period is not None and cfg.warmup_period < 1:
         raise ConfigError(f"--warmup-period {cfg.warmup_period} must be a positive int.")
-    if warmup.needs_betas and not OPTIMIZERS[cfg.opt].has_betas:
+    optimizer, warmup, schedule = OPTIMIZERS[cfg.opt], WARMUPS[cfg.warmup], SCHEDULES[cfg.schedule]
+    if warmup.needs_period and cfg.warmup_period is None:
+        raise ConfigError(f"--warmup {cfg.warmup} needs --warmup-period (a positive int).")
+    if schedule.needs_period and cfg.warmup_period is None:
+        raise ConfigError(f"--schedule {cfg.schedule} needs --warmup-period (its peak).")
+    if warmup.needs_betas and not optimizer.has_betas:
         with_betas = [n for n, o in OPTIMIZERS.items() if o.has_betas]
         raise ConfigError(f"--warmup {cfg.warmup} derives its period from beta2, which "
                           f"--opt {cfg.opt} does not have; use one of: {', '.join(with_betas)}.")
-    if cfg.warmup == "radam" and not cfg.beta2 > 0.6:
-        raise ConfigError(f"--warmup radam needs --beta2 > 0.6, got {cfg.beta2}.")
+    if warmup.min_beta2 is not None and not cfg.beta2 > warmup.min_beta2:
+        raise ConfigError(f"--warmup {cfg.warmup} needs --beta2 > {warmup.min_beta2}, "
+                          f"got {cfg.beta2}.")
+    if schedule.needs_milestones and not cfg.milestones:
+        raise ConfigError(f"--schedule {cfg.schedule} needs --milestones (epochs).")
+    if any(m < 1 for m in cfg.milestones):
+        raise ConfigError(f"--milestones {list(cfg.milestones)} must be positive epochs.")
     if not 0.0 <= cfg.val_fraction < 1.0:
         raise ConfigError(f"val_fraction {cfg.val_fraction} must be in [0, 1).")
     if cfg.train_samples is not None and cfg.train_samples < 1:
         raise ConfigError(f"--train-samples {cfg.train_samples} must be positive.")
     if cfg.grad_clip is not None and cfg.grad_clip <= 0:
         raise ConfigError(f"--grad-clip {cfg.grad_clip} must be positive.")
-    if cfg.schedule == "multistep" and not cfg.milestones:
-        raise ConfigError("--schedule multistep needs --milestones (epochs).")
-    if any(m < 1 for m in cfg.milestones):
-        raise ConfigError(f"--milestones {list(cfg.milestones)} must be positive epochs.")
 
 
 def redundant_warmup_note(cfg: TrainConfig) -> str | None:
-    if cfg.warmup == "radam" and cfg.opt in ("radam", "radamw"):
-        return (f"note: --warmup radam on --opt {cfg.opt} is redundant: RAdam already "
-                "applies this rectification.")
+    """A note when the warmup repeats what the optimizer already does (RAdam on RAdam)."""
+    if cfg.warmup == "radam" and OPTIMIZERS[cfg.opt].rectified:
+        return (f"note: --warmup radam on --opt {cfg.opt} is redundant: the optimizer already "
+                "applies RAdam's rectification.")
     return None
 
 

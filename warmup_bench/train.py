@@ -1,8 +1,9 @@
 """The training loop and the run lifecycle: fresh start, resume, divergence, outputs.
 
-Read top to bottom: build everything from the config, restore a checkpoint if resuming,
-then per epoch train (warmup dampening every iteration), evaluate, append CSV rows,
-checkpoint. The host syncs only at log intervals and at epoch ends.
+`train()` reads top to bottom: build everything from the config, restore a checkpoint
+when resuming, then per epoch train (`train_epoch`), evaluate, record, checkpoint, and
+finish with the run's final status. The host syncs with the device only at log intervals
+and at epoch ends; every such sync is commented.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import math
 import platform
 import time
+from collections import Counter
+from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,31 +22,47 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import __version__
-from .data import AUGMENTATIONS, BatchLoader, load_dataset, split_train_val
-from .files import atomic_path, write_json_atomic
+from .config import TrainConfig
+from .data import AUGMENTATIONS, BatchLoader, Dataset, load_dataset, split_train_val
 from .models import CONV_NETS, build_model
-from .optim import build_training
-from .runs import (
-    STEP_COLUMNS,
-    CsvLog,
-    epoch_columns,
-    read_summary,
-    run_dir,
-    truncate_rows,
-    write_summary,
-)
-from .tasks import TrainConfig
+from .optim import Training, build_training
+from .runs import CsvLog, RunDir, Status, Summary
 
 
 class RunExists(Exception):
     """The run directory holds an unfinished run and --resume was not given."""
 
 
+class Diverged(Exception):
+    """The training loss stopped being finite."""
+
+    def __init__(self, message: str, epoch: int, step: int):
+        super().__init__(message)
+        self.at = {"epoch": epoch, "step": step}
+
+
+@dataclass
+class RunOptions:
+    """How to execute a run (none of it changes what the run computes on one device)."""
+
+    device: str = "auto"
+    data_dir: Path | None = None
+    resume: bool = False
+    save_model: bool = False
+    show_progress: bool = False
+    threads: int | None = None  # intra-op CPU threads; None keeps torch's default
+    on_note: Callable[[str], None] = print
+
+
 @dataclass
 class RunResult:
-    status: str  # complete / diverged / interrupted / already-complete
-    directory: Path
-    summary: dict
+    run: RunDir
+    summary: Summary
+    already_complete: bool = False  # found complete: nothing was trained
+
+    @property
+    def status(self) -> Status:
+        return self.summary.status
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -61,225 +80,295 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def evaluate(model, loader: BatchLoader, autocast) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over every sample: one host sync at the end."""
-    model.eval()
-    loss_sum = torch.zeros((), device=loader.device)
-    correct = torch.zeros((), dtype=torch.long, device=loader.device)
-    with torch.no_grad(), autocast():
-        for x, y in loader:
-            logits = model(x)
-            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
-            correct += (logits.argmax(1) == y).sum()
-    n = loader.num_samples
-    return loss_sum.item() / n, correct.item() / n
+# ---- building -----------------------------------------------------------------------
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+@dataclass
+class Loaders:
+    train: BatchLoader
+    test: BatchLoader
+    val: BatchLoader | None
 
 
-def _rng_state(device: torch.device) -> dict:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def _scheduler_state(scheduler) -> dict:
-    state = scheduler.state_dict()
-    if "milestones" in state:  # a Counter, which weights_only loading refuses
-        state["milestones"] = dict(state["milestones"])
-    return state
-
-
-def _load_scheduler_state(scheduler, state: dict) -> None:
-    from collections import Counter
-
-    if "milestones" in state:
-        state = {**state, "milestones": Counter(state["milestones"])}
-    scheduler.load_state_dict(state)
-
-
-def train(cfg: TrainConfig, out: Path, *, data_dir: Path | None = None, device: str = "auto",
-          resume: bool = False, save_model: bool = False, show_progress: bool = False,
-          on_note=print) -> RunResult:
-    directory = run_dir(out, cfg)
-    previous = read_summary(directory)
-    if previous and previous.get("status") == "complete":
-        return RunResult("already-complete", directory, previous)
-    checkpoint_path = directory / "checkpoint.pt"
-    if directory.exists() and not resume and any(directory.iterdir()):
-        raise RunExists(f"{directory} already holds a run (status "
-                        f"{(previous or {}).get('status', 'unknown')}); pass --resume to "
-                        "continue it, or delete the folder to start over.")
-
-    dev = resolve_device(device)
-    if cfg.amp and dev.type != "cuda":
-        on_note("note: --amp (bf16 autocast) applies on CUDA only; training in float32.")
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) \
-        if cfg.amp and dev.type == "cuda" else nullcontext
-
-    # ---- data (before anything is written: a missing data set leaves no run folder)
-    data = load_dataset(cfg.dataset, data_dir)
+def make_loaders(cfg: TrainConfig, data: Dataset, device: torch.device) -> Loaders:
     train_split, val_split = data.train, None
     if cfg.val_fraction > 0:
         train_split, val_split = split_train_val(train_split, cfg.val_fraction,
                                                  cfg.val_split_seed)
     if cfg.train_samples is not None:
         train_split = train_split.subset(torch.arange(min(cfg.train_samples, len(train_split))))
-    common = {"mean": data.mean, "std": data.std, "num_classes": data.num_classes, "device": dev}
+    # conv nets run faster channels_last on CUDA; batches arrive in that layout
+    memory_format = torch.channels_last if device.type == "cuda" and cfg.model in CONV_NETS \
+        else torch.contiguous_format
+    common = {"mean": data.mean, "std": data.std, "device": device,
+              "memory_format": memory_format}
     train_loader = BatchLoader(train_split, cfg.batch_size, train=True, seed=cfg.seed,
                                augment=AUGMENTATIONS[cfg.augment](), **common)
     if len(train_loader) == 0:
         raise ValueError(f"--batch-size {cfg.batch_size} exceeds the {len(train_split)} "
                          "training samples: no full batch to train on.")
-    test_loader = BatchLoader(data.test, cfg.test_batch_size, train=False, **common)
     val_loader = BatchLoader(val_split, cfg.test_batch_size, train=False, **common) \
         if val_split is not None else None
+    return Loaders(train_loader, BatchLoader(data.test, cfg.test_batch_size, train=False,
+                                             **common), val_loader)
 
-    # ---- model, optimizer, schedule, warmup
+
+@dataclass
+class Net:
+    """The model and everything that trains it."""
+
+    model: torch.nn.Module
+    forward: Callable  # the model, compiled or not
+    training: Training
+    criterion: torch.nn.Module
+    autocast: Callable  # a context manager factory: bf16 autocast or nothing
+
+
+def build_net(cfg: TrainConfig, data: Dataset, device: torch.device, iters_per_epoch: int,
+              on_note: Callable[[str], None]) -> Net:
+    if cfg.amp and device.type != "cuda":
+        on_note("note: --amp (bf16 autocast) applies on CUDA only; training in float32.")
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, data.num_classes, data.input_shape[0]).to(dev)
-    channels_last = dev.type == "cuda" and cfg.model in CONV_NETS
-    if channels_last:
+    model = build_model(cfg.model, data.num_classes, data.input_shape[0]).to(device)
+    if device.type == "cuda" and cfg.model in CONV_NETS:
         model = model.to(memory_format=torch.channels_last)
-    iters = len(train_loader)
-    optimizer, schedule, warmup, delay = build_training(model, cfg, iters)
-    forward = torch.compile(model) if cfg.compile else model
-    criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) \
+        if cfg.amp and device.type == "cuda" else nullcontext
+    return Net(model, torch.compile(model) if cfg.compile else model,
+               build_training(model, cfg, iters_per_epoch),
+               torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), autocast)
 
-    directory.mkdir(parents=True, exist_ok=True)
-    start_epoch, wall_before = 0, 0.0
-    best = {"best_test_acc": None, "best_epoch": None}
-    if resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=dev, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        _load_scheduler_state(schedule.scheduler, state["scheduler"])
-        warmup.load_state_dict(state["warmup"])
-        _set_rng_state(state["rng"], dev)
-        start_epoch, wall_before, best = state["epoch"], state["wall_seconds"], state["best"]
-        truncate_rows(directory / "steps.csv", state["rows"]["steps"])
-        truncate_rows(directory / "epochs.csv", state["rows"]["epochs"])
-    else:
-        for name in ("steps.csv", "epochs.csv", "checkpoint.pt", "model.pt"):
-            (directory / name).unlink(missing_ok=True)
-    write_json_atomic(directory / "config.json", {
-        **cfg.to_dict(), "run_name": directory.name,
+
+# ---- checkpoints --------------------------------------------------------------------
+
+
+@dataclass
+class RunState:
+    """Where a run stands after its last completed epoch (what a checkpoint restores)."""
+
+    epoch: int = 0
+    wall_seconds: float = 0.0
+    best: dict = field(default_factory=lambda: {"best_test_acc": None, "best_epoch": None})
+
+
+def checkpoint_state(net: Net, device: torch.device, done: RunState,
+                     logs: tuple[CsvLog, CsvLog]) -> dict:
+    scheduler = net.training.schedule.scheduler.state_dict()
+    if "milestones" in scheduler:  # a Counter, which weights_only loading refuses
+        scheduler["milestones"] = dict(scheduler["milestones"])
+    rng = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return {"model": net.model.state_dict(), "optimizer": net.training.optimizer.state_dict(),
+            "scheduler": scheduler, "warmup": net.training.warmup.state_dict(), "rng": rng,
+            "epoch": done.epoch, "wall_seconds": done.wall_seconds, "best": done.best,
+            "rows": {"steps": logs[0].rows, "epochs": logs[1].rows}}
+
+
+def restore(run: RunDir, net: Net, device: torch.device) -> RunState:
+    state = run.load_checkpoint(device)
+    net.model.load_state_dict(state["model"])
+    net.training.optimizer.load_state_dict(state["optimizer"])
+    scheduler = state["scheduler"]
+    if "milestones" in scheduler:
+        scheduler = {**scheduler, "milestones": Counter(scheduler["milestones"])}
+    net.training.schedule.scheduler.load_state_dict(scheduler)
+    net.training.warmup.load_state_dict(state["warmup"])
+    torch.set_rng_state(state["rng"]["cpu"])
+    if device.type == "cuda" and "cuda" in state["rng"]:
+        torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+    run.rewind(state["rows"])
+    return RunState(state["epoch"], state["wall_seconds"], state["best"])
+
+
+def run_meta(run: RunDir, device: torch.device, iters_per_epoch: int, net: Net,
+             resumed_at: int) -> dict:
+    return {
+        "run_name": run.name,
         "versions": {"warmup_bench": __version__, "torch": torch.__version__,
                      "python": platform.python_version()},
-        "device": str(dev), "device_name": torch.cuda.get_device_name(dev)
-        if dev.type == "cuda" else dev.type, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "resumed_at_epoch": start_epoch if start_epoch else None,
-        "delay_schedule_iterations": delay, "iterations_per_epoch": iters,
-    })
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+        else device.type,
+        # CPU kernels reduce in a thread-count-dependent order: results are bit-reproducible
+        # for the same device, torch build and thread count
+        "threads": torch.get_num_threads(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "resumed_at_epoch": resumed_at or None,
+        "delay_schedule_iterations": net.training.schedule.delay,
+        "iterations_per_epoch": iters_per_epoch,
+    }
 
-    steps_log = CsvLog(directory / "steps.csv", STEP_COLUMNS)
-    epochs_log = CsvLog(directory / "epochs.csv", epoch_columns(val_loader is not None))
-    summary = {"status": "running", **best, "final_test_acc": None,
-               "epochs_done": start_epoch, "wall_seconds": wall_before, "error": None}
-    write_summary(directory, summary)
-    started = time.perf_counter()
 
-    def finish(status: str, error: str | None = None, **extra) -> RunResult:
-        steps_log.close()
-        epochs_log.close()
-        summary.update(status=status, error=error,
-                       wall_seconds=wall_before + time.perf_counter() - started, **extra)
-        write_summary(directory, summary)
-        return RunResult(status, directory, summary)
+# ---- the loop -----------------------------------------------------------------------
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  "
-                          "{task.fields[speed]} img/s"), TimeRemainingColumn())
-    progress = Progress(*columns, disable=not show_progress, transient=True)
-    bar = progress.add_task(cfg.task, total=cfg.epochs * iters, completed=start_epoch * iters,
-                            loss="-", lr="-", speed="-")
+
+def train(cfg: TrainConfig, out: Path, options: RunOptions | None = None,
+          data: Dataset | None = None) -> RunResult:
+    """Runs `cfg` to its end, or resumes it, in its folder under `out`. `data` skips
+    loading the data set (benchmarks hand in synthetic data of the same shape)."""
+    options = options or RunOptions()
+    run = RunDir.of(out, cfg)
+    previous = run.read_summary()
+    if previous is not None and previous.status is Status.COMPLETE:
+        return RunResult(run, previous, already_complete=True)
+    if run.has_files() and not options.resume:
+        status = previous.status.value if previous else "unknown"
+        raise RunExists(f"{run.path} already holds a run (status {status}); pass --resume "
+                        "to continue it, or delete the folder to start over.")
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    device = resolve_device(options.device)
+
+    # ---- build (before anything is written: a missing data set leaves no run folder)
+    data = data if data is not None else load_dataset(cfg.dataset, options.data_dir)
+    loaders = make_loaders(cfg, data, device)
+    iters = len(loaders.train)
+    net = build_net(cfg, data, device, iters, options.on_note)
+
+    # ---- restore or start fresh
+    if options.resume and run.has_checkpoint():
+        done = restore(run, net, device)
+    else:
+        run.start_fresh()
+        done = RunState()
+    run.write_config(cfg)
+    run.write_meta(run_meta(run, device, iters, net, done.epoch))
+    logs = run.open_logs(loaders.val is not None)
+    summary = Summary(epochs_done=done.epoch, wall_seconds=done.wall_seconds, **done.best)
+    run.write_summary(summary)
+    clock = time.perf_counter()
+
+    def finish(status: Status, error: str | None = None, **extra) -> RunResult:
+        for log in logs:
+            log.close()
+        summary.status, summary.error = status, error
+        summary.wall_seconds = done.wall_seconds + time.perf_counter() - clock
+        for key, value in extra.items():
+            setattr(summary, key, value)
+        run.write_summary(summary)
+        return RunResult(run, summary)
+
+    bar = ProgressBar(cfg, iters, done.epoch, options.show_progress)
     try:
-        with progress:
-            for epoch in range(start_epoch, cfg.epochs):
-                model.train()
-                epoch_start = last_log_time = time.perf_counter()
-                loss_sum = torch.zeros((), device=dev)
-                correct = torch.zeros((), dtype=torch.long, device=dev)
-                for i, (x, y) in enumerate(train_loader.batches(epoch)):
-                    step = epoch * iters + i + 1  # 1-based global iteration
-                    if channels_last:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    lr_used = optimizer.param_groups[0]["lr"]
-                    with autocast():
-                        logits = forward(x)
-                        loss = criterion(logits.float(), y)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.grad_clip is not None:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    optimizer.step()
-                    with warmup.dampening():
-                        end_of_epoch = i == iters - 1
-                        if (end_of_epoch or not schedule.per_epoch) and step >= delay:
-                            schedule.scheduler.step()
-                    loss_sum += loss.detach()
-                    correct += (logits.argmax(1) == y).sum()
-                    if (step - 1) % cfg.log_interval == 0:
-                        value = loss.item()  # the one host sync between epoch ends
-                        if not math.isfinite(value):
-                            return finish("diverged", f"loss became {value} at step {step} "
-                                          f"(epoch {epoch + 1})",
-                                          diverged_at={"epoch": epoch + 1, "step": step})
-                        omega = warmup.warmup_factor(step - 1, **warmup.warmup_params[0])
-                        steps_log.append({"step": step, "epoch": epoch + 1, "lr": lr_used,
-                                          "warmup_factor": omega, "loss": value})
-                        now = time.perf_counter()
-                        done = min(cfg.log_interval, step) * cfg.batch_size
-                        progress.update(bar, completed=step, loss=f"{value:.4f}",
-                                        lr=f"{lr_used:.3g}", description=f"epoch {epoch + 1}"
-                                        f"/{cfg.epochs}",
-                                        speed=f"{done / max(now - last_log_time, 1e-9):,.0f}")
-                        last_log_time = now
-                train_loss = loss_sum.item() / iters
-                train_seconds = time.perf_counter() - epoch_start
-                if not math.isfinite(train_loss):
-                    return finish("diverged", f"loss became {train_loss} in epoch {epoch + 1}",
-                                  diverged_at={"epoch": epoch + 1, "step": (epoch + 1) * iters})
-                row = {"epoch": epoch + 1, "train_loss": train_loss,
-                       "train_acc": correct.item() / (iters * cfg.batch_size)}
-                row["test_loss"], row["test_acc"] = evaluate(forward, test_loader, autocast)
-                if val_loader is not None:
-                    row["val_loss"], row["val_acc"] = evaluate(forward, val_loader, autocast)
-                row["seconds"] = time.perf_counter() - epoch_start
-                row["images_per_second"] = iters * cfg.batch_size / train_seconds
-                epochs_log.append(row)
-                if best["best_test_acc"] is None or row["test_acc"] > best["best_test_acc"]:
-                    best = {"best_test_acc": row["test_acc"], "best_epoch": epoch + 1}
-                    if save_model:
-                        _save_checkpoint(directory / "model.pt", model.state_dict())
-                wall = wall_before + time.perf_counter() - started
-                _save_checkpoint(checkpoint_path, {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": _scheduler_state(schedule.scheduler),
-                    "warmup": warmup.state_dict(), "rng": _rng_state(dev), "epoch": epoch + 1,
-                    "wall_seconds": wall, "best": best,
-                    "rows": {"steps": steps_log.rows, "epochs": epochs_log.rows},
-                })
-                summary.update(best, final_test_acc=row["test_acc"], epochs_done=epoch + 1,
-                               wall_seconds=wall)
-                if val_loader is not None:
-                    summary["final_val_acc"] = row["val_acc"]
-                write_summary(directory, summary)
+        with bar:
+            for epoch in range(done.epoch, cfg.epochs):
+                epoch_started = time.perf_counter()
+                row = train_epoch(cfg, net, loaders.train, epoch, logs[0], bar)
+                row["test_loss"], row["test_acc"] = evaluate(net, loaders.test)
+                if loaders.val is not None:
+                    row["val_loss"], row["val_acc"] = evaluate(net, loaders.val)
+                row["seconds"] = time.perf_counter() - epoch_started
+                logs[1].append(row)
+                if done.best["best_test_acc"] is None or \
+                        row["test_acc"] > done.best["best_test_acc"]:
+                    done.best = {"best_test_acc": row["test_acc"], "best_epoch": epoch + 1}
+                    if options.save_model:
+                        run.save_model(net.model.state_dict())
+                done.epoch = epoch + 1
+                done.wall_seconds = summary.wall_seconds = \
+                    done.wall_seconds + time.perf_counter() - clock
+                clock = time.perf_counter()
+                run.save_checkpoint(checkpoint_state(net, device, done, logs))
+                summary.best_test_acc = done.best["best_test_acc"]
+                summary.best_epoch = done.best["best_epoch"]
+                summary.final_test_acc, summary.epochs_done = row["test_acc"], epoch + 1
+                summary.final_val_acc = row.get("val_acc")
+                run.write_summary(summary)
+    except Diverged as diverged:
+        return finish(Status.DIVERGED, str(diverged), diverged_at=diverged.at)
     except KeyboardInterrupt:
-        finish("interrupted", "interrupted by the user; --resume continues from the last "
-               "completed epoch")
+        finish(Status.INTERRUPTED, "interrupted by the user; --resume continues from the "
+               "last completed epoch")
         raise
     except BaseException as error:
-        finish("failed", f"{type(error).__name__}: {error}")
+        finish(Status.FAILED, f"{type(error).__name__}: {error}")
         raise
-    return finish("complete")
+    return finish(Status.COMPLETE)
+
+
+def train_epoch(cfg: TrainConfig, net: Net, loader: BatchLoader, epoch: int, steps_log: CsvLog,
+                bar: ProgressBar) -> dict:
+    """One epoch of training steps; returns its train metrics (the start of the epoch's
+    row in the epochs log) or raises Diverged."""
+    net.model.train()
+    optimizer, iters = net.training.optimizer, len(loader)
+    started = time.perf_counter()
+    loss_sum = torch.zeros((), device=loader.device)
+    correct = torch.zeros((), dtype=torch.long, device=loader.device)
+    for i, (x, y) in enumerate(loader.batches(epoch)):
+        step = epoch * iters + i + 1  # 1-based global iteration
+        lr_used = optimizer.param_groups[0]["lr"]  # what this step applies (warmup included)
+        with net.autocast():
+            logits = net.forward(x)
+            loss = net.criterion(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        # (diagnostics seam: gradients are complete here)
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(net.model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        # (diagnostics seam: the update is parameters now minus parameters before the step)
+        net.training.after_step(step, end_of_epoch=i == iters - 1)
+        loss_sum += loss.detach()
+        correct += (logits.argmax(1) == y).sum()
+        if (step - 1) % cfg.log_interval == 0:
+            value = loss.item()  # host sync: only at log steps
+            if not math.isfinite(value):
+                raise Diverged(f"loss became {value} at step {step} (epoch {epoch + 1})",
+                               epoch + 1, step)
+            steps_log.append({"step": step, "epoch": epoch + 1, "lr": float(lr_used),
+                              "warmup_factor": net.training.warmup.factor_at(step - 1),
+                              "loss": value})
+            bar.update(step, epoch, value, float(lr_used))
+    train_loss = loss_sum.item() / iters  # host sync: epoch end
+    seconds = time.perf_counter() - started
+    if not math.isfinite(train_loss):
+        raise Diverged(f"loss became {train_loss} in epoch {epoch + 1}", epoch + 1,
+                       (epoch + 1) * iters)
+    return {"epoch": epoch + 1, "train_loss": train_loss,
+            "train_acc": correct.item() / (iters * loader.batch_size),
+            "images_per_second": iters * loader.batch_size / seconds}
+
+
+def evaluate(net: Net, loader: BatchLoader) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over every sample: one host sync at the end."""
+    net.model.eval()
+    loss_sum = torch.zeros((), device=loader.device)
+    correct = torch.zeros((), dtype=torch.long, device=loader.device)
+    with torch.no_grad(), net.autocast():
+        for x, y in loader:
+            logits = net.forward(x)
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+    n = loader.num_samples
+    return loss_sum.item() / n, correct.item() / n  # host sync: end of evaluation
+
+
+class ProgressBar:
+    """A rich progress bar over the run's iterations (loss, LR, images/s at log steps)."""
+
+    def __init__(self, cfg: TrainConfig, iters: int, start_epoch: int, enabled: bool):
+        self.cfg, self.last = cfg, time.perf_counter()
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  "
+                              "{task.fields[speed]} img/s"), TimeRemainingColumn())
+        self.progress = Progress(*columns, disable=not enabled, transient=True)
+        self.bar = self.progress.add_task(cfg.task, total=cfg.epochs * iters,
+                                          completed=start_epoch * iters, loss="-", lr="-",
+                                          speed="-")
+
+    def __enter__(self) -> ProgressBar:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def update(self, step: int, epoch: int, loss: float, lr: float) -> None:
+        now = time.perf_counter()
+        images = min(self.cfg.log_interval, step) * self.cfg.batch_size
+        self.progress.update(self.bar, completed=step, loss=f"{loss:.4f}", lr=f"{lr:.3g}",
+                             description=f"epoch {epoch + 1}/{self.cfg.epochs}",
+                             speed=f"{images / max(now - self.last, 1e-9):,.0f}")
+        self.last = now

@@ -7,16 +7,16 @@ from .catalog import (
     Dataset,
     DatasetSpec,
     Split,
-    check_dataset,
     default_data_dir,
     folder_size,
     get_spec,
     load_dataset,
     locate,
 )
-from .download import download, md5_of
+from .download import download
 from .loader import BatchLoader, epoch_generator, split_train_val
 from .readers import DataError, read_cifar_binary, read_cifar_pickle, read_idx
+from .verify import check_dataset, md5_of
 
 __all__ = [
     "AUGMENTATIONS", "CropFlip", "RotateTranslate", "affine", "DATASETS", "Dataset",

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import check_choice
 from .readers import (
     DataError,
     read_cifar_binary,
@@ -96,10 +97,10 @@ class DatasetSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     folders: tuple[str, ...]  # candidate folders under the data dir, in search order
+    layout: IdxLayout | CifarLayout | EmbeddedLayout  # how the files are found and read
     extra_folders: tuple[Path, ...] = ()  # system-wide locations (Debian packages)
     remotes: tuple[Remote, ...] = ()
     archive: str = "gz-files"  # how the remotes unpack: a key of download.UNPACKERS
-    layout: IdxLayout | CifarLayout | None = None  # None: embedded, nothing on disk
     expected_files: str = ""  # for the "put these files there" message
 
     def candidate_folders(self, data_dir: Path) -> list[Path]:
@@ -120,6 +121,8 @@ class IdxLayout:
     names: tuple[str, ...]
     num_classes: int
 
+    embedded = False
+
     def complete(self, folder: Path) -> bool:
         return all(_idx_file(folder, n) for n in self.names)
 
@@ -132,6 +135,8 @@ class IdxLayout:
 @dataclass(frozen=True)
 class CifarLayout:
     """CIFAR-10 batches: the python-pickle version or the binary one, by folder name."""
+
+    embedded = False
 
     def _files(self, folder: Path):
         for layout, train_files, test_files, reader in (
@@ -150,6 +155,21 @@ class CifarLayout:
         parts = [[reader(folder / f) for f in files] for files in (train_files, test_files)]
         return tuple((np.concatenate([p[0] for p in part]), np.concatenate([p[1] for p in part]))
                      for part in parts)
+
+
+@dataclass(frozen=True)
+class EmbeddedLayout:
+    """A data set bundled with an installed package: nothing on disk to find or fetch."""
+
+    reader: object  # () -> ((train images, labels), (test images, labels))
+    source: str
+    embedded = True
+
+    def complete(self, folder: Path) -> bool:
+        return True
+
+    def read(self, folder: Path | None = None):
+        return self.reader()
 
 
 def idx_remotes(base: str, md5s: tuple[str, ...]) -> tuple[Remote, ...]:
@@ -200,6 +220,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "digits": DatasetSpec(
         name="digits", title="scikit-learn digits (8x8, embedded)", num_classes=10,
         shape=(1, 8, 8), sizes=(1438, 359), mean=(), std=(), folders=(),
+        layout=EmbeddedLayout(read_sklearn_digits, "scikit-learn (bundled)"),
     ),
 }
 
@@ -209,15 +230,14 @@ def default_data_dir() -> Path:
 
 
 def get_spec(name: str) -> DatasetSpec:
-    if name not in DATASETS:
-        raise DataError(f"unknown data set {name!r}; choose from: {', '.join(DATASETS)}.")
+    check_choice("data set", name, DATASETS)
     return DATASETS[name]
 
 
 def locate(name: str, data_dir: Path | None = None) -> Path | None:
     """The first folder holding a complete copy of the data set (None if none does)."""
     spec = get_spec(name)
-    if spec.layout is None:
+    if spec.layout.embedded:
         return None
     data_dir = default_data_dir() if data_dir is None else Path(data_dir)
     return next((f for f in spec.candidate_folders(data_dir) if spec.layout.complete(f)), None)
@@ -232,21 +252,22 @@ def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
     """Reads a whole data set into memory (CPU uint8 tensors)."""
     spec = get_spec(name)
     data_dir = default_data_dir() if data_dir is None else Path(data_dir)
-    if name == "digits":
-        (train_x, train_y), (test_x, test_y) = read_sklearn_digits()
-        source = "scikit-learn (bundled)"
-        scaled = train_x.astype(np.float64) / 255.0
-        mean, std = (float(scaled.mean()),), (float(scaled.std()),)
+    if spec.layout.embedded:
+        folder, source = None, spec.layout.source
     else:
         folder = locate(name, data_dir)
         if folder is None:
             raise DataError(not_found_message(spec, data_dir))
-        (train_x, train_y), (test_x, test_y) = spec.layout.read(folder)
-        source, mean, std = str(folder), spec.mean, spec.std
-        for split, images in (("train", train_x), ("test", test_x)):
-            if tuple(images.shape[1:]) != spec.shape:
-                raise DataError(f"{folder}: {split} images are {images.shape[1:]}, "
-                                f"expected {spec.shape}.")
+        source = str(folder)
+    (train_x, train_y), (test_x, test_y) = spec.layout.read(folder)
+    for split, images in (("train", train_x), ("test", test_x)):
+        if tuple(images.shape[1:]) != spec.shape:
+            raise DataError(f"{source}: {split} images are {images.shape[1:]}, "
+                            f"expected {spec.shape}.")
+    mean, std = spec.mean, spec.std
+    if not mean:  # no published statistics: those of the train split
+        scaled = train_x.astype(np.float64) / 255.0
+        mean, std = (float(scaled.mean()),), (float(scaled.std()),)
 
     def split(images, labels) -> Split:
         # parsed arrays may view read-only file buffers: copy only those
@@ -259,22 +280,3 @@ def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
 
 def folder_size(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-
-
-def check_dataset(name: str, data_dir: Path | None = None) -> Dataset:
-    """Verifies a data set on disk: known MD5s, every file parses, the published sizes."""
-    from .download import md5_of
-
-    spec = get_spec(name)
-    data = load_dataset(name, data_dir)  # parses every file defensively
-    if spec.layout is None:
-        return data
-    folder = Path(data.source)
-    for filename, md5 in CIFAR_PY_MD5.items() if folder.name == CIFAR_PY[0] else ():
-        if md5_of(folder / filename) != md5:
-            raise DataError(f"{folder / filename}: MD5 differs from the published one.")
-    sizes = (len(data.train), len(data.test))
-    if sizes != spec.sizes:
-        raise DataError(f"{folder}: {sizes[0]} train / {sizes[1]} test samples, expected "
-                        f"{spec.sizes[0]} / {spec.sizes[1]}.")
-    return data

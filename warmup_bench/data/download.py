@@ -28,16 +28,7 @@ from rich.progress import (
 
 from .catalog import DatasetSpec, Remote, get_spec
 from .readers import DataError
-
-CHUNK = 1 << 20
-
-
-def md5_of(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+from .verify import CHUNK
 
 
 def fetch(url: str, part: Path, expected_md5: str, progress: Progress | None,

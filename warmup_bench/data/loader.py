@@ -34,8 +34,9 @@ class BatchLoader:
     `train`; in order and covering every sample once otherwise."""
 
     def __init__(self, split: Split, batch_size: int, mean: tuple[float, ...],
-                 std: tuple[float, ...], *, train: bool, num_classes: int,
-                 augment=None, seed: int = 0, device: torch.device | str | None = None):
+                 std: tuple[float, ...], *, train: bool, augment=None, seed: int = 0,
+                 device: torch.device | str | None = None,
+                 memory_format: torch.memory_format = torch.contiguous_format):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
         self.split = split.to(device) if device is not None else split
@@ -43,7 +44,7 @@ class BatchLoader:
         self.train = train
         self.augment = augment
         self.seed = seed
-        self.num_classes = num_classes
+        self.memory_format = memory_format
         device = self.split.images.device
         mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
@@ -68,7 +69,8 @@ class BatchLoader:
         return n // b if self.train else -(-n // b)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.addcmul(-self.shift, images.float(), self.scale)
+        out = torch.addcmul(-self.shift, images.float(), self.scale)
+        return out.contiguous(memory_format=self.memory_format)
 
     def batches(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of `epoch` (the same epoch number gives the same batches)."""

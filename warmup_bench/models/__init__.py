@@ -26,9 +26,5 @@ def build_model(name: str, num_classes: int, in_channels: int) -> nn.Module:
     return MODELS[name](num_classes=num_classes, in_channels=in_channels)
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-__all__ = ["MODELS", "CONV_NETS", "RESNET_DEPTHS", "build_model", "count_parameters",
+__all__ = ["MODELS", "CONV_NETS", "RESNET_DEPTHS", "build_model",
            "CifarResNet", "EmnistCNN", "DigitsNet", "VisionTransformer"]

@@ -15,7 +15,7 @@ from .period import (
     untuned_exponential_period_closed_form,
     untuned_linear_period_closed_form,
 )
-from .radam import RAdamWarmup, get_offset, offset, rho_fn, rho_inf, rho_inf_fn, rho_t
+from .radam import MIN_BETA2, RAdamWarmup, get_offset, rho_fn, rho_inf_fn
 from .untuned import (
     UntunedExponentialWarmup,
     UntunedLinearWarmup,
@@ -25,8 +25,8 @@ from .untuned import (
 
 __all__ = [
     "BaseWarmup", "NoWarmup", "LinearWarmup", "ExponentialWarmup", "UntunedLinearWarmup",
-    "UntunedExponentialWarmup", "RAdamWarmup", "rho_inf", "rho_t", "offset", "rho_inf_fn",
-    "rho_fn", "get_offset", "untuned_linear_period", "untuned_exponential_period",
+    "UntunedExponentialWarmup", "RAdamWarmup", "MIN_BETA2", "rho_inf_fn", "rho_fn",
+    "get_offset", "untuned_linear_period", "untuned_exponential_period",
     "effective_warmup_period", "linear_factors", "exponential_factors", "radam_factors",
     "UNTUNED_FACTORS", "beta2_grid", "period_curves", "factor_curves",
     "linear_period_closed_form", "exponential_period_closed_form",

@@ -95,6 +95,10 @@ class BaseWarmup:
         """omega at step index `step` (iteration t = step + 1)."""
         raise NotImplementedError
 
+    def factor_at(self, step: int, group: int = 0) -> float:
+        """omega of param group `group` at step index `step` (what a log records)."""
+        return self.warmup_factor(step, **self.warmup_params[group])
+
     def dampen(self, step: int | None = None) -> None:
         """Multiplies every group's current LR by the factor of `step` (default: next)."""
         self.last_step = self.last_step + 1 if step is None else step

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .radam import offset, radam_factor_squared, rho_inf, rho_t
+from .radam import get_offset, radam_factor_squared, rho_fn, rho_inf_fn
 from .untuned import untuned_exponential_period, untuned_linear_period
 
 FactorFn = Callable[[np.ndarray], np.ndarray]
@@ -27,9 +27,9 @@ def exponential_factors(period: int) -> FactorFn:
 
 
 def radam_factors(beta2: float) -> FactorFn:
-    limit = rho_inf(beta2)
-    delta = offset(beta2, limit)
-    return lambda t: np.sqrt(radam_factor_squared(rho_t(t + delta - 1, beta2, limit), limit))
+    limit = rho_inf_fn(beta2)
+    delta = get_offset(beta2, limit)
+    return lambda t: np.sqrt(radam_factor_squared(rho_fn(t + delta - 1, beta2, limit), limit))
 
 
 # The beta2-derived schedules of the paper, by warmup name: beta2 -> omega(t).

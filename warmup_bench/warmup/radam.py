@@ -19,23 +19,24 @@ from .base import BaseWarmup, check_optimizer, group_beta2s
 MIN_BETA2 = 0.6  # below this rho_t never exceeds 4 in practice (Fact 3.1 of Ma & Yarats)
 
 
-def rho_inf(beta2: float) -> float:
-    """The limit of rho_t as t -> infinity."""
+def rho_inf_fn(beta2: float) -> float:
+    """rho_inf: the limit of rho_t as t -> infinity."""
     return 2.0 / (1 - beta2) - 1
 
 
-def rho_t(t: int, beta2: float, rho_inf: float) -> float:
-    """Length of the approximated simple moving average at iteration t."""
+def rho_fn(t, beta2: float, rho_inf: float):
+    """rho_t: length of the approximated simple moving average at iteration t (t may be
+    a numpy array)."""
     beta2_t = beta2**t
     return rho_inf - 2 * t * beta2_t / (1 - beta2_t)
 
 
-def offset(beta2: float, rho_inf: float) -> int:
+def get_offset(beta2: float, rho_inf: float) -> int:
     """delta: the smallest t >= 1 with rho_t > 4."""
     if not beta2 > MIN_BETA2:
         raise ValueError(f"RAdam warmup needs beta2 > {MIN_BETA2}, got {beta2}.")
     t = 1
-    while rho_t(t, beta2, rho_inf) <= 4:
+    while rho_fn(t, beta2, rho_inf) <= 4:
         t += 1
     return t
 
@@ -47,10 +48,6 @@ def radam_factor_squared(rho, rho_inf):
     return numerator / denominator
 
 
-# pytorch_warmup's names for the same helpers, so code written against it reads the same.
-rho_inf_fn, rho_fn, get_offset = rho_inf, rho_t, offset
-
-
 class RAdamWarmup(BaseWarmup):
     """Warmup factor of RAdam's rectification, per param group's beta2."""
 
@@ -58,9 +55,9 @@ class RAdamWarmup(BaseWarmup):
         check_optimizer(optimizer)
         params = []
         for beta2 in group_beta2s(optimizer, type(self).__name__):
-            limit = rho_inf(beta2)
-            params.append({"beta2": beta2, "rho_inf": limit, "offset": offset(beta2, limit)})
+            limit = rho_inf_fn(beta2)
+            params.append({"beta2": beta2, "rho_inf": limit, "offset": get_offset(beta2, limit)})
         super().__init__(optimizer, params, last_step)
 
     def warmup_factor(self, step: int, beta2: float, rho_inf: float, offset: int) -> float:
-        return math.sqrt(radam_factor_squared(rho_t(step + offset, beta2, rho_inf), rho_inf))
+        return math.sqrt(radam_factor_squared(rho_fn(step + offset, beta2, rho_inf), rho_inf))
