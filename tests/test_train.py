@@ -55,7 +55,8 @@ def test_digits_acceptance_run_directory(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     directory = only_run(tmp_path)
     assert sorted(p.name for p in directory.iterdir()) == [
-        "checkpoint.pt", "config.json", "epochs.csv", "meta.json", "steps.csv", "summary.json"]
+        "checkpoint.pt", "config.json", "epochs.csv", "lock", "meta.json", "steps.csv",
+        "summary.json"]
     summary = json.loads((directory / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["epochs_done"] == 30
     assert summary["best_test_acc"] > 0.9 and elapsed < 60

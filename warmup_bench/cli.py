@@ -39,11 +39,12 @@ def user_errors() -> Iterator[None]:
     set, a run folder in the way) into one line and exit code 2."""
     from .config import ConfigError
     from .data import DataError
+    from .runs import CheckpointError, RunBusy
     from .train import RunExists
 
     try:
         yield
-    except (ConfigError, DataError, RunExists) as error:
+    except (ConfigError, DataError, RunExists, RunBusy, CheckpointError) as error:
         fail(str(error))
 
 
@@ -223,7 +224,7 @@ def train(
     progress: bool = typer.Option(True, help="Show a progress bar (only on a terminal)."),
 ) -> None:
     """Train one task with any optimizer x warmup x schedule; writes a run directory."""
-    from .runs import Status
+    from .runs import Status, check_output_root
     from .tasks import redundant_warmup_note, resolve_config
     from .train import RunOptions
     from .train import train as run_training
@@ -237,6 +238,7 @@ def train(
                      compile=compile)
     with user_errors():
         cfg = resolve_config(task, overrides)
+        check_output_root(out)
     _check_devices([device])
     _check_threads(threads)
     note = redundant_warmup_note(cfg)
@@ -252,6 +254,10 @@ def train(
         typer.echo("interrupted: the last completed epoch is checkpointed; rerun with --resume.",
                    err=True)
         raise typer.Exit(130) from None
+    except (OSError, torch_out_of_memory()) as error:  # a disk, permission or memory fault
+        typer.echo(f"Error: the run failed ({type(error).__name__}: {error}); its summary "
+                   "says failed where it could still be written.", err=True)
+        raise typer.Exit(1) from None
     s = result.summary
     if result.already_complete:
         console.print(f"already complete, not retrained: {result.run.path}", highlight=False)
@@ -264,14 +270,20 @@ def train(
         f"{s.wall_seconds:.1f} s -> {result.run.path}", highlight=False, soft_wrap=True)
 
 
-def _check_devices(devices: list[str]) -> None:
-    from .train import resolve_device
+def torch_out_of_memory() -> type[Exception]:
+    import torch
 
-    try:
+    return torch.OutOfMemoryError
+
+
+def _check_devices(devices: list[str]) -> None:
+    from .train import DEVICE_FORMS, resolve_device
+
+    if not devices:
+        fail(f"--devices names no device; use a comma-separated list of {DEVICE_FORMS}.")
+    with user_errors():
         for device in devices:
             resolve_device(device)
-    except (ValueError, RuntimeError) as error:
-        fail(str(error))
 
 
 def _check_threads(threads: int | None) -> None:
@@ -346,13 +358,14 @@ def sweep(
 ) -> None:
     """Run a whole grid; finished runs are skipped and interrupted ones resumed."""
     import os
+    import signal
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
     from .experiments import load_experiment
-    from .runs import RunDir, Status
-    from .sweep import make_jobs, plan, run_local, run_ray
+    from .runs import RunDir, Status, check_output_root
+    from .sweep import BUSY, make_jobs, plan, run_local, run_ray
 
     check_choice("--backend", backend, ("local", "ray"))
     if jobs < 1:
@@ -363,50 +376,74 @@ def sweep(
     with user_errors():
         grid = load_experiment(experiment)
         configs = grid.configs(epochs)
+        check_output_root(out)
+    device_list = [d.strip() for d in devices.split(",") if d.strip()]
+    _check_devices(device_list)
     done, todo = plan(configs, out)
     console.print(f"{grid.title}: {len(configs)} runs, {len(done)} already finished, "
                   f"{len(todo)} to run", highlight=False)
     if grid.description:
         console.print(grid.description, style="dim", highlight=False)
+    if grid.duplicates:
+        console.print(f"note: {grid.duplicates} grid entries repeat an earlier run; each run "
+                      "is trained once.", highlight=False)
     if dry_run:
+        finished = set(done)
         table = Table("run", "task", "status")
-        for cfg in configs:
+        for cfg in configs[:DRY_RUN_ROWS]:
             table.add_row(RunDir.of(out, cfg).name, cfg.task,
-                          "finished (skip)" if cfg in done else "to run")
+                          "finished (skip)" if cfg in finished else "to run")
         console.print(table)
+        if len(configs) > DRY_RUN_ROWS:
+            console.print(f"... and {len(configs) - DRY_RUN_ROWS:,} more runs.", highlight=False)
         return
-    device_list = [d.strip() for d in devices.split(",") if d.strip()]
-    _check_devices(device_list)
     if threads is None:  # share the cores: concurrent runs with all threads each thrash
         threads = max(1, int(ray_cpus)) if backend == "ray" else \
             max(1, (os.cpu_count() or 1) // jobs)
     work = make_jobs(todo, out, data_dir, device_list, threads)
-    results, counts = [], dict.fromkeys(Status, 0)
+    results, counts = [], {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, disable=not console.is_terminal) as progress:
-        bar = progress.add_task("sweep", total=len(work))
 
-        def on_result(result) -> None:
-            results.append(result)
-            counts[result.status] += 1
-            progress.update(bar, advance=1, description=", ".join(
-                f"{k.value} {v}" for k, v in counts.items() if v) + f", running "
-                f"{min(len(work) - len(results), jobs)}")
-        with user_errors():
-            if backend == "ray":
-                run_ray(work, ray_address, ray_cpus, ray_gpus, on_result)
-            else:
-                run_local(work, jobs, on_result)
+    def stop(signum, frame):  # SIGTERM stops a sweep the way Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        with Progress(*columns, disable=not console.is_terminal) as progress:
+            bar = progress.add_task("sweep", total=len(work))
+
+            def on_result(result) -> None:
+                results.append(result)
+                counts[result.outcome] = counts.get(result.outcome, 0) + 1
+                progress.update(bar, advance=1, description=", ".join(
+                    f"{k} {v}" for k, v in counts.items()) + f", running "
+                    f"{min(len(work) - len(results), jobs)}")
+            with user_errors():
+                if backend == "ray":
+                    run_ray(work, ray_address, ray_cpus, ray_gpus, on_result)
+                else:
+                    run_local(work, jobs, on_result)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: {len(results)} of {len(work)} runs ended; runs in flight are "
+                   "checkpointed at their last epoch; rerun the sweep to continue.", err=True)
+        raise typer.Exit(130) from None
     if results:
-        table = Table("run", "status", "best test acc", "error")
+        table = Table("run", "outcome", "best test acc", "error")
         for r in sorted(results, key=lambda r: r.run):
             acc = f"{100 * r.best_test_acc:.2f}%" if r.best_test_acc is not None else "-"
-            table.add_row(r.run, r.status.value, acc, r.error or "")
+            table.add_row(r.run, r.outcome, acc, r.error or "")
         console.print(table)
     final = [getattr(RunDir.of(out, c).read_summary(), "status", None) for c in configs]
+    failed = counts.get(Status.FAILED.value, 0)
     console.print(f"done: {final.count(Status.COMPLETE)} complete, "
-                  f"{final.count(Status.DIVERGED)} diverged, {counts[Status.FAILED]} failed",
-                  highlight=False)
+                  f"{final.count(Status.DIVERGED)} diverged, {failed} failed"
+                  + (f", {counts[BUSY]} skipped (another process is writing them)"
+                     if counts.get(BUSY) else ""), highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+DRY_RUN_ROWS = 50  # a dry run lists this many runs, then counts the rest
 
 
 @app.command()
@@ -434,6 +471,7 @@ def report(
         render,
         rich_table,
     )
+    from .runs import check_output_root
 
     check_choice("--metric", metric, METRICS)
     check_choice("--format", fmt, FORMATS)
@@ -447,8 +485,15 @@ def report(
         with user_errors():
             grid = load_experiment(experiment)
 
-    runs = collect_runs(results_dir, lambda text: typer.echo(f"warning: {text}", err=True))
-    tables = build_tables(results_dir, runs, metric, grid, compare, epochs)
+    if out is not None:
+        with user_errors():
+            check_output_root(out)
+
+    def warn(text: str) -> None:
+        typer.echo(f"warning: {text}", err=True)
+
+    runs = collect_runs(results_dir, warn)
+    tables = build_tables(results_dir, runs, metric, grid, compare, epochs, warn)
     if not any(table_runs for _, table_runs in tables):
         fail(f"no finished runs under {results_dir}"
              + (f" belong to {experiment}" if grid else "") + ".")

@@ -8,6 +8,8 @@ executed (device, threads, versions, start time) is bookkeeping and lives elsewh
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -60,8 +62,62 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        """The inverse of to_dict (JSON and TOML give lists where the config has tuples)."""
-        return cls(**{**values, "milestones": tuple(values.get("milestones", ()))})
+        """The inverse of to_dict, checking every value's type (JSON and TOML give lists
+        where the config has tuples, and ints where it has floats). Unknown or missing
+        required keys raise ConfigError."""
+        unknown = set(values) - set(SETTINGS)
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))}.")
+        checked = {k: check_value_type(k, v) for k, v in values.items()}
+        try:
+            return cls(**checked)
+        except TypeError as error:  # a required setting missing
+            raise ConfigError(f"incomplete configuration ({error}).") from None
 
 
 SETTINGS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+MAX_SEED = 2**63 - 1  # torch.manual_seed's range
+
+
+def option(key: str) -> str:
+    """The CLI spelling of a setting: warmup_period -> --warmup-period."""
+    return "--" + key.replace("_", "-")
+
+
+def _field_kinds() -> dict[str, tuple[type, bool]]:
+    """Each setting's value type (int, float, str, bool or tuple of ints) and whether it
+    may be None, read from TrainConfig's annotations."""
+    kinds = {}
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        args = typing.get_args(hint)
+        optional = type(None) in args
+        base = next((a for a in args if a is not type(None)), hint) if optional else hint
+        kinds[name] = (typing.get_origin(base) or base, optional)
+    return kinds
+
+
+FIELD_KINDS = _field_kinds()
+_KIND_NAMES = {int: "an integer", float: "a finite number", str: "a string",
+               bool: "true or false", tuple: "a list of integers"}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is not 1 here
+
+
+def check_value_type(key: str, value):
+    """`value` checked against setting `key`'s type and returned in its canonical form
+    (ints given for floats become floats, lists become tuples); ConfigError otherwise."""
+    kind, optional = FIELD_KINDS[key]
+    if value is None and optional:
+        return None
+    if kind is float and (_is_int(value) or isinstance(value, float)):
+        if math.isfinite(value):
+            return float(value)
+    elif kind is int and _is_int(value) or kind is bool and isinstance(value, bool) \
+            or kind is str and isinstance(value, str):
+        return value
+    elif kind is tuple and isinstance(value, (list, tuple)) and all(map(_is_int, value)):
+        return tuple(value)
+    expected = _KIND_NAMES[kind] + (" (or omitted)" if optional else "")
+    raise ConfigError(f"{option(key)} {value!r} must be {expected}.")

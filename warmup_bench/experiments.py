@@ -23,13 +23,15 @@ A grid file:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config import MAX_SEED, ConfigError, TrainConfig, check_choice, check_value_type
 from .config import SETTINGS as CONFIG_SETTINGS
-from .config import ConfigError, TrainConfig, check_choice
 from .tasks import TASKS, resolve_config
 
 if sys.version_info >= (3, 11):
@@ -56,8 +58,10 @@ class Experiment:
     grid: dict[str, list]
     rows: tuple[str, ...] = ("opt", "warmup")
     columns: str = "lr"
-    published: dict = field(default_factory=dict)
+    published: dict = field(default_factory=dict)  # {row label: {column: (mean, std)}}
     description: str = ""
+    resolved: tuple[TrainConfig, ...] = ()  # every distinct run, in grid order
+    duplicates: int = 0  # grid entries that resolved to a run listed before them
 
     def settings(self) -> list[dict]:
         """Every run's overrides: fixed, then one value of each grid axis, then the seed."""
@@ -73,15 +77,16 @@ class Experiment:
         return runs
 
     def configs(self, epochs: int | None = None) -> list[TrainConfig]:
-        """The resolved config of every run; an ExperimentError names a bad combination."""
-        extra = {"epochs": epochs} if epochs is not None else {}
+        """The resolved config of every distinct run (with `epochs` overridden)."""
+        if epochs is None:
+            return list(self.resolved)
         configs = []
-        for settings in self.settings():
+        for cfg in self.resolved:
             try:
-                configs.append(resolve_config(self.task, {**settings, **extra}))
-            except ConfigError as error:  # values that are valid alone but not together
-                _fail(self.path, f"grid combination {settings} is invalid: {error}")
-        return configs
+                configs.append(resolve_config(self.task, {**cfg.to_dict(), "epochs": epochs}))
+            except ConfigError as error:
+                _fail(self.path, f"--epochs {epochs} does not fit run {cfg.to_dict()}: {error}")
+        return list(dict.fromkeys(configs))
 
 
 def _fail(path: Path, message: str):
@@ -89,12 +94,7 @@ def _fail(path: Path, message: str):
 
 
 def _check_settings(path: Path, where: str, settings: dict) -> None:
-    for key in settings:
-        if key not in SETTINGS:
-            _fail(path, f"unknown setting {key!r} in {where}; valid: {', '.join(SETTINGS)}.")
-
-
-def _check_names(path: Path, where: str, settings: dict) -> None:
+    """Every key a known setting, every value of its type, every name in its registry."""
     from .data import AUGMENTATIONS, DATASETS
     from .models import MODELS
     from .optim import OPTIMIZERS, SCHEDULES, WARMUPS
@@ -102,33 +102,66 @@ def _check_names(path: Path, where: str, settings: dict) -> None:
     registries = {"opt": OPTIMIZERS, "warmup": WARMUPS, "schedule": SCHEDULES,
                   "model": MODELS, "dataset": DATASETS, "augment": AUGMENTATIONS}
     for key, value in settings.items():
-        if key in registries:
-            try:
+        if key not in SETTINGS:
+            _fail(path, f"unknown setting {key!r} in {where}; valid: {', '.join(SETTINGS)}.")
+        try:
+            check_value_type(key, value)
+            if key in registries:
                 check_choice(key, value, registries[key])
-            except ConfigError as error:
-                _fail(path, f"{where}: {error}")
+        except ConfigError as error:
+            _fail(path, f"{where}: {error}")
+
+
+def _expect(path: Path, where: str, value, kind: type, what: str):
+    if not isinstance(value, kind):
+        _fail(path, f"{where} must be {what}, got {value!r} ({type(value).__name__}).")
+    return value
+
+
+def _published(path: Path, raw) -> dict:
+    """{row label: {column: (mean, std)}}, every number checked."""
+    published = {}
+    for label, by_column in _expect(path, "[published]", raw, dict, "a table").items():
+        where = f"[published] {label!r}"
+        cells = _expect(path, where, by_column, dict, "a table of column = [mean, std]")
+        for column, pair in cells.items():
+            if not (isinstance(pair, list) and len(pair) == 2 and
+                    all(isinstance(v, (int, float)) and not isinstance(v, bool) and
+                        math.isfinite(v) for v in pair) and pair[1] >= 0):
+                _fail(path, f"{where} {column!r} must be [mean, std] (two finite numbers, "
+                            f"std >= 0), got {pair!r}.")
+            published.setdefault(str(label), {})[str(column)] = (float(pair[0]), float(pair[1]))
+    return published
 
 
 def load_experiment(path: Path) -> Experiment:
+    """Reads and validates a grid file, and resolves every run it lists (once)."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         _fail(path, f"cannot read ({error.strerror}).")
+    except UnicodeDecodeError:
+        _fail(path, "not UTF-8 text.")
     except tomllib.TOMLDecodeError as error:
         _fail(path, f"not valid TOML ({error}).")
     for key in raw:
         if key not in FILE_KEYS:
             _fail(path, f"unknown key {key!r}; valid keys: {', '.join(FILE_KEYS)}.")
+    title = _expect(path, "title", raw.get("title", path.stem), str, "a string")
+    description = _expect(path, "description", raw.get("description", ""), str, "a string")
     task = raw.get("task")
     try:
         check_choice("task", task, TASKS)
     except ConfigError as error:
         _fail(path, str(error))
     seeds = raw.get("seeds", [1])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
-        _fail(path, f"seeds must be a non-empty list of ints, got {seeds!r}.")
-    fixed, grid = raw.get("fixed", {}), raw.get("grid", {})
+    if not isinstance(seeds, list) or not seeds or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED
+            for s in seeds):
+        _fail(path, f"seeds must be a non-empty list of integers in 0..2^63-1, got {seeds!r}.")
+    fixed = _expect(path, "[fixed]", raw.get("fixed", {}), dict, "a table of settings")
+    grid = _expect(path, "[grid]", raw.get("grid", {}), dict, "a table of lists")
     _check_settings(path, "[fixed]", fixed)
     for key, values in grid.items():
         # a key that is no setting names an axis of tables (settings bundled together)
@@ -139,23 +172,30 @@ def load_experiment(path: Path) -> Experiment:
         if not isinstance(values, list) or not values:
             _fail(path, f"[grid] {key} must be a non-empty list, got {values!r}.")
         for value in values:
-            bundle = value if isinstance(value, dict) else {key: value}
-            _check_settings(path, f"[grid] {key}", bundle)
-            _check_names(path, f"[grid] {key}", bundle)
-    _check_names(path, "[fixed]", fixed)
-    table = raw.get("table", {})
+            _check_settings(path, f"[grid] {key}",
+                            value if isinstance(value, dict) else {key: value})
+    table = _expect(path, "[table]", raw.get("table", {}), dict, "a table")
     for key in table:
         if key not in ("rows", "columns"):
             _fail(path, f"unknown key {key!r} in [table]; valid keys: rows, columns.")
-    rows = tuple(table.get("rows", ("opt", "warmup")))
-    columns = table.get("columns", "lr")
+    rows = table.get("rows", ["opt", "warmup"])
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, str) for r in rows):
+        _fail(path, f"[table] rows must be a non-empty list of setting names, got {rows!r}.")
+    columns = _expect(path, "[table] columns", table.get("columns", "lr"), str,
+                      "one setting name")
     for key in (*rows, columns):
         try:
             check_choice("[table] key", key, TABLE_KEYS)
         except ConfigError as error:
             _fail(path, str(error))
-    experiment = Experiment(path, raw.get("title", path.stem), task, tuple(seeds), fixed, grid,
-                            rows, columns, raw.get("published", {}),
-                            raw.get("description", ""))
-    experiment.configs()  # every combination must resolve before anything runs
-    return experiment
+    experiment = Experiment(path, title, task, tuple(seeds), fixed, grid, tuple(rows), columns,
+                            _published(path, raw.get("published", {})), description)
+    resolved = []
+    for settings in experiment.settings():
+        try:
+            resolved.append(resolve_config(task, settings))
+        except ConfigError as error:  # values that are valid alone but not together
+            _fail(path, f"grid combination {settings} is invalid: {error}")
+    distinct = tuple(dict.fromkeys(resolved))  # a run listed twice is one run
+    return dataclasses.replace(experiment, resolved=distinct,
+                               duplicates=len(resolved) - len(distinct))

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import SETTINGS, TrainConfig
+from .config import SETTINGS, ConfigError, TrainConfig, check_choice
 from .optim import OPTIMIZERS, WARMUPS
 from .runs import CONFIG, SUMMARY, RunDir, Status, Summary, find_runs
+from .tasks import TASKS, validate
 
 METRICS = {"best": "best_test_acc", "final": "final_test_acc"}  # Summary fields
 FORMATS = ("table", "markdown", "csv", "latex")
@@ -52,13 +53,28 @@ class Run:
         return self.summary.status
 
 
+def _config_problem(cfg: TrainConfig | None) -> str | None:
+    """Why a run's config cannot be reported (None when it can): unreadable, or naming a
+    task, optimizer, ... this version does not know (so no name from a file reaches a
+    path or a label unchecked)."""
+    if cfg is None:
+        return f"unreadable {CONFIG}"
+    try:
+        check_choice("task", cfg.task, TASKS)
+        validate(cfg)
+    except ConfigError as error:
+        return f"{CONFIG} is not a valid configuration ({error})"
+    return None
+
+
 def collect_runs(root: Path, warn: Callable[[str], None]) -> list[Run]:
     """Every finished (complete or diverged) run under `root`."""
     runs = []
     for run in find_runs(root):
         cfg, summary = run.read_config(), run.read_summary()
-        if cfg is None:
-            warn(f"skipping {run.path}: unreadable {CONFIG}")
+        problem = _config_problem(cfg)
+        if problem is not None:
+            warn(f"skipping {run.path}: {problem}")
         elif summary is None:
             warn(f"skipping {run.path}: no readable {SUMMARY} (a partial run)")
         elif not summary.status.final:
@@ -123,40 +139,47 @@ class Table:
     column_key: str = "lr"
 
 
-def varying_settings(runs: list[Run], exclude: set[str]) -> list[str]:
-    """Settings (outside `exclude` and the seed) whose values differ between `runs`."""
+def varying_settings(configs: list[dict], exclude: set[str]) -> list[str]:
+    """Settings (outside `exclude` and the seed) whose values differ between `configs`."""
     keys = set(SETTINGS) - {REPLICATE} - exclude
-    configs = [r.config for r in runs]
     return sorted(k for k in keys if len({repr(c[k]) for c in configs}) > 1)
 
 
 def build_table(title: str, runs: list[Run], rows: tuple[str, ...], column: str, metric: str,
-                published: dict | None = None) -> Table:
-    """Cells of top-1 error from `metric` accuracy; row labels join the `rows` settings,
-    plus any other setting that varies between these runs (so unlike runs never merge)."""
-    varying = varying_settings(runs, {*rows, column, "warmup_period"})
+                published: dict | None = None, space: list[dict] | None = None,
+                warn: Callable[[str], None] | None = None) -> Table:
+    """Cells of top-1 error from `metric` accuracy. Row labels join the `rows` settings,
+    plus any other setting that varies within `space` (the configs the table may hold:
+    a grid's, or by default the runs'), so unlike runs never merge. A published value for
+    a cell outside that space is dropped with a warning."""
+    space = space if space is not None else [r.config for r in runs]
+    varying = varying_settings(space, {*rows, column, "warmup_period"})
+
+    def key(config: dict) -> tuple[str, str]:
+        label = "/".join(setting_label(k, config) for k in rows)
+        label += "".join(f" {k}={setting_label(k, config)}" for k in varying)
+        return label, setting_label(column, config)
+
     cells: dict[tuple[str, str], Cell] = {}
     for run in runs:
-        label = "/".join(setting_label(k, run.config) for k in rows)
-        label += "".join(f" {k}={setting_label(k, run.config)}" for k in varying)
-        cell = cells.setdefault((label, setting_label(column, run.config)), Cell())
+        cell = cells.setdefault(key(run.config), Cell())
         if run.status == "diverged":
             cell.diverged += 1
         else:
             # rounded: 100 * (1 - acc) leaves float noise (8.999999999999998) in the outputs
             accuracy = getattr(run.summary, METRICS[metric])
             cell.errors.append(round(100.0 * (1.0 - accuracy), 10))
-    for key, values in _published_cells(published or {}):
-        cells.setdefault(key, Cell()).published = values
+    known = {key(config) for config in space}
+    for label, by_column in (published or {}).items():
+        for column_value, values in by_column.items():
+            if (label, column_value) in known:
+                cells.setdefault((label, column_value), Cell()).published = values
+            elif warn is not None:
+                warn(f"[published] {label!r} / {column_value!r} names no cell of this table; "
+                     "ignored.")
     # rows and columns in order of first appearance (runs first, then published-only cells)
     return Table(title, list(dict.fromkeys(r for r, _ in cells)),
                  list(dict.fromkeys(c for _, c in cells)), cells, column)
-
-
-def _published_cells(published: dict):
-    for label, by_column in published.items():
-        for col, (mean, std) in by_column.items():
-            yield (label, str(col)), (float(mean), float(std))
 
 
 def long_frame(table: Table) -> pd.DataFrame:
@@ -213,16 +236,18 @@ def rich_table(table: Table, metric: str, compare: bool):
 
 
 def build_tables(root: Path, runs: list[Run], metric: str, experiment=None,
-                 compare: bool = False, epochs: int | None = None
-                 ) -> list[tuple[Table, list[Run]]]:
+                 compare: bool = False, epochs: int | None = None,
+                 warn: Callable[[str], None] | None = None) -> list[tuple[Table, list[Run]]]:
     """The grid's table (restricted to the grid's runs under `root`) when an experiment is
     given, else one table per task in the papers' layout (optimizer/warmup rows, LR
     columns)."""
     if experiment is not None:
-        wanted = {RunDir.of(root, c).path.resolve() for c in experiment.configs(epochs)}
+        configs = experiment.configs(epochs)
+        wanted = {RunDir.of(root, c).path.resolve() for c in configs}
         mine = [r for r in runs if r.directory.resolve() in wanted]
         return [(build_table(experiment.title, mine, experiment.rows, experiment.columns,
-                             metric, experiment.published if compare else None), mine)]
+                             metric, experiment.published if compare else None,
+                             [c.to_dict() for c in configs], warn), mine)]
     by_task: dict[str, list[Run]] = {}
     for run in runs:
         by_task.setdefault(run.cfg.task, []).append(run)
@@ -244,10 +269,12 @@ def draw_figures(table: Table, runs: list[Run], out: Path, fmt: str = "png",
     written = [plots.plot_error_bars(table, out / f"errors_{_slug(table.title)}.{fmt}", fmt)]
     per_group = {"warmup", "warmup_period", "seed"}
     # a group's name shows every setting that tells it apart from the other groups
-    naming = varying_settings(runs, per_group | {"task", "opt", "lr"})
+    configs = [r.config for r in runs]
+    naming = varying_settings(configs, per_group | {"task", "opt", "lr"})
+    grouping = varying_settings(configs, per_group)
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
-        key = tuple(repr(run.config.get(k)) for k in varying_settings(runs, per_group))
+        key = tuple(repr(run.config.get(k)) for k in grouping)
         groups.setdefault(key, []).append(run)
     for members in groups.values():
         first = members[0].config
@@ -281,5 +308,5 @@ def draw_figures(table: Table, runs: list[Run], out: Path, fmt: str = "png",
         title = f"{run.config['task']} / {run.directory.name} ({run.status})"
         written.append(plots.plot_run_history(
             *history[run.directory], title,
-            out / "runs" / f"{run.config['task']}__{run.directory.name}.{fmt}", fmt))
+            out / "runs" / f"{_slug(run.cfg.task)}__{_slug(run.directory.name)}.{fmt}", fmt))
     return written

@@ -8,8 +8,9 @@ place that names a run's files; everything else goes through `RunDir`.
   summary.json   a `Summary`: status, best / final accuracy, epochs done, wall time, error
   steps.csv      STEP_COLUMNS every log interval
   epochs.csv     epoch_columns() once per epoch
-  checkpoint.pt  the latest state for --resume
+  checkpoint.pt  the latest state for --resume, bound to its config by a hash
   model.pt       the best epoch's weights (--save-model)
+  lock           an OS file lock held by the one process writing the run (and its pid)
 
 JSON files and checkpoints are replaced atomically; CSVs grow a whole row at a time, so a
 killed process never leaves a file that a reader would misparse.
@@ -19,8 +20,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import hashlib
 import json
+import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -28,12 +32,29 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import SETTINGS, TrainConfig
-from .files import atomic_path, write_json_atomic, write_text_atomic
+from .config import SETTINGS, ConfigError, TrainConfig
+from .files import (
+    TEMP_SUFFIX,
+    atomic_path,
+    remove_temporaries,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 CONFIG, META, SUMMARY = "config.json", "meta.json", "summary.json"
 STEPS, EPOCHS = "steps.csv", "epochs.csv"
-CHECKPOINT, MODEL = "checkpoint.pt", "model.pt"
+CHECKPOINT, MODEL, LOCK = "checkpoint.pt", "model.pt", "lock"
+CHECKPOINT_FORMAT = 1  # bump when the checkpoint's keys change
+CHECKPOINT_KEYS = {"format", "config_hash", "model", "optimizer", "scheduler", "warmup", "rng",
+                   "epoch", "wall_seconds", "best", "rows"}
+
+
+class RunBusy(Exception):
+    """Another live process holds the run folder's lock."""
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be resumed: unreadable, or not this run's."""
 
 STEP_COLUMNS = ["step", "epoch", "lr", "warmup_factor", "loss"]
 EPOCH_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds",
@@ -77,10 +98,24 @@ class Summary:
 
     @classmethod
     def from_dict(cls, values: dict) -> Summary:
-        """Tolerant of keys it does not know (written by another version)."""
+        """Tolerant of keys it does not know (written by another version); ValueError for
+        a value of the wrong type, so a damaged file is never averaged into a table."""
         known = {f.name for f in dataclasses.fields(cls)}
         fields = {k: v for k, v in values.items() if k in known}
+        for key in ("best_test_acc", "final_test_acc", "final_val_acc", "wall_seconds"):
+            value = fields.get(key)
+            if value is not None and not (_is_number(value) and math.isfinite(value)):
+                raise ValueError(f"{key} {value!r} is not a number")
+        for key in ("best_epoch", "epochs_done"):
+            value = fields.get(key)
+            if value is not None and not (isinstance(value, int) and
+                                          not isinstance(value, bool) and value >= 0):
+                raise ValueError(f"{key} {value!r} is not a count")
         return cls(**{**fields, "status": Status(values.get("status"))})
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def run_name(cfg: TrainConfig) -> str:
@@ -174,18 +209,28 @@ class RunDir:
         return self.path / EPOCHS
 
     def has_files(self) -> bool:
-        return self.path.is_dir() and any(self.path.iterdir())
+        """Whether the folder holds anything of a run (its lock and stale temporaries
+        aside)."""
+        return self.path.is_dir() and any(
+            p.name != LOCK and not p.name.endswith(TEMP_SUFFIX) for p in self.path.iterdir())
+
+    def lock(self) -> RunLock:
+        """Takes the run's exclusive lock (creating the folder); RunBusy if another live
+        process holds it. The OS releases it when its holder dies, however it dies."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        return RunLock(self.path / LOCK)
 
     # ---- lifecycle (train) -----------------------------------------------------------
 
     def start_fresh(self) -> None:
-        """Creates the folder; removes what an earlier attempt of this run left behind."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Removes what an earlier attempt of this run left behind (under the lock)."""
+        remove_temporaries(self.path)
         for name in (STEPS, EPOCHS, CHECKPOINT, MODEL):
             (self.path / name).unlink(missing_ok=True)
 
     def rewind(self, rows: dict[str, int]) -> None:
         """Back to a checkpoint: drops the CSV rows logged after it (they will be redone)."""
+        remove_temporaries(self.path)
         _truncate_rows(self.path / STEPS, rows["steps"])
         _truncate_rows(self.path / EPOCHS, rows["epochs"])
 
@@ -205,13 +250,39 @@ class RunDir:
     def has_checkpoint(self) -> bool:
         return (self.path / CHECKPOINT).exists()
 
-    def save_checkpoint(self, state: dict) -> None:
-        _save_torch(self.path / CHECKPOINT, state)
+    def save_checkpoint(self, cfg: TrainConfig, state: dict) -> None:
+        """Saves `state` stamped with the format and the config it belongs to."""
+        _save_torch(self.path / CHECKPOINT, {"format": CHECKPOINT_FORMAT,
+                                             "config_hash": config_hash(cfg), **state})
 
-    def load_checkpoint(self, map_location) -> dict:
+    def load_checkpoint(self, cfg: TrainConfig, map_location) -> dict:
+        """The checkpoint, verified to be this config's and consistent with the folder's
+        logs; CheckpointError (naming why) otherwise. Reads only: changes nothing."""
         import torch
 
-        return torch.load(self.path / CHECKPOINT, map_location=map_location, weights_only=True)
+        path = self.path / CHECKPOINT
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as error:  # torch raises many types, with multi-paragraph texts
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise CheckpointError(f"{path} is unreadable or corrupt "
+                                  f"({type(error).__name__}: {first[:160]}).") from None
+        if not isinstance(state, dict) or not CHECKPOINT_KEYS <= set(state):
+            raise CheckpointError(f"{path} is not a warmup-bench checkpoint of format "
+                                  f"{CHECKPOINT_FORMAT} (keys missing); delete the folder to "
+                                  "start over.")
+        if state["format"] != CHECKPOINT_FORMAT or state["config_hash"] != config_hash(cfg):
+            raise CheckpointError(f"{path} belongs to another run (its config hash differs "
+                                  "from this folder's); refusing to resume from it.")
+        epoch, rows = state["epoch"], state["rows"]
+        logged = {"steps": _count_rows(self.path / STEPS),
+                  "epochs": _count_rows(self.path / EPOCHS)}
+        if not (isinstance(epoch, int) and 0 <= epoch <= cfg.epochs and isinstance(rows, dict)
+                and all(isinstance(rows.get(k), int) and 0 <= rows[k] <= logged[k]
+                        for k in logged) and rows["epochs"] == epoch):
+            raise CheckpointError(f"{path} says epoch {epoch!r} with rows {rows!r}, which this "
+                                  f"folder's logs ({logged}) cannot have produced.")
+        return state
 
     def save_model(self, state_dict: dict) -> None:
         _save_torch(self.path / MODEL, state_dict)
@@ -257,6 +328,51 @@ def _save_torch(path: Path, state: dict) -> None:
 
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+
+
+class RunLock:
+    """An exclusive flock on the run's lock file, with the holder's pid written in it."""
+
+    def __init__(self, path: Path):
+        import fcntl
+
+        self.handle = path.open("a+")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.handle.seek(0)
+            holder = self.handle.read().strip() or "unknown"
+            self.handle.close()
+            raise RunBusy(f"{path.parent} is being written by another process (pid {holder}); "
+                          "wait for it to finish, or stop it first.") from None
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(f"{os.getpid()}\n")
+        self.handle.flush()
+
+    def release(self) -> None:
+        if not self.handle.closed:
+            self.handle.close()  # closing the descriptor releases the flock
+
+
+def check_output_root(out: Path) -> None:
+    """Fails early (ConfigError) for an output root that cannot hold run folders: a file,
+    an unwritable folder, or a path too long for the file system."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder.")
+    existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {existing} is not a writable folder.")
+    try:
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+        path_max = os.pathconf(existing, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        name_max, path_max = 255, 4096
+    # a run folder adds <task>/<run-name> (about 100 characters) and file names below it
+    if any(len(part) > name_max for part in out.parts) or \
+            len(str(out.absolute())) + 160 > path_max:
+        raise ConfigError(f"--out {str(out)[:60]}...: {os.strerror(errno.ENAMETOOLONG)}.")
 
 
 def find_runs(root: Path) -> Iterator[RunDir]:

@@ -1,12 +1,23 @@
 """Running a list of run configs: locally (a process pool) or on a Ray cluster.
 
 Finished runs are never redone: a run whose summary says `complete` (or `diverged`) is
-skipped, an interrupted one resumes from its checkpoint, a failed one is retried.
+skipped, an interrupted one resumes from its checkpoint, a failed one is retried, and one
+that another process is writing is skipped and reported.
+
+Stopping: Ctrl-C or SIGTERM interrupts the runs in flight (each is left `interrupted`, with
+its last completed epoch checkpointed) and starts no queued run. Workers die with their
+parent: if the sweep process is killed outright, each worker notices within a second,
+interrupts its run the same way, and exits.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import socket
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -14,7 +25,10 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from .config import ConfigError, TrainConfig
-from .runs import RunDir, Status
+from .runs import RunBusy, RunDir, Status
+
+BUSY = "busy"  # a JobResult outcome that is no run status: another process holds the run
+RAY_CONNECT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -32,25 +46,27 @@ class Job:
 @dataclass(frozen=True)
 class JobResult:
     run: str
-    status: Status
+    outcome: str  # a Status value, or BUSY
     best_test_acc: float | None
     error: str | None
 
 
 def run_job(job: Job) -> JobResult:
     """Runs one config to its end (resuming if it can) and reports how it ended; never
-    raises. A top-level function so that process pools and Ray can ship it."""
+    raises but for an interrupt. A top-level function so process pools and Ray can ship it."""
     from .train import RunOptions, train
 
     options = RunOptions(device=job.device, data_dir=job.data_dir, resume=True,
                          threads=job.threads, on_note=lambda _: None)
+    name = RunDir.of(job.out, job.config).name
     try:
         result = train(job.config, job.out, options)
-        return JobResult(result.run.name, result.status, result.summary.best_test_acc,
+        return JobResult(name, result.status.value, result.summary.best_test_acc,
                          result.summary.error)
+    except RunBusy as error:
+        return JobResult(name, BUSY, None, str(error))
     except Exception as error:  # one failed run must not stop a sweep
-        return JobResult(RunDir.of(job.out, job.config).name, Status.FAILED, None,
-                         f"{type(error).__name__}: {error}")
+        return JobResult(name, Status.FAILED.value, None, f"{type(error).__name__}: {error}")
 
 
 def plan(configs: list[TrainConfig], out: Path) -> tuple[list[TrainConfig], list[TrainConfig]]:
@@ -68,15 +84,102 @@ def make_jobs(configs: list[TrainConfig], out: Path, data_dir: Path | None,
             for i, cfg in enumerate(configs)]
 
 
+def _interrupt_once(signum, frame) -> None:
+    """SIGINT / SIGTERM in a worker: interrupt the run once; a second signal (the parent
+    forwarding the terminal's Ctrl-C) must not break the run's own clean-up."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)  # orphaned: interrupt the run like Ctrl-C would
+    time.sleep(60)
+    os._exit(1)  # still here a minute later: leave without clean-up (the lock frees itself)
+
+
+def _worker_init(parent: int) -> None:
+    signal.signal(signal.SIGINT, _interrupt_once)
+    signal.signal(signal.SIGTERM, _interrupt_once)
+    if os.getppid() != parent:  # the parent died while this worker was starting
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
 def run_local(jobs: list[Job], parallel: int, on_result: Callable[[JobResult], None]) -> None:
+    """Runs the jobs, `parallel` at a time; KeyboardInterrupt interrupts them all."""
     if parallel <= 1:
         for job in jobs:
             on_result(run_job(job))
         return
     # spawn: a forked child would inherit the parent's torch thread pools and locks
-    with ProcessPoolExecutor(parallel, mp_context=get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(parallel, mp_context=get_context("spawn"),
+                               initializer=_worker_init, initargs=(os.getpid(),))
+    try:
         for future in as_completed([pool.submit(run_job, job) for job in jobs]):
             on_result(future.result())
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_workers(pool: ProcessPoolExecutor, grace: float = 120.0) -> None:
+    """Starts no queued job, interrupts the running ones and waits for their clean-up."""
+    workers = list((pool._processes or {}).values())  # noqa: SLF001 - no public handle
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        if worker.is_alive():
+            os.kill(worker.pid, signal.SIGINT)
+    deadline = time.monotonic() + grace
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            worker.kill()
+
+
+def _check_ray_address(address: str) -> None:
+    """Fails fast (ConfigError) when nothing listens at a host:port Ray address: ray.init
+    would otherwise retry for minutes."""
+    if address in ("auto", "local"):
+        return
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--ray-address {address!r} is not HOST:PORT (or ray://HOST:PORT, "
+                          "auto, local).")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5.0).close()
+    except OSError as error:
+        raise ConfigError(f"--ray-address {address}: cannot reach it "
+                          f"({error.strerror or error}).") from None
+
+
+def _ray_init(ray, address: str | None) -> None:
+    """ray.init in a thread, given up after RAY_CONNECT_SECONDS (something that listens but
+    is no Ray head can keep it waiting)."""
+    failure: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        except BaseException as error:  # handed to the caller's thread
+            failure.append(error)
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(RAY_CONNECT_SECONDS)
+    if thread.is_alive():
+        raise ConfigError(f"--ray-address {address}: no Ray cluster answered within "
+                          f"{RAY_CONNECT_SECONDS:.0f} s.")
+    if failure:
+        first = (str(failure[0]).strip().splitlines() or [""])[0]
+        raise ConfigError(f"Ray could not start or connect ({type(failure[0]).__name__}: "
+                          f"{first[:200]}).")
 
 
 def run_ray(jobs: list[Job], address: str | None, cpus: float, gpus: float,
@@ -87,8 +190,10 @@ def run_ray(jobs: list[Job], address: str | None, cpus: float, gpus: float,
         raise ConfigError("--backend ray needs Ray: pip install 'warmup-bench[ray]'.") from None
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        if address is not None:
+            _check_ray_address(address)
+        _ray_init(ray, address)
+    pending = []
     try:
         remote = ray.remote(num_cpus=cpus, num_gpus=gpus)(run_job)
         # device "auto": Ray sets CUDA_VISIBLE_DEVICES to the GPUs it granted each task
@@ -96,6 +201,10 @@ def run_ray(jobs: list[Job], address: str | None, cpus: float, gpus: float,
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             on_result(ray.get(ready[0]))
+    except BaseException:
+        for ref in pending:  # queued ones never start; running ones get KeyboardInterrupt
+            ray.cancel(ref)
+        raise
     finally:
         if started_here:
             ray.shutdown()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .config import SETTINGS, ConfigError, TrainConfig, check_choice
+from .config import MAX_SEED, SETTINGS, ConfigError, TrainConfig, check_choice, check_value_type
 from .data import AUGMENTATIONS, DATASETS
 from .models import MODELS
 from .optim import OPTIMIZERS, SCHEDULES, WARMUPS
@@ -54,6 +54,8 @@ def resolve_config(task: str, overrides: dict | None = None) -> TrainConfig:
 def validate(cfg: TrainConfig) -> None:
     """Every name against its registry, every value against its range, and the rules the
     chosen entries state (what a warmup or schedule needs)."""
+    for key, value in cfg.to_dict().items():
+        check_value_type(key, value)
     for option, value, registry in (
             ("--opt", cfg.opt, OPTIMIZERS), ("--warmup", cfg.warmup, WARMUPS),
             ("--schedule", cfg.schedule, SCHEDULES), ("--model", cfg.model, MODELS),
@@ -64,8 +66,15 @@ def validate(cfg: TrainConfig) -> None:
     for option, value in positive.items():
         if not value > 0:
             raise ConfigError(f"{option} {value} must be positive.")
-    if cfg.weight_decay < 0:
-        raise ConfigError(f"--weight-decay {cfg.weight_decay} must be >= 0.")
+    for option, value in (("--weight-decay", cfg.weight_decay), ("--eta-min", cfg.eta_min),
+                          ("--gamma", cfg.gamma)):
+        if value < 0:
+            raise ConfigError(f"{option} {value} must be >= 0.")
+    for option, value in (("--seed", cfg.seed), ("--val-split-seed", cfg.val_split_seed)):
+        if not 0 <= value <= MAX_SEED:
+            raise ConfigError(f"{option} {value} must be in 0..2^63-1.")
+    if not 0.0 <= cfg.label_smoothing < 1.0:
+        raise ConfigError(f"--label-smoothing {cfg.label_smoothing} must be in [0, 1).")
     for option, value in (("--beta1", cfg.beta1), ("--beta2", cfg.beta2)):
         if not 0.0 <= value < 1.0:
             raise ConfigError(f"{option} {value} must be in [0, 1).")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import platform
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,11 +23,11 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import __version__
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .data import AUGMENTATIONS, BatchLoader, Dataset, load_dataset, split_train_val
 from .models import CONV_NETS, build_model
 from .optim import Training, build_training
-from .runs import CsvLog, RunDir, Status, Summary
+from .runs import CheckpointError, CsvLog, RunDir, Status, Summary
 
 
 class RunExists(Exception):
@@ -65,19 +66,30 @@ class RunResult:
         return self.summary.status
 
 
+DEVICE_FORMS = "auto, cpu, cuda, cuda:N (an installed GPU's index) or mps"
+
+
 def resolve_device(name: str = "auto") -> torch.device:
+    """The torch device a --device string names; ConfigError for anything else (torch
+    itself accepts many strings, like 'meta' or 'xpu', that cannot train here)."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine.")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"--device {name}: MPS is not available on this machine.")
-    return device
+    match = re.fullmatch(r"(cpu|mps|cuda)(?::(\d{1,4}))?", name)
+    if match is None or (match[2] is not None and match[1] != "cuda"):
+        raise ConfigError(f"--device {name!r} is not a device; use {DEVICE_FORMS}.")
+    kind, index = match[1], match[2]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine.")
+    if kind == "cuda" and index is not None and int(index) >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} "
+                          "CUDA device(s).")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {name}: MPS is not available on this machine.")
+    return torch.device(name)
 
 
 # ---- building -----------------------------------------------------------------------
@@ -165,18 +177,25 @@ def checkpoint_state(net: Net, device: torch.device, done: RunState,
             "rows": {"steps": logs[0].rows, "epochs": logs[1].rows}}
 
 
-def restore(run: RunDir, net: Net, device: torch.device) -> RunState:
-    state = run.load_checkpoint(device)
-    net.model.load_state_dict(state["model"])
-    net.training.optimizer.load_state_dict(state["optimizer"])
-    scheduler = state["scheduler"]
-    if "milestones" in scheduler:
-        scheduler = {**scheduler, "milestones": Counter(scheduler["milestones"])}
-    net.training.schedule.scheduler.load_state_dict(scheduler)
-    net.training.warmup.load_state_dict(state["warmup"])
-    torch.set_rng_state(state["rng"]["cpu"])
-    if device.type == "cuda" and "cuda" in state["rng"]:
-        torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+def restore(cfg: TrainConfig, run: RunDir, net: Net, device: torch.device) -> RunState:
+    """Loads the verified checkpoint into the objects, then drops the log rows written
+    after it. Anything that does not fit raises CheckpointError before the folder is
+    touched."""
+    state = run.load_checkpoint(cfg, device)
+    try:
+        net.model.load_state_dict(state["model"])
+        net.training.optimizer.load_state_dict(state["optimizer"])
+        scheduler = state["scheduler"]
+        if "milestones" in scheduler:
+            scheduler = {**scheduler, "milestones": Counter(scheduler["milestones"])}
+        net.training.schedule.scheduler.load_state_dict(scheduler)
+        net.training.warmup.load_state_dict(state["warmup"])
+        torch.set_rng_state(state["rng"]["cpu"])
+        if device.type == "cuda" and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+    except Exception as error:
+        raise CheckpointError(f"{run.name}: the checkpoint does not fit this run's model "
+                              f"or optimizer ({type(error).__name__}).") from None
     run.rewind(state["rows"])
     return RunState(state["epoch"], state["wall_seconds"], state["best"])
 
@@ -209,13 +228,8 @@ def train(cfg: TrainConfig, out: Path, options: RunOptions | None = None,
     loading the data set (benchmarks hand in synthetic data of the same shape)."""
     options = options or RunOptions()
     run = RunDir.of(out, cfg)
-    previous = run.read_summary()
-    if previous is not None and previous.status is Status.COMPLETE:
-        return RunResult(run, previous, already_complete=True)
-    if run.has_files() and not options.resume:
-        status = previous.status.value if previous else "unknown"
-        raise RunExists(f"{run.path} already holds a run (status {status}); pass --resume "
-                        "to continue it, or delete the folder to start over.")
+    if (finished := _already_complete(run, options.resume)) is not None:
+        return finished
     if options.threads:
         torch.set_num_threads(options.threads)
     device = resolve_device(options.device)
@@ -223,15 +237,40 @@ def train(cfg: TrainConfig, out: Path, options: RunOptions | None = None,
     # ---- build (before anything is written: a missing data set leaves no run folder)
     data = data if data is not None else load_dataset(cfg.dataset, options.data_dir)
     loaders = make_loaders(cfg, data, device)
-    iters = len(loaders.train)
-    net = build_net(cfg, data, device, iters, options.on_note)
+    net = build_net(cfg, data, device, len(loaders.train), options.on_note)
 
-    # ---- restore or start fresh
+    # ---- one writer per run folder: a second process is refused here (RunBusy)
+    lock = run.lock()
+    try:
+        if (finished := _already_complete(run, options.resume)) is not None:
+            return finished  # finished by another process while this one was building
+        return run_epochs(cfg, run, net, loaders, device, options)
+    finally:
+        lock.release()
+
+
+def _already_complete(run: RunDir, resume: bool) -> RunResult | None:
+    """The result of a complete run (nothing to do); RunExists for an unfinished one
+    without --resume."""
+    previous = run.read_summary()
+    if previous is not None and previous.status is Status.COMPLETE:
+        return RunResult(run, previous, already_complete=True)
+    if run.has_files() and not resume:
+        status = previous.status.value if previous else "unknown"
+        raise RunExists(f"{run.path} already holds a run (status {status}); pass --resume "
+                        "to continue it, or delete the folder to start over.")
+    return None
+
+
+def run_epochs(cfg: TrainConfig, run: RunDir, net: Net, loaders: Loaders,
+               device: torch.device, options: RunOptions) -> RunResult:
+    """Restore (or start fresh), then per epoch: train, evaluate, record, checkpoint."""
     if options.resume and run.has_checkpoint():
-        done = restore(run, net, device)
+        done = restore(cfg, run, net, device)  # CheckpointError leaves the folder as it was
     else:
         run.start_fresh()
         done = RunState()
+    iters = len(loaders.train)
     run.write_config(cfg)
     run.write_meta(run_meta(run, device, iters, net, done.epoch))
     logs = run.open_logs(loaders.val is not None)
@@ -240,13 +279,16 @@ def train(cfg: TrainConfig, out: Path, options: RunOptions | None = None,
     clock = time.perf_counter()
 
     def finish(status: Status, error: str | None = None, **extra) -> RunResult:
-        for log in logs:
-            log.close()
         summary.status, summary.error = status, error
         summary.wall_seconds = done.wall_seconds + time.perf_counter() - clock
         for key, value in extra.items():
             setattr(summary, key, value)
-        run.write_summary(summary)
+        try:
+            for log in logs:
+                log.close()
+            run.write_summary(summary)
+        except OSError:  # the disk that failed the run may refuse this too
+            pass
         return RunResult(run, summary)
 
     bar = ProgressBar(cfg, iters, done.epoch, options.show_progress)
@@ -269,7 +311,7 @@ def train(cfg: TrainConfig, out: Path, options: RunOptions | None = None,
                 done.wall_seconds = summary.wall_seconds = \
                     done.wall_seconds + time.perf_counter() - clock
                 clock = time.perf_counter()
-                run.save_checkpoint(checkpoint_state(net, device, done, logs))
+                run.save_checkpoint(cfg, checkpoint_state(net, device, done, logs))
                 summary.best_test_acc = done.best["best_test_acc"]
                 summary.best_epoch = done.best["best_epoch"]
                 summary.final_test_acc, summary.epochs_done = row["test_acc"], epoch + 1
