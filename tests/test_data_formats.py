@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from datafiles import (
+    idx_bytes,
     write_cifar_binary,
     write_cifar_python,
     write_idx,
@@ -96,11 +97,11 @@ def corrupt_cases(tmp_path: Path):
     images = np.zeros((5, 28, 28), np.uint8)
     good = write_idx(tmp_path / "good", images)
     raw = good.read_bytes()
-    yield "truncated", raw[:-10], "truncated or corrupt"
+    yield "truncated", raw[:-10], "truncated IDX data for 5x28x28 uint8 (3910 of 3920 bytes)"
     yield "bad-magic", b"\x01\x02" + raw[2:], "bad magic"
     yield "bad-dtype", raw[:2] + b"\x42" + raw[3:], "unknown IDX element type"
     yield "short-header", raw[:6], "truncated IDX header"
-    yield "extra", raw + b"\x00", "truncated or corrupt"
+    yield "extra", raw + b"\x00", "more bytes than its IDX header (5x28x28) announces"
 
 
 def test_corrupt_idx_files_name_the_file(tmp_path) -> None:
@@ -111,8 +112,9 @@ def test_corrupt_idx_files_name_the_file(tmp_path) -> None:
             read_idx(path)
         assert str(path) in str(info.value) and needle in str(info.value), label
     gz = tmp_path / "cut.gz"
-    gz.write_bytes(gzip.compress(b"\x00" * 4000)[:30])
-    with pytest.raises(DataError, match="cut.gz: corrupt or truncated gzip"):
+    raw = idx_bytes(np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8))
+    gz.write_bytes(gzip.compress(raw)[:2000])  # a valid header, then the stream breaks off
+    with pytest.raises(DataError, match="cut.gz: (corrupt or truncated file|truncated IDX)"):
         read_idx(gz)
 
 

@@ -120,7 +120,8 @@ class IdxLayout:
 
     names: tuple[str, ...]
     num_classes: int
-
+    image_shape: tuple[int, int]
+    sizes: tuple[int, int]  # the most images each split may hold (train, test)
     embedded = False
 
     def complete(self, folder: Path) -> bool:
@@ -128,8 +129,10 @@ class IdxLayout:
 
     def read(self, folder: Path):
         paths = [_idx_file(folder, n) for n in self.names]
-        return (read_idx_pair(paths[0], paths[1], self.num_classes),
-                read_idx_pair(paths[2], paths[3], self.num_classes))
+        return (read_idx_pair(paths[0], paths[1], self.num_classes, self.image_shape,
+                              self.sizes[0]),
+                read_idx_pair(paths[2], paths[3], self.num_classes, self.image_shape,
+                              self.sizes[1]))
 
 
 @dataclass(frozen=True)
@@ -185,7 +188,8 @@ def mnist_family(name: str, title: str, folder: str, base_url: str, md5s: tuple[
     return DatasetSpec(
         name=name, title=title, num_classes=10, shape=(1, 28, 28), sizes=(60_000, 10_000),
         mean=(mean,), std=(std,), folders=(folder,), extra_folders=extra_folders,
-        remotes=idx_remotes(base_url, md5s), layout=IdxLayout(IDX_FILES, 10),
+        remotes=idx_remotes(base_url, md5s),
+        layout=IdxLayout(IDX_FILES, 10, (28, 28), (60_000, 10_000)),
         expected_files=", ".join(IDX_FILES) + f" (each may be .gz) in {folder}/")
 
 
@@ -209,7 +213,7 @@ DATASETS: dict[str, DatasetSpec] = {
         sizes=(112_800, 18_800), mean=(0.1751,), std=(0.3332,), folders=("EMNIST/raw",),
         remotes=(Remote("https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip",
                         "58c8d27c78d21e728a6bc7b3cc06412e"),),
-        layout=IdxLayout(EMNIST_FILES, 47), archive="zip-of-gz",
+        layout=IdxLayout(EMNIST_FILES, 47, (28, 28), (112_800, 18_800)), archive="zip-of-gz",
         expected_files=", ".join(EMNIST_FILES) + " (each may be .gz) in EMNIST/raw/",
     ),
     "fashion-mnist": mnist_family("fashion-mnist", "Fashion-MNIST", "FashionMNIST/raw",
@@ -264,6 +268,8 @@ def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
         if tuple(images.shape[1:]) != spec.shape:
             raise DataError(f"{source}: {split} images are {images.shape[1:]}, "
                             f"expected {spec.shape}.")
+        if len(images) == 0:
+            raise DataError(f"{source}: the {split} split holds no images.")
     mean, std = spec.mean, spec.std
     if not mean:  # no published statistics: those of the train split
         scaled = train_x.astype(np.float64) / 255.0
