@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,10 +11,42 @@ from typing import NoReturn
 import pandas as pd
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from . import __version__
 
+# Typer may bundle its own copy of Click: take Click's exception classes from Typer's
+_UsageError, _ClickException = (next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+                                for name in ("UsageError", "ClickException"))
+
+
+class OneLineErrors(TyperGroup):
+    """Click's own usage errors (an option that is not a number, an unknown option) in the
+    tool's one-line form, exit code 2, instead of a multi-line box."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except _UsageError as error:
+            if error.ctx is not None and type(error).__name__ == "NoArgsIsHelpError":
+                typer.echo(error.ctx.get_help())  # a bare command shows its help
+                sys.exit(error.exit_code)
+            message = " ".join(error.format_message().split())
+            typer.echo(f"Error: {message}", err=True)
+            sys.exit(2)
+        except _ClickException as error:
+            typer.echo(f"Error: {' '.join(error.format_message().split())}", err=True)
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            typer.echo("Error: aborted.", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     help="Reproduce and extend the published benchmarks on learning-rate warmup.",
     no_args_is_help=True,
     add_completion=False,

@@ -58,7 +58,8 @@ class TrainConfig:
     compile: bool = False
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        # every value is a scalar or a tuple of ints: no deep copy needed (asdict's is slow)
+        return {name: getattr(self, name) for name in SETTINGS}
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:

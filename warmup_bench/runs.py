@@ -46,7 +46,7 @@ STEPS, EPOCHS = "steps.csv", "epochs.csv"
 CHECKPOINT, MODEL, LOCK = "checkpoint.pt", "model.pt", "lock"
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint's keys change
 CHECKPOINT_KEYS = {"format", "config_hash", "model", "optimizer", "scheduler", "warmup", "rng",
-                   "epoch", "wall_seconds", "best", "rows"}
+                   "epoch", "wall_seconds", "results", "rows"}
 
 
 class RunBusy(Exception):
@@ -359,20 +359,19 @@ def check_output_root(out: Path) -> None:
     """Fails early (ConfigError) for an output root that cannot hold run folders: a file,
     an unwritable folder, or a path too long for the file system."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder.")
-    existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    too_long = ConfigError(f"--out {str(out)[:60]}...: {os.strerror(errno.ENAMETOOLONG)}.")
+    # a run folder adds <task>/<run-name> (about 100 characters) and file names below it
+    if any(len(part.encode()) > 255 for part in out.parts) or \
+            len(str(out.absolute()).encode()) + 160 > 4096:
+        raise too_long
+    try:
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} is a file, not a folder.")
+        existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    except OSError as error:
+        raise ConfigError(f"--out {str(out)[:60]}: {error.strerror or error}.") from None
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {out}: {existing} is not a writable folder.")
-    try:
-        name_max = os.pathconf(existing, "PC_NAME_MAX")
-        path_max = os.pathconf(existing, "PC_PATH_MAX")
-    except (OSError, ValueError):
-        name_max, path_max = 255, 4096
-    # a run folder adds <task>/<run-name> (about 100 characters) and file names below it
-    if any(len(part) > name_max for part in out.parts) or \
-            len(str(out.absolute())) + 160 > path_max:
-        raise ConfigError(f"--out {str(out)[:60]}...: {os.strerror(errno.ENAMETOOLONG)}.")
 
 
 def find_runs(root: Path) -> Iterator[RunDir]:

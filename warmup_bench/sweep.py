@@ -56,6 +56,8 @@ def run_job(job: Job) -> JobResult:
     raises but for an interrupt. A top-level function so process pools and Ray can ship it."""
     from .train import RunOptions, train
 
+    if _stopping:  # a job the pool had queued before the interrupt: never start it
+        raise KeyboardInterrupt
     options = RunOptions(device=job.device, data_dir=job.data_dir, resume=True,
                          threads=job.threads, on_note=lambda _: None)
     name = RunDir.of(job.out, job.config).name
@@ -65,6 +67,10 @@ def run_job(job: Job) -> JobResult:
                          result.summary.error)
     except RunBusy as error:
         return JobResult(name, BUSY, None, str(error))
+    except KeyboardInterrupt:  # the run is already marked interrupted
+        if _parent is not None and os.getppid() != _parent:
+            os._exit(1)  # orphaned: nobody to report to, and the pool would block
+        raise
     except Exception as error:  # one failed run must not stop a sweep
         return JobResult(name, Status.FAILED.value, None, f"{type(error).__name__}: {error}")
 
@@ -87,20 +93,28 @@ def make_jobs(configs: list[TrainConfig], out: Path, data_dir: Path | None,
 def _interrupt_once(signum, frame) -> None:
     """SIGINT / SIGTERM in a worker: interrupt the run once; a second signal (the parent
     forwarding the terminal's Ctrl-C) must not break the run's own clean-up."""
+    global _stopping
+    _stopping = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
+
+
+_parent: int | None = None  # in a pool worker: the sweep process's pid
+_stopping = False  # in a pool worker: an interrupt arrived; start no further job
 
 
 def _watch_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(0.5)
     os.kill(os.getpid(), signal.SIGTERM)  # orphaned: interrupt the run like Ctrl-C would
-    time.sleep(60)
-    os._exit(1)  # still here a minute later: leave without clean-up (the lock frees itself)
+    time.sleep(15)
+    os._exit(1)  # still here: leave without clean-up (the run lock frees itself)
 
 
 def _worker_init(parent: int) -> None:
+    global _parent
+    _parent = parent
     signal.signal(signal.SIGINT, _interrupt_once)
     signal.signal(signal.SIGTERM, _interrupt_once)
     if os.getppid() != parent:  # the parent died while this worker was starting

@@ -46,8 +46,9 @@ def resolve_config(task: str, overrides: dict | None = None) -> TrainConfig:
     unknown = set(given) - set(SETTINGS)
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))}.")
-    cfg = TrainConfig.from_dict({**TASKS[task].to_dict(), **given})
-    validate(cfg)
+    canonical = {key: check_value_type(key, value) for key, value in given.items()}
+    cfg = dataclasses.replace(TASKS[task], **canonical)
+    validate(cfg)  # every field's type, range and the registries' rules
     return cfg
 
 

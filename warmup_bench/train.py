@@ -160,7 +160,18 @@ class RunState:
 
     epoch: int = 0
     wall_seconds: float = 0.0
-    best: dict = field(default_factory=lambda: {"best_test_acc": None, "best_epoch": None})
+    results: dict = field(default_factory=lambda: dict.fromkeys(
+        ("best_test_acc", "best_epoch", "final_test_acc", "final_val_acc")))
+
+    def record(self, row: dict) -> bool:
+        """Takes an epoch's row into the results; True when it is the best so far."""
+        best = self.results["best_test_acc"] is None or row["test_acc"] > self.results[
+            "best_test_acc"]
+        if best:
+            self.results.update(best_test_acc=row["test_acc"], best_epoch=row["epoch"])
+        self.results.update(final_test_acc=row["test_acc"], final_val_acc=row.get("val_acc"))
+        self.epoch = row["epoch"]
+        return best
 
 
 def checkpoint_state(net: Net, device: torch.device, done: RunState,
@@ -173,7 +184,7 @@ def checkpoint_state(net: Net, device: torch.device, done: RunState,
         rng["cuda"] = torch.cuda.get_rng_state(device)
     return {"model": net.model.state_dict(), "optimizer": net.training.optimizer.state_dict(),
             "scheduler": scheduler, "warmup": net.training.warmup.state_dict(), "rng": rng,
-            "epoch": done.epoch, "wall_seconds": done.wall_seconds, "best": done.best,
+            "epoch": done.epoch, "wall_seconds": done.wall_seconds, "results": done.results,
             "rows": {"steps": logs[0].rows, "epochs": logs[1].rows}}
 
 
@@ -197,7 +208,7 @@ def restore(cfg: TrainConfig, run: RunDir, net: Net, device: torch.device) -> Ru
         raise CheckpointError(f"{run.name}: the checkpoint does not fit this run's model "
                               f"or optimizer ({type(error).__name__}).") from None
     run.rewind(state["rows"])
-    return RunState(state["epoch"], state["wall_seconds"], state["best"])
+    return RunState(state["epoch"], state["wall_seconds"], dict(state["results"]))
 
 
 def run_meta(run: RunDir, device: torch.device, iters_per_epoch: int, net: Net,
@@ -274,7 +285,7 @@ def run_epochs(cfg: TrainConfig, run: RunDir, net: Net, loaders: Loaders,
     run.write_config(cfg)
     run.write_meta(run_meta(run, device, iters, net, done.epoch))
     logs = run.open_logs(loaders.val is not None)
-    summary = Summary(epochs_done=done.epoch, wall_seconds=done.wall_seconds, **done.best)
+    summary = Summary(epochs_done=done.epoch, wall_seconds=done.wall_seconds, **done.results)
     run.write_summary(summary)
     clock = time.perf_counter()
 
@@ -302,20 +313,13 @@ def run_epochs(cfg: TrainConfig, run: RunDir, net: Net, loaders: Loaders,
                     row["val_loss"], row["val_acc"] = evaluate(net, loaders.val)
                 row["seconds"] = time.perf_counter() - epoch_started
                 logs[1].append(row)
-                if done.best["best_test_acc"] is None or \
-                        row["test_acc"] > done.best["best_test_acc"]:
-                    done.best = {"best_test_acc": row["test_acc"], "best_epoch": epoch + 1}
-                    if options.save_model:
-                        run.save_model(net.model.state_dict())
-                done.epoch = epoch + 1
-                done.wall_seconds = summary.wall_seconds = \
-                    done.wall_seconds + time.perf_counter() - clock
+                if done.record(row) and options.save_model:
+                    run.save_model(net.model.state_dict())
+                done.wall_seconds = done.wall_seconds + time.perf_counter() - clock
                 clock = time.perf_counter()
                 run.save_checkpoint(cfg, checkpoint_state(net, device, done, logs))
-                summary.best_test_acc = done.best["best_test_acc"]
-                summary.best_epoch = done.best["best_epoch"]
-                summary.final_test_acc, summary.epochs_done = row["test_acc"], epoch + 1
-                summary.final_val_acc = row.get("val_acc")
+                summary = Summary(epochs_done=done.epoch, wall_seconds=done.wall_seconds,
+                                  **done.results)
                 run.write_summary(summary)
     except Diverged as diverged:
         return finish(Status.DIVERGED, str(diverged), diverged_at=diverged.at)
