@@ -189,3 +189,15 @@ def test_unavailable_device_is_refused_before_any_run(tmp_path) -> None:
                     "--devices", "cpu,cuda:3")
     assert result.exit_code == 2 and "cuda:3" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_a_run_listed_twice_is_trained_once(tmp_path) -> None:
+    grid = write(tmp_path, TINY.replace('lr = [0.01, 0.003]', 'lr = [0.01, 0.01]')
+                 .replace("seeds = [1, 2]", "seeds = [1, 1]"))
+    experiment = load_experiment(grid)
+    assert len(experiment.configs()) == 2 and experiment.duplicates == 6
+    result = invoke("sweep", str(grid), "--out", str(tmp_path / "r"), "--jobs", "2")
+    assert result.exit_code == 0, result.output
+    assert "2 runs, 0 already finished, 2 to run" in result.output
+    assert "6 grid entries repeat an earlier run" in result.output
+    assert len(list((tmp_path / "r" / "digits").iterdir())) == 2
