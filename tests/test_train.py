@@ -55,8 +55,8 @@ def test_digits_acceptance_run_directory(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     directory = only_run(tmp_path)
     assert sorted(p.name for p in directory.iterdir()) == [
-        "checkpoint.pt", "config.json", "epochs.csv", "lock", "meta.json", "steps.csv",
-        "summary.json"]
+        "checkpoint.pt", "config.json", "diagnostics.csv", "epochs.csv", "layers.csv", "lock",
+        "meta.json", "steps.csv", "summary.json"]
     summary = json.loads((directory / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["epochs_done"] == 30
     assert summary["best_test_acc"] > 0.9 and elapsed < 60
@@ -162,9 +162,10 @@ def run_digits_subprocess(out: Path, *extra: str) -> subprocess.Popen:
 
 
 def test_resume_after_sigkill_gives_identical_metrics(tmp_path) -> None:
-    reference = run_digits_subprocess(tmp_path / "reference")
+    sharpness = ("--sharpness-every", "50")  # diagnostics are on by default
+    reference = run_digits_subprocess(tmp_path / "reference", *sharpness)
     assert reference.wait(120) == 0
-    killed = run_digits_subprocess(tmp_path / "killed")
+    killed = run_digits_subprocess(tmp_path / "killed", *sharpness)
     epochs_csv = None
     deadline = time.time() + 120
     while time.time() < deadline:  # wait for a few epochs, then kill mid-run
@@ -177,14 +178,15 @@ def test_resume_after_sigkill_gives_identical_metrics(tmp_path) -> None:
     killed.wait()
     assert epochs_csv is not None
     assert json.loads((epochs_csv.parent / "summary.json").read_text())["status"] == "running"
-    resumed = run_digits_subprocess(tmp_path / "killed", "--resume")
+    resumed = run_digits_subprocess(tmp_path / "killed", "--resume", *sharpness)
     assert resumed.wait(120) == 0, resumed.stderr.read()
     ref_dir = only_run(tmp_path / "reference")
     metrics = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc"]
     ref_epochs, got_epochs = read_csv(ref_dir / "epochs.csv"), read_csv(epochs_csv)
     assert [{k: r[k] for k in metrics} for r in got_epochs] == \
         [{k: r[k] for k in metrics} for r in ref_epochs]
-    assert read_csv(epochs_csv.parent / "steps.csv") == read_csv(ref_dir / "steps.csv")
+    for log in ("steps.csv", "diagnostics.csv", "layers.csv"):  # every row, bit for bit
+        assert (epochs_csv.parent / log).read_text() == (ref_dir / log).read_text(), log
     summary = json.loads((epochs_csv.parent / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["best_test_acc"] == \
         json.loads((ref_dir / "summary.json").read_text())["best_test_acc"]

@@ -254,6 +254,10 @@ def train(
     out: Path = typer.Option(Path("results"), help="Output root of run directories."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from its checkpoint."),
     save_model: bool = typer.Option(False, help="Keep the best epoch's weights in the run folder."),
+    diagnostics: bool = typer.Option(True, help="Log update sizes, Adam step ratios, angular "
+                                     "updates per log step (diagnostics.csv, layers.csv)."),
+    sharpness_every: int = typer.Option(None, help="Estimate the top Hessian eigenvalue every "
+                                        "N steps (a multiple of the log interval)."),
     progress: bool = typer.Option(True, help="Show a progress bar (only on a terminal)."),
 ) -> None:
     """Train one task with any optimizer x warmup x schedule; writes a run directory."""
@@ -274,12 +278,15 @@ def train(
         check_output_root(out)
     _check_devices([device])
     _check_threads(threads)
+    _check_sharpness(sharpness_every, diagnostics, cfg.log_interval)
     note = redundant_warmup_note(cfg)
     if note:
         typer.echo(note, err=True)
     options = RunOptions(device=device, data_dir=data_dir, resume=resume,
                          save_model=save_model, show_progress=progress and console.is_terminal,
-                         threads=threads, on_note=lambda text: typer.echo(text, err=True))
+                         threads=threads, diagnostics=diagnostics,
+                         sharpness_every=sharpness_every,
+                         on_note=lambda text: typer.echo(text, err=True))
     try:
         with user_errors():
             result = run_training(cfg, out, options)
@@ -322,6 +329,16 @@ def _check_devices(devices: list[str]) -> None:
 def _check_threads(threads: int | None) -> None:
     if threads is not None and threads < 1:
         fail(f"--threads {threads} must be at least 1.")
+
+
+def _check_sharpness(every: int | None, diagnostics: bool, log_interval: int) -> None:
+    if every is None:
+        return
+    if not diagnostics:
+        fail("--sharpness-every needs --diagnostics (its values go into diagnostics.csv).")
+    if every < 1 or every % log_interval:
+        fail(f"--sharpness-every {every} must be a positive multiple of the log interval "
+             f"({log_interval}).")
 
 
 @list_app.command("tasks")
@@ -387,6 +404,8 @@ def sweep(
     ray_gpus: float = typer.Option(0.0, help="GPUs Ray reserves per run."),
     epochs: int = typer.Option(None, help="Override every run's epochs (smoke runs)."),
     data_dir: Path = typer.Option(None, help=DATA_DIR_HELP),
+    diagnostics: bool = typer.Option(True, help="Per-step diagnostics in every run."),
+    sharpness_every: int = typer.Option(None, help="Top Hessian eigenvalue every N steps."),
     dry_run: bool = typer.Option(False, help="List what would run; train nothing."),
 ) -> None:
     """Run a whole grid; finished runs are skipped and interrupted ones resumed."""
@@ -412,6 +431,8 @@ def sweep(
         check_output_root(out)
     device_list = [d.strip() for d in devices.split(",") if d.strip()]
     _check_devices(device_list)
+    for cfg in configs[:1] if sharpness_every else ():
+        _check_sharpness(sharpness_every, diagnostics, cfg.log_interval)
     done, todo = plan(configs, out)
     console.print(f"{grid.title}: {len(configs)} runs, {len(done)} already finished, "
                   f"{len(todo)} to run", highlight=False)
@@ -433,7 +454,7 @@ def sweep(
     if threads is None:  # share the cores: concurrent runs with all threads each thrash
         threads = max(1, int(ray_cpus)) if backend == "ray" else \
             max(1, (os.cpu_count() or 1) // jobs)
-    work = make_jobs(todo, out, data_dir, device_list, threads)
+    work = make_jobs(todo, out, data_dir, device_list, threads, diagnostics, sharpness_every)
     results, counts = [], {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
 

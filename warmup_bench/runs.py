@@ -8,6 +8,8 @@ place that names a run's files; everything else goes through `RunDir`.
   summary.json   a `Summary`: status, best / final accuracy, epochs done, wall time, error
   steps.csv      STEP_COLUMNS every log interval
   epochs.csv     epoch_columns() once per epoch
+  diagnostics.csv  DIAGNOSTIC_COLUMNS every log interval (--diagnostics, the default)
+  layers.csv     LAYER_COLUMNS, one row per weight tensor, every LAYER_EVERY log steps
   checkpoint.pt  the latest state for --resume, bound to its config by a hash
   model.pt       the best epoch's weights (--save-model)
   lock           an OS file lock held by the one process writing the run (and its pid)
@@ -22,6 +24,7 @@ import csv
 import dataclasses
 import errno
 import hashlib
+import io
 import json
 import math
 import os
@@ -43,6 +46,8 @@ from .files import (
 
 CONFIG, META, SUMMARY = "config.json", "meta.json", "summary.json"
 STEPS, EPOCHS = "steps.csv", "epochs.csv"
+DIAGNOSTICS, LAYERS = "diagnostics.csv", "layers.csv"
+LOGS = {"steps": STEPS, "epochs": EPOCHS, "diagnostics": DIAGNOSTICS, "layers": LAYERS}
 CHECKPOINT, MODEL, LOCK = "checkpoint.pt", "model.pt", "lock"
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint's keys change
 CHECKPOINT_KEYS = {"format", "config_hash", "model", "optimizer", "scheduler", "warmup", "rng",
@@ -174,12 +179,22 @@ def _read_json(path: Path):
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    """A run's CSV, tolerating a torn last row (a killed writer): bad rows are dropped."""
+    """A run's CSV. Rows are written whole, each ending in a newline, so a last line
+    without one is torn (its writer was killed mid-row) and is dropped; so are rows that
+    do not parse. Empty cells (a diagnostic that does not apply) read as NaN."""
     try:
-        frame = pd.read_csv(path, on_bad_lines="skip")
-    except (OSError, ValueError, pd.errors.ParserError):
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
         return pd.DataFrame()
-    return frame.apply(pd.to_numeric, errors="coerce").dropna()
+    text = text[: text.rfind("\n") + 1]
+    try:
+        frame = pd.read_csv(io.StringIO(text), on_bad_lines="skip")
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return pd.DataFrame()
+    if len(frame.columns):  # the key column (step or epoch) must be a number
+        key = pd.to_numeric(frame[frame.columns[0]], errors="coerce")
+        frame = frame[key.notna()].assign(**{frame.columns[0]: key[key.notna()]})
+    return frame.reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -231,12 +246,21 @@ class RunDir:
     def rewind(self, rows: dict[str, int]) -> None:
         """Back to a checkpoint: drops the CSV rows logged after it (they will be redone)."""
         remove_temporaries(self.path)
-        _truncate_rows(self.path / STEPS, rows["steps"])
-        _truncate_rows(self.path / EPOCHS, rows["epochs"])
+        for name, file in LOGS.items():
+            _truncate_rows(self.path / file, rows[name])
 
-    def open_logs(self, has_val: bool) -> tuple[CsvLog, CsvLog]:
-        return (CsvLog(self.path / STEPS, STEP_COLUMNS),
-                CsvLog(self.path / EPOCHS, epoch_columns(has_val)))
+    def open_logs(self, has_val: bool, diagnostics: bool) -> Logs:
+        """The run's CSV logs, opened for appending; the diagnostics ones only when
+        `diagnostics` (their rows are left as they are otherwise)."""
+        from .diagnostics import DIAGNOSTIC_COLUMNS, LAYER_COLUMNS
+
+        def extra(file: str, columns: list[str]) -> CsvLog | int:
+            return CsvLog(self.path / file, columns) if diagnostics else \
+                _count_rows(self.path / file)
+
+        return Logs(CsvLog(self.path / STEPS, STEP_COLUMNS),
+                    CsvLog(self.path / EPOCHS, epoch_columns(has_val)),
+                    extra(DIAGNOSTICS, DIAGNOSTIC_COLUMNS), extra(LAYERS, LAYER_COLUMNS))
 
     def write_config(self, cfg: TrainConfig) -> None:
         write_json_atomic(self.path / CONFIG, cfg.to_dict())
@@ -275,8 +299,7 @@ class RunDir:
             raise CheckpointError(f"{path} belongs to another run (its config hash differs "
                                   "from this folder's); refusing to resume from it.")
         epoch, rows = state["epoch"], state["rows"]
-        logged = {"steps": _count_rows(self.path / STEPS),
-                  "epochs": _count_rows(self.path / EPOCHS)}
+        logged = {name: _count_rows(self.path / file) for name, file in LOGS.items()}
         if not (isinstance(epoch, int) and 0 <= epoch <= cfg.epochs and isinstance(rows, dict)
                 and all(isinstance(rows.get(k), int) and 0 <= rows[k] <= logged[k]
                         for k in logged) and rows["epochs"] == epoch):
@@ -322,12 +345,39 @@ class RunDir:
     def read_epochs(self) -> pd.DataFrame:
         return _read_csv(self.path / EPOCHS)
 
+    def read_diagnostics(self) -> pd.DataFrame:
+        return _read_csv(self.path / DIAGNOSTICS)
+
+    def read_layers(self) -> pd.DataFrame:
+        return _read_csv(self.path / LAYERS)
+
 
 def _save_torch(path: Path, state: dict) -> None:
     import torch
 
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+
+
+@dataclass
+class Logs:
+    """A run's CSV logs; a diagnostics log that is not being written is its row count."""
+
+    steps: CsvLog
+    epochs: CsvLog
+    diagnostics: CsvLog | int
+    layers: CsvLog | int
+
+    def rows(self) -> dict[str, int]:
+        """Data rows in each file (what a checkpoint records, and a resume rewinds to)."""
+        logs = {name: getattr(self, name) for name in LOGS}
+        return {name: log.rows if isinstance(log, CsvLog) else log for name, log in logs.items()}
+
+    def close(self) -> None:
+        for name in LOGS:
+            log = getattr(self, name)
+            if isinstance(log, CsvLog):
+                log.close()
 
 
 class RunLock:

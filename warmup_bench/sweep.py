@@ -41,6 +41,8 @@ class Job:
     data_dir: Path | None
     device: str
     threads: int
+    diagnostics: bool = True
+    sharpness_every: int | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ def run_job(job: Job) -> JobResult:
     if _stopping:  # a job the pool had queued before the interrupt: never start it
         raise KeyboardInterrupt
     options = RunOptions(device=job.device, data_dir=job.data_dir, resume=True,
-                         threads=job.threads, on_note=lambda _: None)
+                         threads=job.threads, diagnostics=job.diagnostics,
+                         sharpness_every=job.sharpness_every, on_note=lambda _: None)
     name = RunDir.of(job.out, job.config).name
     try:
         result = train(job.config, job.out, options)
@@ -85,9 +88,10 @@ def plan(configs: list[TrainConfig], out: Path) -> tuple[list[TrainConfig], list
 
 
 def make_jobs(configs: list[TrainConfig], out: Path, data_dir: Path | None,
-              devices: list[str], threads: int) -> list[Job]:
-    return [Job(cfg, Path(out), data_dir, devices[i % len(devices)], threads)
-            for i, cfg in enumerate(configs)]
+              devices: list[str], threads: int, diagnostics: bool = True,
+              sharpness_every: int | None = None) -> list[Job]:
+    return [Job(cfg, Path(out), data_dir, devices[i % len(devices)], threads, diagnostics,
+                sharpness_every) for i, cfg in enumerate(configs)]
 
 
 def _interrupt_once(signum, frame) -> None:

@@ -25,9 +25,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import __version__
 from .config import ConfigError, TrainConfig
 from .data import AUGMENTATIONS, BatchLoader, Dataset, load_dataset, split_train_val
+from .diagnostics import Monitor, Sharpness, StepProbe
 from .models import CONV_NETS, build_model
 from .optim import Training, build_training
-from .runs import CheckpointError, CsvLog, RunDir, Status, Summary
+from .runs import CheckpointError, CsvLog, Logs, RunDir, Status, Summary
 
 
 class RunExists(Exception):
@@ -52,6 +53,8 @@ class RunOptions:
     save_model: bool = False
     show_progress: bool = False
     threads: int | None = None  # intra-op CPU threads; None keeps torch's default
+    diagnostics: bool = True  # per-step diagnostics.csv and layers.csv (read-only probes)
+    sharpness_every: int | None = None  # top Hessian eigenvalue every N steps
     on_note: Callable[[str], None] = print
 
 
@@ -174,8 +177,8 @@ class RunState:
         return best
 
 
-def checkpoint_state(net: Net, device: torch.device, done: RunState,
-                     logs: tuple[CsvLog, CsvLog]) -> dict:
+def checkpoint_state(net: Net, device: torch.device, done: RunState, logs: Logs,
+                     sharpness: Sharpness | None) -> dict:
     scheduler = net.training.schedule.scheduler.state_dict()
     if "milestones" in scheduler:  # a Counter, which weights_only loading refuses
         scheduler["milestones"] = dict(scheduler["milestones"])
@@ -185,10 +188,11 @@ def checkpoint_state(net: Net, device: torch.device, done: RunState,
     return {"model": net.model.state_dict(), "optimizer": net.training.optimizer.state_dict(),
             "scheduler": scheduler, "warmup": net.training.warmup.state_dict(), "rng": rng,
             "epoch": done.epoch, "wall_seconds": done.wall_seconds, "results": done.results,
-            "rows": {"steps": logs[0].rows, "epochs": logs[1].rows}}
+            "rows": logs.rows()} | ({"sharpness": sharpness.state_dict()} if sharpness else {})
 
 
-def restore(cfg: TrainConfig, run: RunDir, net: Net, device: torch.device) -> RunState:
+def restore(cfg: TrainConfig, run: RunDir, net: Net, device: torch.device,
+            sharpness: Sharpness | None) -> RunState:
     """Loads the verified checkpoint into the objects, then drops the log rows written
     after it. Anything that does not fit raises CheckpointError before the folder is
     touched."""
@@ -204,6 +208,8 @@ def restore(cfg: TrainConfig, run: RunDir, net: Net, device: torch.device) -> Ru
         torch.set_rng_state(state["rng"]["cpu"])
         if device.type == "cuda" and "cuda" in state["rng"]:
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        if sharpness is not None and "sharpness" in state:  # its warm-start vectors
+            sharpness.load_state_dict(state["sharpness"])
     except Exception as error:
         raise CheckpointError(f"{run.name}: the checkpoint does not fit this run's model "
                               f"or optimizer ({type(error).__name__}).") from None
@@ -212,7 +218,7 @@ def restore(cfg: TrainConfig, run: RunDir, net: Net, device: torch.device) -> Ru
 
 
 def run_meta(run: RunDir, device: torch.device, iters_per_epoch: int, net: Net,
-             resumed_at: int) -> dict:
+             resumed_at: int, options: RunOptions) -> dict:
     return {
         "run_name": run.name,
         "versions": {"warmup_bench": __version__, "torch": torch.__version__,
@@ -227,6 +233,8 @@ def run_meta(run: RunDir, device: torch.device, iters_per_epoch: int, net: Net,
         "resumed_at_epoch": resumed_at or None,
         "delay_schedule_iterations": net.training.schedule.delay,
         "iterations_per_epoch": iters_per_epoch,
+        "diagnostics": options.diagnostics,
+        "sharpness_every": options.sharpness_every,
     }
 
 
@@ -276,15 +284,21 @@ def _already_complete(run: RunDir, resume: bool) -> RunResult | None:
 def run_epochs(cfg: TrainConfig, run: RunDir, net: Net, loaders: Loaders,
                device: torch.device, options: RunOptions) -> RunResult:
     """Restore (or start fresh), then per epoch: train, evaluate, record, checkpoint."""
+    sharpness = Sharpness(net.model, net.criterion, *loaders.train.probe_batch(), cfg.seed) \
+        if options.sharpness_every else None
     if options.resume and run.has_checkpoint():
-        done = restore(cfg, run, net, device)  # CheckpointError leaves the folder as it was
+        # CheckpointError leaves the folder as it was
+        done = restore(cfg, run, net, device, sharpness)
     else:
         run.start_fresh()
         done = RunState()
     iters = len(loaders.train)
     run.write_config(cfg)
-    run.write_meta(run_meta(run, device, iters, net, done.epoch))
-    logs = run.open_logs(loaders.val is not None)
+    run.write_meta(run_meta(run, device, iters, net, done.epoch, options))
+    logs = run.open_logs(loaders.val is not None, options.diagnostics)
+    monitor = Monitor(StepProbe(net.model, net.training.optimizer), sharpness,
+                      options.sharpness_every, cfg.log_interval, logs.diagnostics,
+                      logs.layers) if options.diagnostics else None
     summary = Summary(epochs_done=done.epoch, wall_seconds=done.wall_seconds, **done.results)
     run.write_summary(summary)
     clock = time.perf_counter()
@@ -295,8 +309,7 @@ def run_epochs(cfg: TrainConfig, run: RunDir, net: Net, loaders: Loaders,
         for key, value in extra.items():
             setattr(summary, key, value)
         try:
-            for log in logs:
-                log.close()
+            logs.close()
             run.write_summary(summary)
         except OSError:  # the disk that failed the run may refuse this too
             pass
@@ -307,17 +320,17 @@ def run_epochs(cfg: TrainConfig, run: RunDir, net: Net, loaders: Loaders,
         with bar:
             for epoch in range(done.epoch, cfg.epochs):
                 epoch_started = time.perf_counter()
-                row = train_epoch(cfg, net, loaders.train, epoch, logs[0], bar)
+                row = train_epoch(cfg, net, loaders.train, epoch, logs.steps, bar, monitor)
                 row["test_loss"], row["test_acc"] = evaluate(net, loaders.test)
                 if loaders.val is not None:
                     row["val_loss"], row["val_acc"] = evaluate(net, loaders.val)
                 row["seconds"] = time.perf_counter() - epoch_started
-                logs[1].append(row)
+                logs.epochs.append(row)
                 if done.record(row) and options.save_model:
                     run.save_model(net.model.state_dict())
                 done.wall_seconds = done.wall_seconds + time.perf_counter() - clock
                 clock = time.perf_counter()
-                run.save_checkpoint(cfg, checkpoint_state(net, device, done, logs))
+                run.save_checkpoint(cfg, checkpoint_state(net, device, done, logs, sharpness))
                 summary = Summary(epochs_done=done.epoch, wall_seconds=done.wall_seconds,
                                   **done.results)
                 run.write_summary(summary)
@@ -334,7 +347,7 @@ def run_epochs(cfg: TrainConfig, run: RunDir, net: Net, loaders: Loaders,
 
 
 def train_epoch(cfg: TrainConfig, net: Net, loader: BatchLoader, epoch: int, steps_log: CsvLog,
-                bar: ProgressBar) -> dict:
+                bar: ProgressBar, monitor: Monitor | None = None) -> dict:
     """One epoch of training steps; returns its train metrics (the start of the epoch's
     row in the epochs log) or raises Diverged."""
     net.model.train()
@@ -344,21 +357,24 @@ def train_epoch(cfg: TrainConfig, net: Net, loader: BatchLoader, epoch: int, ste
     correct = torch.zeros((), dtype=torch.long, device=loader.device)
     for i, (x, y) in enumerate(loader.batches(epoch)):
         step = epoch * iters + i + 1  # 1-based global iteration
+        log_step = (step - 1) % cfg.log_interval == 0
         lr_used = optimizer.param_groups[0]["lr"]  # what this step applies (warmup included)
         with net.autocast():
             logits = net.forward(x)
             loss = net.criterion(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        # (diagnostics seam: gradients are complete here)
+        if log_step and monitor is not None:
+            monitor.before_step()  # gradients complete, parameters not yet updated
         if cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(net.model.parameters(), cfg.grad_clip)
         optimizer.step()
-        # (diagnostics seam: the update is parameters now minus parameters before the step)
+        if log_step and monitor is not None:
+            monitor.after_step(step, lr_used)  # host sync: one transfer, on log steps only
         net.training.after_step(step, end_of_epoch=i == iters - 1)
         loss_sum += loss.detach()
         correct += (logits.argmax(1) == y).sum()
-        if (step - 1) % cfg.log_interval == 0:
+        if log_step:
             value = loss.item()  # host sync: only at log steps
             if not math.isfinite(value):
                 raise Diverged(f"loss became {value} at step {step} (epoch {epoch + 1})",

@@ -72,6 +72,11 @@ class BatchLoader:
         out = torch.addcmul(-self.shift, images.float(), self.scale)
         return out.contiguous(memory_format=self.memory_format)
 
+    def probe_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first batch in storage order, unaugmented: a fixed batch for probes."""
+        n = min(self.batch_size, self.num_samples)
+        return self.normalize(self.split.images[:n]), self.split.labels[:n]
+
     def batches(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of `epoch` (the same epoch number gives the same batches)."""
         images, labels = self.split.images, self.split.labels

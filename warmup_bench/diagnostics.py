@@ -1,0 +1,262 @@
+"""Per-step diagnostics: the quantities the warmup papers argue with.
+
+At a log step, `StepProbe` measures around `optimizer.step()`:
+
+  grad_norm            ||g||_2 over all parameters (before any clipping)
+  param_norm           ||theta||_2 before the step
+  update_norm          ||delta theta||_2, delta theta = theta_after - theta_before
+  relative_update      ||delta theta|| / ||theta||
+  max_layer_relative_update   the largest ||delta W|| / ||W|| over weight tensors (ndim >= 2)
+  angular_update_mean / _max  angle between W before and after the step, over weight tensors
+  r_abs_mean, r_frac_above_half, r_abs_max
+                       Adam family: r = m_hat / (sqrt(v_hat) + eps), the per-coordinate step
+                       that multiplies the LR (Ma & Yarats: at t = 1, r = sign(g))
+  momentum_norm        SGD: ||momentum buffer||
+
+Every `layer_every` log steps it also writes one row per weight tensor (layers.csv).
+All of it is computed on the device; the row reaches the host in one transfer.
+
+`Sharpness` estimates the top Hessian eigenvalue of the training loss on a fixed probe
+batch by power iteration on Hessian-vector products (warm-started from the last vector),
+and for the Adam family the top eigenvalue of P^-1 H with P = diag(sqrt(v_hat) + eps).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+DIAGNOSTIC_COLUMNS = ["step", "grad_norm", "param_norm", "update_norm", "relative_update",
+                      "max_layer_relative_update", "angular_update_mean", "angular_update_max",
+                      "r_abs_mean", "r_frac_above_half", "r_abs_max", "momentum_norm",
+                      "sharpness", "preconditioned_sharpness", "sharpness_threshold"]
+LAYER_COLUMNS = ["step", "layer", "relative_update", "angular_update", "grad_norm"]
+LAYER_EVERY = 10  # layers.csv is written every LAYER_EVERY-th log step
+NAN = float("nan")
+
+
+def _norms(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(torch._foreach_norm(tensors)) if tensors else torch.zeros(0)
+
+
+def _total(norms: torch.Tensor) -> torch.Tensor:
+    return norms.square().sum().sqrt()
+
+
+def angles(before: list[torch.Tensor], after: list[torch.Tensor]) -> torch.Tensor:
+    """The angle between each pair of tensors, 2 atan2(|a - b|, |a + b|) of the unit
+    vectors: accurate for the tiny angles of one step, where arccos(cos) is not."""
+    a = torch._foreach_div(before, [n.clamp_min(1e-30) for n in torch._foreach_norm(before)])
+    b = torch._foreach_div(after, [n.clamp_min(1e-30) for n in torch._foreach_norm(after)])
+    return 2 * torch.atan2(_norms(torch._foreach_sub(a, b)), _norms(torch._foreach_add(a, b)))
+
+
+def adam_ratios(optimizer: torch.optim.Optimizer) -> list[torch.Tensor] | None:
+    """r = m_hat / (sqrt(v_hat) + eps) of every parameter with Adam state (AMSGrad: the
+    running maximum of v; Adamax: m_hat / (u + eps)); None for other optimizers."""
+    ratios = []
+    for group in optimizer.param_groups:
+        if "betas" not in group:
+            return None
+        beta1, beta2 = group["betas"]
+        for p in group["params"]:
+            state = optimizer.state.get(p)
+            if not state or "exp_avg" not in state:
+                continue
+            t = float(state["step"])  # a 0-dim CPU tensor in torch's optimizers: no sync
+            m_hat = state["exp_avg"] / (1 - beta1**t)
+            if "exp_inf" in state:  # Adamax: an infinity-norm second moment, not averaged
+                denominator = state["exp_inf"]
+            else:
+                v = state["max_exp_avg_sq"] if group.get("amsgrad") else state["exp_avg_sq"]
+                denominator = (v / (1 - beta2**t)).sqrt()
+            ratios.append(m_hat / (denominator + group["eps"]))
+    return ratios or None
+
+
+def momentum_buffers(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [s["momentum_buffer"] for s in optimizer.state.values()
+            if s.get("momentum_buffer") is not None]
+
+
+class StepProbe:
+    """Measures one optimizer step: call `before()` once the gradients are complete and
+    `after()` once optimizer.step() has run (only on the steps that log)."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer):
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.params = [p for _, p in named]
+        self.weights = [i for i, (_, p) in enumerate(named) if p.ndim >= 2]
+        self.layer_names = [named[i][0] for i in self.weights]
+        self.optimizer = optimizer
+        self.before_params: list[torch.Tensor] = []
+        self.grad_norms = torch.zeros(0)
+
+    def before(self) -> None:
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        self.grad_norms = _norms([g.detach() for g in grads])
+        self.before_params = [p.detach().clone() for p in self.params]
+
+    def after(self, step: int, with_layers: bool) -> tuple[dict, list[dict]]:
+        """The diagnostics row, and the per-layer rows when `with_layers`."""
+        after = [p.detach() for p in self.params]
+        param_norms = _norms(self.before_params)
+        update_norms = _norms(torch._foreach_sub(after, self.before_params))
+        w = self.weights
+        layer_relative = update_norms[w] / param_norms[w].clamp_min(1e-30)
+        layer_angles = angles([self.before_params[i] for i in w], [after[i] for i in w])
+        ratios = adam_ratios(self.optimizer)
+        if ratios is not None:
+            abs_r = torch.cat([r.abs().flatten() for r in ratios])
+            r_stats = [abs_r.mean(), (abs_r > 0.5).float().mean(), abs_r.max()]
+        else:
+            r_stats = [torch.tensor(NAN)] * 3
+        buffers = momentum_buffers(self.optimizer)
+        momentum = _total(_norms(buffers)) if buffers else torch.tensor(NAN)
+        device = param_norms.device
+        values = torch.stack([t.to(device, torch.float32) for t in (
+            _total(self.grad_norms), _total(param_norms), _total(update_norms),
+            _total(update_norms) / _total(param_norms).clamp_min(1e-30),
+            layer_relative.max() if w else torch.tensor(NAN), layer_angles.mean(),
+            layer_angles.max() if w else torch.tensor(NAN), *r_stats, momentum)])
+        if with_layers:
+            per_layer = torch.stack([layer_relative, layer_angles,
+                                     self.grad_norms[w].to(device)])
+            values = torch.cat([values, per_layer.flatten()])
+        numbers = values.tolist()  # host sync: the one transfer of a log step
+        self.before_params = []
+        row = dict(zip(DIAGNOSTIC_COLUMNS[1:12], numbers[:11]), step=step)
+        row.update(sharpness=NAN, preconditioned_sharpness=NAN, sharpness_threshold=NAN)
+        layers = []
+        if with_layers:
+            n = len(w)
+            rel, ang, grad = numbers[11:11 + n], numbers[11 + n:11 + 2 * n], numbers[11 + 2 * n:]
+            layers = [{"step": step, "layer": name, "relative_update": rel[i],
+                       "angular_update": ang[i], "grad_norm": grad[i]}
+                      for i, name in enumerate(self.layer_names)]
+        return row, layers
+
+
+# ---- sharpness ----------------------------------------------------------------------
+
+
+def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
+    return sum((x * y).sum() for x, y in zip(a, b))
+
+
+def power_iteration(matvec: Callable[[list[torch.Tensor]], list[torch.Tensor]],
+                    start: list[torch.Tensor], iterations: int = 20, tol: float = 1e-5
+                    ) -> tuple[float, list[torch.Tensor]]:
+    """The eigenvalue of largest magnitude of a symmetric linear map given as `matvec` on
+    lists of tensors, and its unit eigenvector, by power iteration from `start`. Stops
+    when the Rayleigh quotient changes by less than `tol` (relative)."""
+    norm = _dot(start, start).sqrt()
+    v = [x / norm for x in start]
+    value = math.nan
+    for _ in range(iterations):
+        w = matvec(v)
+        new_value = float(_dot(v, w))  # host sync: once per power iteration
+        norm = _dot(w, w).sqrt()
+        if float(norm) == 0.0:
+            return 0.0, v
+        v = [x / norm for x in w]
+        if abs(new_value - value) <= tol * abs(new_value):
+            return new_value, v
+        value = new_value
+    return value, v
+
+
+class Sharpness:
+    """Top Hessian eigenvalue of the loss on one fixed probe batch, in eval mode (dropout
+    off, BatchNorm on its running statistics, so no randomness is drawn), plus the
+    preconditioned one for Adam-family optimizers. Vectors persist between estimates
+    (warm start) and are saved with the checkpoint so resuming changes nothing."""
+
+    def __init__(self, model: torch.nn.Module, criterion, x: torch.Tensor, y: torch.Tensor,
+                 seed: int, iterations: int = 20):
+        self.model, self.criterion, self.x, self.y = model, criterion, x, y
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        generator = torch.Generator().manual_seed(seed)
+        self.vectors = {kind: [torch.randn(p.shape, generator=generator).to(p) for p in
+                               self.params] for kind in ("plain", "preconditioned")}
+        self.iterations = iterations
+
+    def estimate(self, optimizer: torch.optim.Optimizer, lr: float) -> dict:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.enable_grad():
+                loss = self.criterion(self.model(self.x).float(), self.y)
+                grads = torch.autograd.grad(loss, self.params, create_graph=True)
+
+            def hvp(v: list[torch.Tensor]) -> list[torch.Tensor]:
+                return [h.detach() for h in torch.autograd.grad(
+                    grads, self.params, grad_outputs=v, retain_graph=True)]
+
+            sharpness, self.vectors["plain"] = power_iteration(
+                hvp, self.vectors["plain"], self.iterations)
+            result = {"sharpness": sharpness, "preconditioned_sharpness": NAN,
+                      "sharpness_threshold": 2.0 / lr}
+            scales = preconditioner_scales(optimizer, self.params)
+            if scales is not None:  # P^-1/2 H P^-1/2 has the eigenvalues of P^-1 H
+                def preconditioned(v):
+                    return [s * h for s, h in zip(scales, hvp([s * x for s, x in zip(scales, v)]))]
+                value, self.vectors["preconditioned"] = power_iteration(
+                    preconditioned, self.vectors["preconditioned"], self.iterations)
+                beta1 = optimizer.param_groups[0]["betas"][0]
+                result.update(preconditioned_sharpness=value,
+                              sharpness_threshold=(2 + 2 * beta1) / ((1 - beta1) * lr))
+            return result
+        finally:
+            self.model.train(was_training)
+
+    def state_dict(self) -> dict:
+        return {kind: [v.detach().cpu() for v in vs] for kind, vs in self.vectors.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.vectors = {kind: [v.to(p) for v, p in zip(vs, self.params)]
+                        for kind, vs in state.items()}
+
+
+def preconditioner_scales(optimizer: torch.optim.Optimizer,
+                          params: list[torch.Tensor]) -> list[torch.Tensor] | None:
+    """P^-1/2 per parameter, P = sqrt(v_hat) + eps (Adam's preconditioner); None when the
+    optimizer keeps no second moment yet (or is no Adam)."""
+    scales = []
+    for group in optimizer.param_groups:
+        if "betas" not in group:
+            return None
+        for p in group["params"]:
+            state = optimizer.state.get(p)
+            if not state or "exp_avg_sq" not in state:
+                return None
+            t = float(state["step"])
+            v = state["max_exp_avg_sq"] if group.get("amsgrad") else state["exp_avg_sq"]
+            scales.append(((v / (1 - group["betas"][1] ** t)).sqrt() + group["eps"]).rsqrt())
+    by_param = dict(zip((p for g in optimizer.param_groups for p in g["params"]), scales))
+    return [by_param[p] for p in params]
+
+
+class Monitor:
+    """What --diagnostics (and --sharpness-every) add to the training loop's log steps:
+    `before_step()` at the seam after backward, `after_step()` after optimizer.step()."""
+
+    def __init__(self, probe: StepProbe, sharpness: Sharpness | None,
+                 sharpness_every: int | None, log_interval: int, diagnostics_log, layers_log):
+        self.probe, self.sharpness, self.sharpness_every = probe, sharpness, sharpness_every
+        self.log_interval = log_interval
+        self.diagnostics_log, self.layers_log = diagnostics_log, layers_log
+
+    def before_step(self) -> None:
+        self.probe.before()
+
+    def after_step(self, step: int, lr: float) -> None:
+        with_layers = (step - 1) // self.log_interval % LAYER_EVERY == 0
+        row, layers = self.probe.after(step, with_layers)
+        if self.sharpness is not None and (step - 1) % self.sharpness_every == 0:
+            row.update(self.sharpness.estimate(self.probe.optimizer, lr))
+        self.diagnostics_log.append(row)
+        for layer in layers:
+            self.layers_log.append(layer)
