@@ -5,6 +5,7 @@ shape, so no data set is needed.
   python scripts/bench_train.py --task emnist-cnn                 # CPU, the issue's check
   python scripts/bench_train.py --task cifar10-resnet20 --device cuda --amp --compile
   python scripts/bench_train.py --task mnist-vit --device cuda
+  python scripts/bench_train.py --task emnist-cnn --samples 25600 --diagnostics-cost
 
 The loop adds the device-resident loader (augmentation included), warmup dampening and the
 schedule, metric accumulation and CSV rows every 10 iterations; the difference is its
@@ -70,10 +71,11 @@ def pure_compute_seconds(cfg, n: int, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def loop_epoch_seconds(cfg, n: int, device: str) -> float:
+def loop_epoch_seconds(cfg, n: int, device: str, diagnostics: bool = False) -> float:
     """The training part of one epoch through train(), from its images/s column."""
     with tempfile.TemporaryDirectory() as out:
-        result = train(cfg, Path(out), RunOptions(device=device), data=synthetic(cfg.dataset, n))
+        options = RunOptions(device=device, diagnostics=diagnostics)
+        result = train(cfg, Path(out), options, data=synthetic(cfg.dataset, n))
         ips = float(result.run.read_epochs()["images_per_second"].iloc[0])
     return (n // cfg.batch_size * cfg.batch_size) / ips
 
@@ -85,11 +87,17 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", action="store_true")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--diagnostics-cost", action="store_true",
+                        help="loop epochs with --diagnostics off and on, alternating")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     cfg = resolve_config(args.task, {"epochs": 1, "amp": args.amp, "compile": args.compile,
                                      "val_fraction": 0.0})
     n = args.samples or DATASETS[cfg.dataset].sizes[0]
     device = resolve_device(args.device)
+    if args.diagnostics_cost:
+        diagnostics_cost(cfg, n, args.device, args.repeats)
+        return
     # warm thread pools, allocator and compilation caches with a short run of each
     pure_compute_seconds(cfg, 50 * cfg.batch_size, device)
     loop_epoch_seconds(cfg, 50 * cfg.batch_size, args.device)
@@ -99,6 +107,23 @@ def main() -> None:
     print(f"{args.task} ({cfg.model}), {n:,} samples, batch {cfg.batch_size}, {device} {flags}")
     print(f"pure forward/backward/step: {pure:8.2f} s per epoch")
     print(f"training loop epoch       : {loop:8.2f} s per epoch ({100 * (loop / pure - 1):+.1f}%)")
+
+
+def diagnostics_cost(cfg, n: int, device: str, repeats: int) -> None:
+    """Median loop-epoch seconds without and with diagnostics (at the default log interval),
+    the two alternating so drifts in the machine's speed hit both alike."""
+    import statistics
+
+    loop_epoch_seconds(cfg, 20 * cfg.batch_size, device, diagnostics=True)  # warm-up
+    times = {False: [], True: []}
+    for _ in range(repeats):
+        for on in (False, True):
+            times[on].append(loop_epoch_seconds(cfg, n, device, diagnostics=on))
+    off, on = statistics.median(times[False]), statistics.median(times[True])
+    print(f"{cfg.task} ({cfg.model}), {n:,} samples, {device}, {repeats} alternating repeats")
+    print(f"without diagnostics: {off:8.2f} s per epoch (median of {times[False]})")
+    print(f"with diagnostics   : {on:8.2f} s per epoch (median of {times[True]})")
+    print(f"cost               : {100 * (on / off - 1):+.1f}%")
 
 
 if __name__ == "__main__":

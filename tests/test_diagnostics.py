@@ -178,3 +178,33 @@ def test_sharpness_every_must_fit_the_log_interval(tmp_path) -> None:
     result = runner.invoke(app, ["train", "--task", "digits", "--sharpness-every", "15",
                                  "--out", str(tmp_path)])
     assert result.exit_code == 2 and "multiple of the log interval (10)" in result.output
+
+
+def test_report_draws_the_diagnostics_figures(tmp_path) -> None:
+    for warmup in ("none", "untuned-linear"):
+        for seed in ("1", "2"):
+            result = runner.invoke(app, [
+                "train", "--task", "digits", "--epochs", "2", "--no-progress", "--warmup",
+                warmup, "--seed", seed, "--sharpness-every", "20", "--out", str(tmp_path / "r")])
+            assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["report", str(tmp_path / "r"), "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 0, result.output
+    plots = {p.name for p in (tmp_path / "rep" / "plots").glob("*.png")}
+    assert {"diagnostics_digits_AdamW_lr_0.01.png", "update_size_digits_AdamW_lr_0.01.png"} <= plots
+
+
+def test_sharpness_works_through_attention() -> None:
+    """The fused attention kernels have no double backward; the estimate must still run
+    (and be finite) on the ViT."""
+    from warmup_bench.models.vit import VisionTransformer
+
+    torch.manual_seed(0)
+    model = VisionTransformer(depth=1, dim=16, heads=2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    optimizer.step()
+    result = Sharpness(model, torch.nn.CrossEntropyLoss(), x, y, seed=0,
+                       iterations=3).estimate(optimizer, lr=1e-3)
+    assert math.isfinite(result["sharpness"]) and math.isfinite(result["preconditioned_sharpness"])
+    assert model.training  # the probe put the model back in training mode

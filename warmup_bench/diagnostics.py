@@ -184,10 +184,13 @@ class Sharpness:
         self.iterations = iterations
 
     def estimate(self, optimizer: torch.optim.Optimizer, lr: float) -> dict:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.enable_grad():
+            # attention's fused kernels have no double backward: the math one does
+            with torch.enable_grad(), sdpa_kernel([SDPBackend.MATH]):
                 loss = self.criterion(self.model(self.x).float(), self.y)
                 grads = torch.autograd.grad(loss, self.params, create_graph=True)
 

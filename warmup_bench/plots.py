@@ -130,3 +130,75 @@ def plot_run_history(steps, epochs, title: str, path: Path, fmt: str = "png") ->
         ax.grid(True, alpha=0.3)
     fig.suptitle(title, fontsize=9)
     return save_figure(fig, path, fmt)
+
+
+def _band(ax: plt.Axes, band, label: str, color=None, style: str = "-", log: bool = True):
+    """A mean line with a min-max band; on a log axis, values <= 0 (a negative eigenvalue
+    estimate) are left out rather than drawn to minus infinity."""
+    def shown(values):
+        return np.where(values > 0, values, np.nan) if log else values
+
+    (line,) = ax.plot(band.x, shown(band.mean), style, label=label, color=color, lw=1.2)
+    if len(band.x) and (band.high > band.low).any():
+        ax.fill_between(band.x, shown(band.low), shown(band.high), alpha=0.15,
+                        color=line.get_color(), lw=0)
+    return line.get_color()
+
+
+def plot_diagnostics(series: dict[str, dict], title: str, path: Path, fmt: str = "png") -> Path:
+    """Why warmup matters, per warmup (mean over seeds, band from min to max), against a
+    log-scale step axis: the relative update size, Adam's per-coordinate step ratio |r|,
+    the angular update of the weight matrices, and the sharpness against its stability
+    threshold (dashed) where it was estimated."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    (ax_rel, ax_r), (ax_ang, ax_sharp) = axes
+    for label, bands in series.items():
+        color = None
+        if bands.get("relative_update") is not None:
+            color = _band(ax_rel, bands["relative_update"], label)
+        if bands.get("r_abs_mean") is not None:
+            color = _band(ax_r, bands["r_abs_mean"], f"{label}: mean |r|", color, log=False)
+            if bands.get("r_frac_above_half") is not None:
+                _band(ax_r, bands["r_frac_above_half"], f"{label}: share |r| > 0.5", color, "--",
+                      log=False)
+        if bands.get("angular_update_mean") is not None:
+            _band(ax_ang, bands["angular_update_mean"], label, color)
+        sharp = bands.get("preconditioned_sharpness") or bands.get("sharpness")
+        if sharp is not None:
+            color = _band(ax_sharp, sharp, f"{label}: sharpness", color)
+            if bands.get("sharpness_threshold") is not None:
+                _band(ax_sharp, bands["sharpness_threshold"], f"{label}: threshold", color, "--")
+    panels = ((ax_rel, r"relative update $\|\Delta\theta\| / \|\theta\|$", True),
+              (ax_r, r"Adam step ratio $|r| = |\hat m| / (\sqrt{\hat v} + \epsilon)$", False),
+              (ax_ang, "mean angular update of weight matrices (rad)", True),
+              (ax_sharp, "top Hessian eigenvalue (Adam: of $P^{-1}H$) vs threshold", True))
+    for ax, ylabel, log_y in panels:
+        ax.set_xscale("log")
+        if log_y and ax.lines:
+            ax.set_yscale("log")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path, fmt)
+
+
+def plot_update_size(series: dict, horizon: int, title: str, path: Path,
+                     fmt: str = "png") -> Path:
+    """The update size ||delta theta|| over the first `horizon` = 2 / (1 - beta2)
+    iterations, one line per warmup (mean over seeds, band from min to max): Ma & Yarats'
+    argument that early Adam updates are large without warmup."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, band in series.items():
+        keep = band.x <= horizon
+        _band(ax, band._replace(x=band.x[keep], mean=band.mean[keep], low=band.low[keep],
+                                high=band.high[keep]), label)
+    ax.set_yscale("log")
+    return finish_line_plot(fig, ax, "iteration",
+                            r"update size $\|\Delta\theta_t\|_2$ (mean, min-max over seeds)",
+                            f"{title} — first 2/(1-β2) = {horizon} iterations", path, fmt)
