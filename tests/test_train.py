@@ -68,7 +68,8 @@ def test_digits_acceptance_run_directory(tmp_path) -> None:
     assert meta["threads"] == torch.get_num_threads() and meta["iterations_per_epoch"] == 44
     epochs = read_csv(directory / "epochs.csv")
     assert list(epochs[0]) == ["epoch", "train_loss", "train_acc", "test_loss", "test_acc",
-                               "seconds", "images_per_second"]
+                               "test_top5", "seconds", "images_per_second"]
+    assert all(float(r["test_top5"]) >= float(r["test_acc"]) for r in epochs)
     assert len(epochs) == 30 and float(epochs[-1]["test_acc"]) == summary["final_test_acc"]
     steps = read_csv(directory / "steps.csv")
     assert list(steps[0]) == ["step", "epoch", "lr", "warmup_factor", "loss"]

@@ -237,6 +237,9 @@ def train(
     lr: float = typer.Option(None, help="Base learning rate."),
     beta1: float = typer.Option(None, help="Adam beta1."),
     beta2: float = typer.Option(None, help="Adam beta2."),
+    eps: float = typer.Option(None, help="Adam epsilon (default 1e-8)."),
+    augment: str = typer.Option(None, help="Training augmentation: none, crop-flip, "
+                                "rotate-translate (default: the task's)."),
     weight_decay: float = typer.Option(None, help="Weight decay."),
     epochs: int = typer.Option(None, help="Epochs."),
     batch_size: int = typer.Option(None, help="Training batch size."),
@@ -268,7 +271,8 @@ def train(
 
     overrides = dict(model=model, opt=opt, warmup=warmup, warmup_period=warmup_period,
                      schedule=schedule, delay_schedule=delay_schedule,
-                     milestones=milestones or None, lr=lr, beta1=beta1, beta2=beta2,
+                     milestones=milestones or None, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                     augment=augment,
                      weight_decay=weight_decay, epochs=epochs, batch_size=batch_size,
                      seed=seed, label_smoothing=label_smoothing, grad_clip=grad_clip,
                      log_interval=log_interval, train_samples=train_samples, amp=amp,
@@ -504,7 +508,9 @@ DRY_RUN_ROWS = 50  # a dry run lists this many runs, then counts the rest
 def report(
     results_dir: Path = typer.Argument(Path("results"), help="Folder of run directories."),
     experiment: Path = typer.Option(None, help="Lay out (and restrict to) this grid."),
-    metric: str = typer.Option("best", help="best or final test accuracy."),
+    metric: str = typer.Option(None, help="best (test accuracy over epochs), final, or "
+                               "at-best-val (test accuracy of the best-validation epoch); "
+                               "default: the grid's [table] metric, else best."),
     fmt: str = typer.Option("table", "--format", help="table, markdown, csv or latex."),
     compare: bool = typer.Option(False, help="Compare with the published numbers."),
     out: Path = typer.Option(None, help="Write the table and the plots into this folder."),
@@ -527,7 +533,8 @@ def report(
     )
     from .runs import check_output_root
 
-    check_choice("--metric", metric, METRICS)
+    if metric is not None:
+        check_choice("--metric", metric, METRICS)
     check_choice("--format", fmt, FORMATS)
     check_choice("--plot-format", plot_format, plots.FIGURE_FORMATS)
     if not results_dir.is_dir():
@@ -546,6 +553,7 @@ def report(
     def warn(text: str) -> None:
         typer.echo(f"warning: {text}", err=True)
 
+    metric = metric or (grid.metric if grid is not None else "best")
     runs = collect_runs(results_dir, warn)
     tables = build_tables(results_dir, runs, metric, grid, compare, epochs, warn)
     if not any(table_runs for _, table_runs in tables):

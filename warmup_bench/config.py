@@ -39,6 +39,7 @@ class TrainConfig:
     lr: float = 1e-3
     beta1: float = 0.9
     beta2: float = 0.999
+    eps: float = 1e-8  # Adam's epsilon (added in 0.2.0)
     weight_decay: float = 0.0
     epochs: int = 10
     batch_size: int = 128
@@ -77,6 +78,9 @@ class TrainConfig:
 
 
 SETTINGS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+# Settings added after 0.1.0, with their defaults: a run at the default hashes (and so is
+# named) as it did before the setting existed, so older run folders keep being found.
+ADDED_SETTINGS = {"eps": 1e-8}
 MAX_SEED = 2**63 - 1  # torch.manual_seed's range
 
 

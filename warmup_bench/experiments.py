@@ -17,6 +17,7 @@ A grid file:
     [table]                      # how `report --experiment` lays the results out
     rows = ["opt", "warmup"]
     columns = "lr"
+    metric = "best"              # best | final | at-best-val (report --metric overrides)
     [published]                  # top-1 error (%) [mean, std] per row label and column
     "SGD/none" = { "0.1" = [8.23, 0.25], "0.01" = [10.70, 0.14] }
 """
@@ -60,6 +61,7 @@ class Experiment:
     columns: str = "lr"
     published: dict = field(default_factory=dict)  # {row label: {column: (mean, std)}}
     description: str = ""
+    metric: str = "best"  # report's default --metric for this table
     resolved: tuple[TrainConfig, ...] = ()  # every distinct run, in grid order
     duplicates: int = 0  # grid entries that resolved to a run listed before them
 
@@ -176,8 +178,15 @@ def load_experiment(path: Path) -> Experiment:
                             value if isinstance(value, dict) else {key: value})
     table = _expect(path, "[table]", raw.get("table", {}), dict, "a table")
     for key in table:
-        if key not in ("rows", "columns"):
-            _fail(path, f"unknown key {key!r} in [table]; valid keys: rows, columns.")
+        if key not in ("rows", "columns", "metric"):
+            _fail(path, f"unknown key {key!r} in [table]; valid keys: rows, columns, metric.")
+    from .runs import METRICS
+
+    metric = table.get("metric", "best")
+    try:
+        check_choice("[table] metric", metric, METRICS)
+    except ConfigError as error:
+        _fail(path, str(error))
     rows = table.get("rows", ["opt", "warmup"])
     if not isinstance(rows, list) or not rows or not all(isinstance(r, str) for r in rows):
         _fail(path, f"[table] rows must be a non-empty list of setting names, got {rows!r}.")
@@ -189,7 +198,7 @@ def load_experiment(path: Path) -> Experiment:
         except ConfigError as error:
             _fail(path, str(error))
     experiment = Experiment(path, title, task, tuple(seeds), fixed, grid, tuple(rows), columns,
-                            _published(path, raw.get("published", {})), description)
+                            _published(path, raw.get("published", {})), description, metric)
     resolved = []
     for settings in experiment.settings():
         try:

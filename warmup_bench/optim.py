@@ -28,7 +28,7 @@ class OptimizerEntry:
     rectified: bool = False  # applies RAdam's rectification itself
 
     def build(self, params, cfg: TrainConfig) -> torch.optim.Optimizer:
-        betas = {"betas": (cfg.beta1, cfg.beta2)} if self.has_betas else {}
+        betas = {"betas": (cfg.beta1, cfg.beta2), "eps": cfg.eps} if self.has_betas else {}
         return self.factory(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **betas,
                             **self.options)
 

@@ -17,11 +17,10 @@ import pandas as pd
 
 from .config import SETTINGS, ConfigError, TrainConfig, check_choice
 from .optim import OPTIMIZERS, WARMUPS
-from .runs import CONFIG, SUMMARY, RunDir, Status, Summary, find_runs
+from .runs import CONFIG, METRICS, SUMMARY, RunDir, Status, Summary, find_runs
 from .tasks import TASKS, validate
 from .warmup import untuned_linear_period
 
-METRICS = {"best": "best_test_acc", "final": "final_test_acc"}  # Summary fields
 FORMATS = ("table", "markdown", "csv", "latex")
 REPLICATE = "seed"  # the one setting that varies between the runs of one cell
 
@@ -91,6 +90,7 @@ def collect_runs(root: Path, warn: Callable[[str], None]) -> list[Run]:
 class Cell:
     errors: list[float] = field(default_factory=list)  # top-1 error (%) of finished runs
     diverged: int = 0
+    missing: int = 0  # finished runs that did not record the metric
     published: tuple[float, float] | None = None
 
     @property
@@ -122,6 +122,8 @@ class Cell:
         body = f"{self.mean:.2f} ± {self.std:.2f} ({self.n})" if self.n else "-"
         if self.diverged:
             body += f" [{self.diverged} diverged]"
+        if self.missing:
+            body += f" [{self.missing} without this metric]"
         if not compare:
             return [body]
         if self.published is None:
@@ -171,7 +173,10 @@ def build_table(title: str, runs: list[Run], rows: tuple[str, ...], column: str,
         else:
             # rounded: 100 * (1 - acc) leaves float noise (8.999999999999998) in the outputs
             accuracy = getattr(run.summary, METRICS[metric])
-            cell.errors.append(round(100.0 * (1.0 - accuracy), 10))
+            if accuracy is None:  # e.g. at-best-val for a run without a val split
+                cell.missing += 1
+            else:
+                cell.errors.append(round(100.0 * (1.0 - accuracy), 10))
     known = {key(config) for config in space}
     for label, by_column in (published or {}).items():
         for column_value, values in by_column.items():

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import SETTINGS, ConfigError, TrainConfig
+from .config import ADDED_SETTINGS, SETTINGS, ConfigError, TrainConfig
 from .files import (
     TEMP_SUFFIX,
     atomic_path,
@@ -62,13 +62,13 @@ class CheckpointError(Exception):
     """A checkpoint that cannot be resumed: unreadable, or not this run's."""
 
 STEP_COLUMNS = ["step", "epoch", "lr", "warmup_factor", "loss"]
-EPOCH_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds",
-                 "images_per_second"]
-VAL_COLUMNS = ["val_loss", "val_acc"]
+EPOCH_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5",
+                 "seconds", "images_per_second"]
+VAL_COLUMNS = ["val_loss", "val_acc", "val_top5"]
 
 
 def epoch_columns(has_val: bool) -> list[str]:
-    return EPOCH_COLUMNS[:5] + (VAL_COLUMNS if has_val else []) + EPOCH_COLUMNS[5:]
+    return EPOCH_COLUMNS[:6] + (VAL_COLUMNS if has_val else []) + EPOCH_COLUMNS[6:]
 
 
 class Status(str, Enum):
@@ -93,6 +93,10 @@ class Summary:
     best_epoch: int | None = None
     final_test_acc: float | None = None
     final_val_acc: float | None = None
+    best_val_acc: float | None = None
+    best_val_epoch: int | None = None
+    test_acc_at_best_val: float | None = None  # the ViT write-up's "Test Acc"
+    test_top5_at_best_val: float | None = None
     epochs_done: int = 0
     wall_seconds: float = 0.0
     error: str | None = None
@@ -107,16 +111,23 @@ class Summary:
         a value of the wrong type, so a damaged file is never averaged into a table."""
         known = {f.name for f in dataclasses.fields(cls)}
         fields = {k: v for k, v in values.items() if k in known}
-        for key in ("best_test_acc", "final_test_acc", "final_val_acc", "wall_seconds"):
+        for key in ("best_test_acc", "final_test_acc", "final_val_acc", "best_val_acc",
+                    "test_acc_at_best_val", "test_top5_at_best_val", "wall_seconds"):
             value = fields.get(key)
             if value is not None and not (_is_number(value) and math.isfinite(value)):
                 raise ValueError(f"{key} {value!r} is not a number")
-        for key in ("best_epoch", "epochs_done"):
+        for key in ("best_epoch", "best_val_epoch", "epochs_done"):
             value = fields.get(key)
             if value is not None and not (isinstance(value, int) and
                                           not isinstance(value, bool) and value >= 0):
                 raise ValueError(f"{key} {value!r} is not a count")
         return cls(**{**fields, "status": Status(values.get("status"))})
+
+
+# --metric choices -> Summary fields: best test accuracy over epochs ([W]'s tables), the
+# last epoch's, and the test accuracy of the best-validation epoch ([V]'s "Test Acc")
+METRICS = {"best": "best_test_acc", "final": "final_test_acc",
+           "at-best-val": "test_acc_at_best_val"}
 
 
 def _is_number(value) -> bool:
@@ -132,7 +143,11 @@ def run_name(cfg: TrainConfig) -> str:
 
 
 def config_hash(cfg: TrainConfig) -> str:
-    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()
+    """SHA-256 of the config's JSON, leaving out settings added after 0.1.0 while they hold
+    their default (so a folder's name never changes when a setting is added)."""
+    values = {k: v for k, v in cfg.to_dict().items()
+              if k not in ADDED_SETTINGS or v != ADDED_SETTINGS[k]}
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
 
 class CsvLog:

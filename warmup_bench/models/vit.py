@@ -62,6 +62,11 @@ class VisionTransformer(nn.Module):
             elif isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out")
                 nn.init.zeros_(module.bias)
+        for block in self.blocks:
+            # the reference's nn.MultiheadAttention keeps its fused q/k/v projection (a bare
+            # Parameter, which its init loop skips) at PyTorch's xavier_uniform, bias 0
+            nn.init.xavier_uniform_(block.attn.qkv.weight)
+            nn.init.zeros_(block.attn.qkv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, tokens, dim)
