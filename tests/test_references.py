@@ -98,3 +98,155 @@ def test_summary_records_each_references_metric(val_run: RunDir, tmp_path) -> No
     assert out.exit_code == 0, out.output
     error = round(100 * (1 - summary.test_acc_at_best_val), 10)
     assert f",{error}," in out.output
+
+
+# ---- the ViT write-up's workflow: predictions, one image, ONNX, speed -------------------
+
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory) -> RunDir:
+    out = tmp_path_factory.mktemp("digits")
+    result = runner.invoke(app, ["train", "--task", "digits", "--epochs", "4", "--save-model",
+                                 "--no-progress", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (folder,) = (out / "digits").iterdir()
+    return RunDir(folder)
+
+
+def test_predictions_grid_has_one_panel_per_image(digits_model) -> None:
+    from warmup_bench import plots
+    from warmup_bench.inference import load_trained, predict_test_images
+
+    trained = load_trained(digits_model.path)
+    images, labels, predicted = predict_test_images(trained, 16)
+    figure = plots.predictions_figure(images.numpy(), labels.tolist(), predicted.tolist(),
+                                      trained.class_names, "t")
+    panels = [ax for ax in figure.axes if ax.images]
+    assert len(panels) == 16 and len(figure.axes) == 16
+    for ax, label, guess in zip(panels, labels.tolist(), predicted.tolist()):
+        colour = "green" if label == guess else "red"
+        assert ax.title.get_color() == colour
+        assert ax.title.get_text().startswith(str(guess))
+        assert ("true" in ax.title.get_text()) == (label != guess)
+    nine = plots.predictions_figure(images[:9].numpy(), labels[:9].tolist(),
+                                    predicted[:9].tolist(), trained.class_names, "t")
+    assert len(nine.axes) == 9  # a 3 x 3 grid
+    result = runner.invoke(app, ["predict", str(digits_model.path), "--images", "16"])
+    assert result.exit_code == 0, result.output
+    assert digits_model.predictions_path.read_bytes()[:4] == b"\x89PNG"
+    right = int((labels == predicted).sum())
+    assert f"{right} of 16 right" in result.output
+
+
+def test_classify_one_image_file(digits_model, tmp_path) -> None:
+    from PIL import Image
+
+    from warmup_bench.inference import load_trained
+
+    trained = load_trained(digits_model.path)
+    digit = trained.data.test.images[0, 0].numpy()  # 8 x 8, saved larger: resized back
+    Image.fromarray(digit).resize((32, 32), Image.Resampling.NEAREST).save(tmp_path / "d.png")
+    result = runner.invoke(app, ["predict", str(digits_model.path), "--image",
+                                 str(tmp_path / "d.png")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 5 and lines[0].startswith("1.")
+    probabilities = [float(line.rsplit(None, 1)[1].rstrip("%")) for line in lines]
+    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 100.01
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    bad = runner.invoke(app, ["predict", str(digits_model.path), "--image",
+                              str(tmp_path / "bad.png")])
+    assert bad.exit_code == 2 and "not a readable image" in bad.stderr
+
+
+def test_predict_without_a_saved_model_is_one_line(tmp_path) -> None:
+    result = runner.invoke(app, ["train", "--task", "digits", "--epochs", "1", "--no-progress",
+                                 "--out", str(tmp_path)])
+    (folder,) = (tmp_path / "digits").iterdir()
+    for command in ("predict", "export"):
+        result = runner.invoke(app, [command, str(folder)])
+        assert result.exit_code == 2 and "has no saved model: train it with --save-model" \
+            in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_onnx_round_trip_of_the_digits_model(digits_model, tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    result = runner.invoke(app, ["export", str(digits_model.path), "--out",
+                                 str(tmp_path / "digits.onnx")])
+    assert result.exit_code == 0, result.output
+    difference = float(result.output.rsplit("logits", 1)[1])
+    assert difference < 1e-4
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "digits.onnx"))
+    assert session.get_inputs()[0].shape[0] not in (1, 4)  # a symbolic batch axis
+    for batch in (1, 9):
+        out = session.run(None, {session.get_inputs()[0].name:
+                                 torch.zeros(batch, 1, 8, 8).numpy()})[0]
+        assert out.shape == (batch, 10)
+
+
+def test_onnx_round_trip_of_the_vit(tmp_path) -> None:
+    """The ViT trained one epoch on MNIST-format files, then exported and checked."""
+    pytest.importorskip("onnxruntime")
+    from datafiles import write_idx_dataset
+
+    from warmup_bench.data.catalog import IDX_FILES
+    from warmup_bench.inference import export_onnx, load_trained
+
+    write_idx_dataset(tmp_path / "data" / "MNIST" / "raw", IDX_FILES, sizes=(256, 64))
+    result = runner.invoke(app, ["train", "--task", "mnist-vit", "--epochs", "1",
+                                 "--no-progress", "--save-model", "--data-dir",
+                                 str(tmp_path / "data"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    (folder,) = (tmp_path / "out" / "mnist-vit").iterdir()
+    trained = load_trained(folder, tmp_path / "data")
+    difference = export_onnx(trained, tmp_path / "vit.onnx")
+    assert difference < 1e-4
+
+
+def test_export_without_its_extra_names_the_extra(digits_model, monkeypatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_onnxruntime(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError("hidden", name="onnxruntime")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_onnxruntime)
+    result = runner.invoke(app, ["export", str(digits_model.path)])
+    assert result.exit_code == 2
+    assert "pip install 'warmup-bench[export]'" in result.stderr and \
+        "onnxruntime is missing" in result.stderr
+
+
+def test_speed_table_from_run_files(tmp_path) -> None:
+    """Two devices, written as the runs write them: seconds per epoch, speed-up."""
+    import json as _json
+
+    from warmup_bench.report import collect_runs, speed_frame
+
+    for device, seconds in (("NVIDIA H100", 2.0), ("cpu (AMD EPYC)", 50.0)):
+        cfg = resolve_config("digits", {"seed": 1 if seconds == 2.0 else 2})
+        run = RunDir.of(tmp_path, cfg)
+        run.path.mkdir(parents=True)
+        run.write_config(cfg)
+        run.write_meta({"device": "x", "device_name": device})
+        (run.path / "summary.json").write_text(_json.dumps({
+            "status": "complete", "best_test_acc": 0.9, "final_test_acc": 0.8,
+            "epochs_done": 2, "wall_seconds": 2 * seconds + 1}))
+        run.epochs_path.write_text(
+            "epoch,train_loss,train_acc,test_loss,test_acc,seconds,images_per_second\n"
+            f"1,1,0.5,1,0.8,{seconds},{1000 / seconds}\n2,1,0.5,1,0.9,{seconds},{1000 / seconds}\n")
+    frame = speed_frame(collect_runs(tmp_path, lambda _: None)).set_index("device")
+    assert frame.loc["NVIDIA H100", "speedup_over_slowest"] == pytest.approx(25.0)
+    assert frame.loc["cpu (AMD EPYC)", "speedup_over_slowest"] == pytest.approx(1.0)
+    assert frame.loc["NVIDIA H100", "total_seconds"] == pytest.approx(5.0)
+    assert frame.loc["NVIDIA H100", "best_test_acc"] == pytest.approx(90.0)
+    result = runner.invoke(app, ["report", str(tmp_path), "--speed", "--format", "markdown"])
+    assert result.exit_code == 0, result.output
+    assert "| digits | NVIDIA H100 | 1 | 2.00 | 500 | 5.0 | 90.00 | 80.00 | 25.00x |" in \
+        result.output

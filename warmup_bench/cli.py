@@ -317,7 +317,7 @@ def train(
 def torch_out_of_memory() -> type[Exception]:
     import torch
 
-    return torch.OutOfMemoryError
+    return torch.cuda.OutOfMemoryError  # raised on any device's allocator failure
 
 
 def _check_devices(devices: list[str]) -> None:
@@ -504,6 +504,73 @@ def sweep(
 DRY_RUN_ROWS = 50  # a dry run lists this many runs, then counts the rest
 
 
+def _speed_report(runs, fmt: str, out: Path | None) -> None:
+    from .files import write_text_atomic
+    from .report import SPEED_FORMATS, render_speed, speed_frame
+
+    check_choice("--format (with --speed)", fmt, SPEED_FORMATS)
+    frame = speed_frame(runs)
+    if not len(frame):
+        fail("no finished runs with epoch timings to compare.")
+    shown = render_speed(frame, fmt)
+    if fmt == "table":
+        console.print(shown)
+    else:
+        typer.echo(shown)
+    if out is not None:
+        write_text_atomic(out / "speed.md", render_speed(frame, "markdown"))
+        console.print(f"wrote {out / 'speed.md'}", highlight=False)
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run folder trained with --save-model."),
+    images: int = typer.Option(16, help="Test images in the predictions grid."),
+    out: Path = typer.Option(None, help="Figure file (default: predictions.png in the run)."),
+    image: Path = typer.Option(None, help="Classify this image file instead (top-5)."),
+    data_dir: Path = typer.Option(None, help=DATA_DIR_HELP),
+) -> None:
+    """Draw the saved model's predictions on test images, or classify one image file."""
+    from . import plots
+    from .inference import classify, load_trained, predict_test_images
+
+    if images < 1:
+        fail(f"--images {images} must be at least 1.")
+    with user_errors():
+        trained = load_trained(run_dir, data_dir)
+        if image is not None:
+            for rank, (name, probability) in enumerate(classify(trained, image), start=1):
+                console.print(f"{rank}. {name:>12}  {100 * probability:6.2f}%", highlight=False)
+            return
+    shown, labels, predicted = predict_test_images(trained, images)
+    right = int((labels == predicted).sum())
+    figure = plots.predictions_figure(shown.numpy(), labels.tolist(), predicted.tolist(),
+                                      trained.class_names, f"{trained.cfg.task} / "
+                                      f"{trained.run.name}: {right} of {len(labels)} right")
+    path = plots.save_figure(figure, out or trained.run.predictions_path, "png")
+    console.print(f"{right} of {len(labels)} right; wrote {path}", highlight=False,
+                  soft_wrap=True)
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A run folder trained with --save-model."),
+    fmt: str = typer.Option("onnx", "--format", help="Export format: onnx."),
+    out: Path = typer.Option(None, help="Output file (default: model.onnx in the run)."),
+    data_dir: Path = typer.Option(None, help=DATA_DIR_HELP),
+) -> None:
+    """Export the saved model (dynamic batch axis) and check it against PyTorch."""
+    from .inference import EXPORT_FORMATS, export_onnx, load_trained
+
+    check_choice("--format", fmt, EXPORT_FORMATS)
+    with user_errors():
+        trained = load_trained(run_dir, data_dir)
+        path = out or trained.run.onnx_path
+        difference = export_onnx(trained, path)
+    console.print(f"wrote {path}; onnxruntime vs PyTorch on 64 test images: max |difference| "
+                  f"of logits {difference:.3g}", highlight=False, soft_wrap=True)
+
+
 @app.command()
 def report(
     results_dir: Path = typer.Argument(Path("results"), help="Folder of run directories."),
@@ -517,6 +584,8 @@ def report(
     plot_format: str = typer.Option("png", help="png, pdf or svg."),
     log_x: bool = typer.Option(False, help="Log-scale iterations in the LR plots."),
     epochs: int = typer.Option(None, help="The --epochs override the sweep ran with."),
+    speed: bool = typer.Option(False, help="Instead: seconds per epoch, images/s, total time "
+                               "and accuracy per task and device, with speed-ups."),
 ) -> None:
     """Aggregate runs into the published tables (top-1 error %, mean ± std (n))."""
     from . import plots
@@ -555,6 +624,9 @@ def report(
 
     metric = metric or (grid.metric if grid is not None else "best")
     runs = collect_runs(results_dir, warn)
+    if speed:
+        _speed_report(runs, fmt, out)
+        return
     tables = build_tables(results_dir, runs, metric, grid, compare, epochs, warn)
     if not any(table_runs for _, table_runs in tables):
         fail(f"no finished runs under {results_dir}"

@@ -202,3 +202,24 @@ def plot_update_size(series: dict, horizon: int, title: str, path: Path,
     return finish_line_plot(fig, ax, "iteration",
                             r"update size $\|\Delta\theta_t\|_2$ (mean, min-max over seeds)",
                             f"{title} — first 2/(1-β2) = {horizon} iterations", path, fmt)
+
+
+def predictions_figure(images: np.ndarray, labels: list[int], predicted: list[int],
+                       names: tuple[str, ...], title: str) -> plt.Figure:
+    """A grid of test images titled with the prediction: green when right, red with the
+    true label when wrong (the ViT write-up's figure). One panel per image."""
+    count = len(images)
+    side = int(np.ceil(np.sqrt(count)))
+    fig, axes = plt.subplots(side, side, figsize=(1.9 * side, 2.1 * side), squeeze=False)
+    for ax in axes.flat[count:]:
+        fig.delaxes(ax)
+    for ax, image, label, guess in zip(axes.flat, images, labels, predicted):
+        pixels = image.transpose(1, 2, 0)
+        ax.imshow(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, cmap="gray")
+        right = label == guess
+        ax.set_title(names[guess] if right else f"{names[guess]} (true {names[label]})",
+                     color="green" if right else "red", fontsize=8)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

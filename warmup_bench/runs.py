@@ -49,6 +49,7 @@ STEPS, EPOCHS = "steps.csv", "epochs.csv"
 DIAGNOSTICS, LAYERS = "diagnostics.csv", "layers.csv"
 LOGS = {"steps": STEPS, "epochs": EPOCHS, "diagnostics": DIAGNOSTICS, "layers": LAYERS}
 CHECKPOINT, MODEL, LOCK = "checkpoint.pt", "model.pt", "lock"
+PREDICTIONS, ONNX = "predictions.png", "model.onnx"  # made on request by predict / export
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint's keys change
 CHECKPOINT_KEYS = {"format", "config_hash", "model", "optimizer", "scheduler", "warmup", "rng",
                    "epoch", "wall_seconds", "results", "rows"}
@@ -229,6 +230,14 @@ class RunDir:
     @property
     def model_path(self) -> Path:
         return self.path / MODEL
+
+    @property
+    def predictions_path(self) -> Path:
+        return self.path / PREDICTIONS
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / ONNX
 
     @property
     def steps_path(self) -> Path:

@@ -227,6 +227,21 @@ def restore(cfg: TrainConfig, run: RunDir, net: Net, device: torch.device,
     return RunState(state["epoch"], state["wall_seconds"], dict(state["results"]))
 
 
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model ("cpu (AMD EPYC 7B13)"), for speed tables."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    return f"cpu ({line.split(':', 1)[1].strip()})"
+        except OSError:
+            pass
+        return f"cpu ({platform.processor() or platform.machine()})"
+    return device.type
+
+
 def run_meta(run: RunDir, device: torch.device, iters_per_epoch: int, net: Net,
              resumed_at: int, options: RunOptions) -> dict:
     return {
@@ -234,8 +249,7 @@ def run_meta(run: RunDir, device: torch.device, iters_per_epoch: int, net: Net,
         "versions": {"warmup_bench": __version__, "torch": torch.__version__,
                      "python": platform.python_version()},
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
-        else device.type,
+        "device_name": device_name(device),
         # CPU kernels reduce in a thread-count-dependent order: results are bit-reproducible
         # for the same device, torch build and thread count
         "threads": torch.get_num_threads(),

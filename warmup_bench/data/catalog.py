@@ -102,6 +102,7 @@ class DatasetSpec:
     remotes: tuple[Remote, ...] = ()
     archive: str = "gz-files"  # how the remotes unpack: a key of download.UNPACKERS
     expected_files: str = ""  # for the "put these files there" message
+    class_names: tuple[str, ...] = ()  # label -> name (default: the label's number)
 
     def candidate_folders(self, data_dir: Path) -> list[Path]:
         return [data_dir / f for f in self.folders] + list(self.extra_folders)
@@ -182,15 +183,20 @@ def idx_remotes(base: str, md5s: tuple[str, ...]) -> tuple[Remote, ...]:
 MNIST_BASE = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 FASHION_BASE = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 
+DIGITS = tuple("0123456789")
+
+
 def mnist_family(name: str, title: str, folder: str, base_url: str, md5s: tuple[str, ...],
-                 mean: float, std: float, extra_folders: tuple[Path, ...] = ()) -> DatasetSpec:
+                 mean: float, std: float, extra_folders: tuple[Path, ...] = (),
+                 class_names: tuple[str, ...] = DIGITS) -> DatasetSpec:
     """A data set in MNIST's format: 60k/10k 28x28 grey images of 10 classes, four IDX files."""
     return DatasetSpec(
         name=name, title=title, num_classes=10, shape=(1, 28, 28), sizes=(60_000, 10_000),
         mean=(mean,), std=(std,), folders=(folder,), extra_folders=extra_folders,
         remotes=idx_remotes(base_url, md5s),
         layout=IdxLayout(IDX_FILES, 10, (28, 28), (60_000, 10_000)),
-        expected_files=", ".join(IDX_FILES) + f" (each may be .gz) in {folder}/")
+        expected_files=", ".join(IDX_FILES) + f" (each may be .gz) in {folder}/",
+        class_names=class_names)
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -203,6 +209,8 @@ DATASETS: dict[str, DatasetSpec] = {
         layout=CifarLayout(), archive="tar",
         expected_files="data_batch_1..5 and test_batch (from cifar-10-python.tar.gz) in "
                        "cifar-10-batches-py/",
+        class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                     "ship", "truck"),
     ),
     "mnist": mnist_family("mnist", "MNIST", "MNIST/raw", MNIST_BASE, (
         "f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
@@ -215,16 +223,20 @@ DATASETS: dict[str, DatasetSpec] = {
                         "58c8d27c78d21e728a6bc7b3cc06412e"),),
         layout=IdxLayout(EMNIST_FILES, 47, (28, 28), (112_800, 18_800)), archive="zip-of-gz",
         expected_files=", ".join(EMNIST_FILES) + " (each may be .gz) in EMNIST/raw/",
+        class_names=tuple("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt"),  # "balanced"
     ),
     "fashion-mnist": mnist_family("fashion-mnist", "Fashion-MNIST", "FashionMNIST/raw",
                                   FASHION_BASE, (
         "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
         "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"),
-        mean=0.2860, std=0.3530, extra_folders=(DEBIAN_FASHION_MNIST,)),
+        mean=0.2860, std=0.3530, extra_folders=(DEBIAN_FASHION_MNIST,),
+        class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                     "Sneaker", "Bag", "Ankle boot")),
     "digits": DatasetSpec(
         name="digits", title="scikit-learn digits (8x8, embedded)", num_classes=10,
         shape=(1, 8, 8), sizes=(1438, 359), mean=(), std=(), folders=(),
         layout=EmbeddedLayout(read_sklearn_digits, "scikit-learn (bundled)"),
+        class_names=DIGITS,
     ),
 }
 

@@ -70,6 +70,7 @@ class VisionTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, tokens, dim)
-        x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1)
+        # x.shape[0], not len(x): it stays symbolic, so ONNX export keeps a dynamic batch
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         x = self.blocks(self.pos_drop(x + self.pos_embed))
         return self.head(self.norm(x[:, 0]))

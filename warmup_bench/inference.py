@@ -1,0 +1,123 @@
+"""Using a trained run: its saved best-epoch model (--save-model) on the test set, on one
+image, or exported to ONNX and checked against PyTorch with onnxruntime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ConfigError, TrainConfig
+from .data import DATASETS, Dataset, load_dataset
+from .files import atomic_path
+from .models import build_model
+from .runs import RunDir
+from .tasks import validate
+
+EXPORT_FORMATS = ("onnx",)
+
+
+@dataclass
+class Trained:
+    """A run's model in eval mode, with what it needs to read inputs."""
+
+    run: RunDir
+    cfg: TrainConfig
+    model: torch.nn.Module
+    data: Dataset  # for normalisation statistics and the test split
+    class_names: tuple[str, ...]
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, C, H, W) -> the float input the model was trained on."""
+        mean = torch.tensor(self.data.mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.data.std).view(1, -1, 1, 1)
+        return (images.float() / 255 - mean) / std
+
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.softmax(self.model(self.normalize(images)).float(), dim=1)
+
+
+def load_trained(run_dir: Path, data_dir: Path | None = None) -> Trained:
+    """The saved model of the run in `run_dir`; ConfigError (one line) when the folder is
+    no run, has no saved model, or its model does not load."""
+    run = RunDir(Path(run_dir))
+    cfg = run.read_config()
+    if cfg is None:
+        raise ConfigError(f"{run.path} is not a run folder (no readable config.json).")
+    validate(cfg)
+    if not run.model_path.is_file():
+        raise ConfigError(f"{run.path} has no saved model: train it with --save-model.")
+    data = load_dataset(cfg.dataset, data_dir)
+    model = build_model(cfg.model, data.num_classes, data.input_shape[0])
+    try:
+        model.load_state_dict(torch.load(run.model_path, map_location="cpu", weights_only=True))
+    except Exception as error:  # corrupt file, or weights of another model
+        first = (str(error).strip().splitlines() or [""])[0][:160]
+        raise ConfigError(f"{run.model_path} does not load ({type(error).__name__}: "
+                          f"{first}).") from None
+    names = DATASETS[cfg.dataset].class_names or tuple(map(str, range(data.num_classes)))
+    return Trained(run, cfg, model.eval(), data, names)
+
+
+def predict_test_images(trained: Trained, count: int):
+    """The first `count` test images with their labels and predicted labels."""
+    images, labels = trained.data.test.images[:count], trained.data.test.labels[:count]
+    predicted = trained.probabilities(images).argmax(1)
+    return images, labels, predicted
+
+
+def read_image(path: Path, shape: tuple[int, int, int]) -> torch.Tensor:
+    """An image file as uint8 (1, C, H, W) in the task's shape (grey or RGB, resized)."""
+    from PIL import Image, UnidentifiedImageError
+
+    channels, height, width = shape
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+            if image.size != (width, height):
+                image = image.resize((width, height), Image.Resampling.BILINEAR)
+            array = np.asarray(image, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError) as error:
+        raise ConfigError(f"--image {path}: not a readable image ({error}).") from None
+    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    return torch.from_numpy(array.copy())[None]
+
+
+def classify(trained: Trained, path: Path, top: int = 5) -> list[tuple[str, float]]:
+    """The `top` most probable classes of one image file, with their probabilities."""
+    probabilities = trained.probabilities(read_image(path, trained.data.input_shape))[0]
+    values, indices = probabilities.topk(min(top, len(probabilities)))
+    return [(trained.class_names[i], float(p)) for p, i in zip(values, indices.tolist())]
+
+
+def export_onnx(trained: Trained, out: Path, check_images: int = 64) -> float:
+    """Writes the model as ONNX with a dynamic batch axis, then runs it with onnxruntime
+    on test images and returns the largest absolute difference from PyTorch's logits."""
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+        import onnxruntime
+        import onnxscript  # noqa: F401
+    except ImportError as error:
+        raise ConfigError(f"export needs the optional packages ({error.name} is missing): "
+                          "pip install 'warmup-bench[export]'.") from None
+    import logging
+    import warnings
+
+    # the exporter logs a line per missing torchvision operator (none is used here) and
+    # warns about its own internals: neither concerns the user
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    example = trained.normalize(trained.data.test.images[:4])
+    batch = torch.export.Dim("batch")
+    with atomic_path(out) as tmp:
+        torch.onnx.export(trained.model, (example,), str(tmp), dynamo=True,
+                          dynamic_shapes=({0: batch},), verbose=False)
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    inputs = trained.normalize(trained.data.test.images[:check_images])
+    onnx_logits = session.run(None, {session.get_inputs()[0].name: inputs.numpy()})[0]
+    with torch.no_grad():
+        torch_logits = trained.model(inputs).numpy()
+    return float(np.abs(onnx_logits - torch_logits).max())
