@@ -51,7 +51,8 @@ def test_every_bundled_experiment_loads() -> None:
              for p in sorted((ROOT / "experiments").glob("*.toml"))}
     assert sizes == {"cifar10-beta2-0.99.toml": 90, "cifar10-no-warmup.toml": 60,
                      "cifar10-sgd-depth.toml": 50, "cifar10-warmup.toml": 200,
-                     "digits.toml": 16, "digits-diagnostics.toml": 12, "emnist-warmups.toml": 12,
+                     "digits.toml": 16, "digits-diagnostics.toml": 12,
+                     "digits-inverse-sqrt.toml": 9, "emnist-warmups.toml": 12,
                      "mnist-vit-warmups.toml": 12}
 
 
