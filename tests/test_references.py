@@ -225,8 +225,6 @@ def test_export_without_its_extra_names_the_extra(digits_model, monkeypatch) -> 
 
 def test_speed_table_from_run_files(tmp_path) -> None:
     """Two devices, written as the runs write them: seconds per epoch, speed-up."""
-    import json as _json
-
     from warmup_bench.report import collect_runs, speed_frame
 
     for device, seconds in (("NVIDIA H100", 2.0), ("cpu (AMD EPYC)", 50.0)):
@@ -235,7 +233,7 @@ def test_speed_table_from_run_files(tmp_path) -> None:
         run.path.mkdir(parents=True)
         run.write_config(cfg)
         run.write_meta({"device": "x", "device_name": device})
-        (run.path / "summary.json").write_text(_json.dumps({
+        (run.path / "summary.json").write_text(json.dumps({
             "status": "complete", "best_test_acc": 0.9, "final_test_acc": 0.8,
             "epochs_done": 2, "wall_seconds": 2 * seconds + 1}))
         run.epochs_path.write_text(

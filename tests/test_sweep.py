@@ -202,3 +202,10 @@ def test_a_run_listed_twice_is_trained_once(tmp_path) -> None:
     assert "2 runs, 0 already finished, 2 to run" in result.output
     assert "6 grid entries repeat an earlier run" in result.output
     assert len(list((tmp_path / "r" / "digits").iterdir())) == 2
+
+
+def test_sharpness_every_is_checked_against_every_runs_log_interval(tmp_path) -> None:
+    grid = write(tmp_path, TINY.replace('lr = [0.01, 0.003]', 'log_interval = [10, 7]'))
+    result = invoke("sweep", str(grid), "--out", str(tmp_path / "r"), "--sharpness-every", "20")
+    assert result.exit_code == 2 and "multiple of the log interval (7)" in result.output
+    assert not (tmp_path / "r").exists()

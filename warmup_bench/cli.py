@@ -435,8 +435,8 @@ def sweep(
         check_output_root(out)
     device_list = [d.strip() for d in devices.split(",") if d.strip()]
     _check_devices(device_list)
-    for cfg in configs[:1] if sharpness_every else ():
-        _check_sharpness(sharpness_every, diagnostics, cfg.log_interval)
+    for log_interval in {cfg.log_interval for cfg in configs} if sharpness_every else ():
+        _check_sharpness(sharpness_every, diagnostics, log_interval)
     done, todo = plan(configs, out)
     console.print(f"{grid.title}: {len(configs)} runs, {len(done)} already finished, "
                   f"{len(todo)} to run", highlight=False)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from .config import MAX_SEED, ConfigError, TrainConfig, check_choice, check_value_type
 from .config import SETTINGS as CONFIG_SETTINGS
+from .runs import METRICS
 from .tasks import TASKS, resolve_config
 
 if sys.version_info >= (3, 11):
@@ -180,8 +181,6 @@ def load_experiment(path: Path) -> Experiment:
     for key in table:
         if key not in ("rows", "columns", "metric"):
             _fail(path, f"unknown key {key!r} in [table]; valid keys: rows, columns, metric.")
-    from .runs import METRICS
-
     metric = table.get("metric", "best")
     try:
         check_choice("[table] metric", metric, METRICS)

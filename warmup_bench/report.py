@@ -9,6 +9,7 @@ import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
 
@@ -42,8 +43,9 @@ class Run:
     cfg: TrainConfig
     summary: Summary
 
-    @property
+    @cached_property
     def config(self) -> dict:
+        """The settings as a dict (grouping and labels read them by name)."""
         return self.cfg.to_dict()
 
     @property
