@@ -7,6 +7,7 @@ import io
 import pytest
 import torch
 from torch.optim.lr_scheduler import (
+    ChainedScheduler,
     CosineAnnealingLR,
     ExponentialLR,
     MultiStepLR,
@@ -215,3 +216,36 @@ def test_any_configuration_matches_oracle(kind, groups, gamma) -> None:
             sched_a.step()
         with warm_b.dampening():
             sched_b.step()
+
+
+# ---- the LRScheduler wrapper: what a framework calling .step() gets -----------------
+
+
+def wrapper_trajectory(warmup_factory, schedule_name: str) -> list[list[float]]:
+    """The same scenario driven the way Lightning or the HF Trainer drive a scheduler: one
+    `.step()` after every optimizer step, nothing else."""
+    optimizer = make_optimizer()
+    inner = Schedule(schedule_name, optimizer).schedulers
+    scheduler = inner[0] if len(inner) == 1 else ChainedScheduler(inner) if inner else None
+    wrapper = ours.WarmupScheduler(
+        warmup_factory(optimizer), scheduler,
+        scheduler_every=ITERS_PER_EPOCH if schedule_name == "epoch" else 1,
+        scheduler_delay=2000 if schedule_name == "delayed" else 0)
+    lrs = []
+    for _ in range(STEPS):
+        lrs.append([group["lr"] for group in optimizer.param_groups])
+        assert wrapper.get_last_lr() == lrs[-1]  # what the next optimizer.step() applies
+        optimizer.step()
+        wrapper.step()
+    return lrs
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("warmup", list(WARMUPS))
+def test_wrapper_gives_the_oracle_protocol_lr_every_step(warmup: str, schedule: str) -> None:
+    ours_factory, oracle_factory = WARMUPS[warmup]
+    expected = lr_trajectory(oracle_factory, schedule)  # pytorch_warmup's dampening()
+    actual = wrapper_trajectory(ours_factory, schedule)
+    for step, (a, e) in enumerate(zip(actual, expected)):
+        assert a == e, f"step {step}: {a} != {e}"
+    assert len(actual) == STEPS and actual[0][0] < GROUPS[0]["lr"]

@@ -97,20 +97,6 @@ WARMUPS: dict[str, WarmupEntry] = {
 }
 
 
-@dataclass
-class Schedule:
-    """A built LR schedule that knows when it steps: once per iteration or once per epoch,
-    and not before iteration `delay` (a schedule held until the warmup has passed)."""
-
-    scheduler: lr_scheduler.LRScheduler
-    per_epoch: bool = False
-    delay: int = 0
-
-    def due(self, step: int, end_of_epoch: bool) -> bool:
-        """Whether the scheduler steps after iteration `step` (1-based)."""
-        return (end_of_epoch or not self.per_epoch) and step >= self.delay
-
-
 @dataclass(frozen=True)
 class ScheduleEntry:
     description: str
@@ -163,27 +149,27 @@ SCHEDULES: dict[str, ScheduleEntry] = {
 
 @dataclass
 class Training:
-    """What updates the weights: the optimizer, its LR schedule and its warmup."""
+    """What updates the weights: the optimizer and its LR schedule under its warmup (one
+    `WarmupScheduler`, stepped once per iteration after optimizer.step())."""
 
     optimizer: torch.optim.Optimizer
-    schedule: Schedule
-    warmup: wu.BaseWarmup
+    lr_schedule: wu.WarmupScheduler
 
-    def after_step(self, step: int, end_of_epoch: bool) -> None:
-        """The warmup protocol after optimizer.step(): the schedule steps (when due) on the
-        undampened LRs, then the next iteration's warmup factor is applied."""
-        with self.warmup.dampening():
-            if self.schedule.due(step, end_of_epoch):
-                self.schedule.scheduler.step()
+    @property
+    def warmup(self) -> wu.BaseWarmup:
+        return self.lr_schedule.warmup
 
 
 def build_training(model: torch.nn.Module, cfg: TrainConfig, iters_per_epoch: int) -> Training:
-    """Optimizer, schedule, then warmup: the warmup must be created after the scheduler."""
+    """Optimizer, schedule, then warmup: the warmup must be created after the scheduler.
+    A per-epoch schedule steps every `iters_per_epoch` iterations; --delay-schedule holds
+    it until the warmup's length."""
     optimizer = OPTIMIZERS[cfg.opt].build(model.parameters(), cfg)
     delay = WARMUPS[cfg.warmup].length(cfg) if cfg.delay_schedule else 0
     entry = SCHEDULES[cfg.schedule]
     scheduler = entry.build(optimizer, cfg=cfg, iters_per_epoch=iters_per_epoch,
                             total=iters_per_epoch * cfg.epochs, delay=delay)
-    schedule = Schedule(scheduler, per_epoch=entry.per_epoch, delay=delay)
     warmup = WARMUPS[cfg.warmup].build(optimizer, period=cfg.warmup_period)
-    return Training(optimizer, schedule, warmup)
+    return Training(optimizer, wu.WarmupScheduler(
+        warmup, scheduler, scheduler_every=iters_per_epoch if entry.per_epoch else 1,
+        scheduler_delay=delay))

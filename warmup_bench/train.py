@@ -189,7 +189,7 @@ class RunState:
 
 def checkpoint_state(net: Net, device: torch.device, done: RunState, logs: Logs,
                      sharpness: Sharpness | None) -> dict:
-    scheduler = net.training.schedule.scheduler.state_dict()
+    scheduler = net.training.lr_schedule.scheduler.state_dict()
     if "milestones" in scheduler:  # a Counter, which weights_only loading refuses
         scheduler["milestones"] = dict(scheduler["milestones"])
     rng = {"cpu": torch.get_rng_state()}
@@ -213,7 +213,7 @@ def restore(cfg: TrainConfig, run: RunDir, net: Net, device: torch.device,
         scheduler = state["scheduler"]
         if "milestones" in scheduler:
             scheduler = {**scheduler, "milestones": Counter(scheduler["milestones"])}
-        net.training.schedule.scheduler.load_state_dict(scheduler)
+        net.training.lr_schedule.scheduler.load_state_dict(scheduler)
         net.training.warmup.load_state_dict(state["warmup"])
         torch.set_rng_state(state["rng"]["cpu"])
         if device.type == "cuda" and "cuda" in state["rng"]:
@@ -255,7 +255,7 @@ def run_meta(run: RunDir, device: torch.device, iters_per_epoch: int, net: Net,
         "threads": torch.get_num_threads(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "resumed_at_epoch": resumed_at or None,
-        "delay_schedule_iterations": net.training.schedule.delay,
+        "delay_schedule_iterations": net.training.lr_schedule.scheduler_delay,
         "iterations_per_epoch": iters_per_epoch,
         "diagnostics": options.diagnostics,
         "sharpness_every": options.sharpness_every,
@@ -395,7 +395,7 @@ def train_epoch(cfg: TrainConfig, net: Net, loader: BatchLoader, epoch: int, ste
         optimizer.step()
         if log_step and monitor is not None:
             monitor.after_step(step, lr_used)  # host sync: one transfer, on log steps only
-        net.training.after_step(step, end_of_epoch=i == iters - 1)
+        net.training.lr_schedule.step()  # the schedule (when due) under the warmup
         loss_sum += loss.detach()
         correct += (logits.argmax(1) == y).sum()
         if log_step:

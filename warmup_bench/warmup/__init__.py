@@ -16,6 +16,7 @@ from .period import (
     untuned_linear_period_closed_form,
 )
 from .radam import MIN_BETA2, RAdamWarmup, get_offset, rho_fn, rho_inf_fn
+from .scheduler import WarmupScheduler
 from .untuned import (
     UntunedExponentialWarmup,
     UntunedLinearWarmup,
@@ -24,7 +25,8 @@ from .untuned import (
 )
 
 __all__ = [
-    "BaseWarmup", "NoWarmup", "LinearWarmup", "ExponentialWarmup", "UntunedLinearWarmup",
+    "BaseWarmup", "WarmupScheduler", "NoWarmup", "LinearWarmup", "ExponentialWarmup",
+    "UntunedLinearWarmup",
     "UntunedExponentialWarmup", "RAdamWarmup", "MIN_BETA2", "rho_inf_fn", "rho_fn",
     "get_offset", "untuned_linear_period", "untuned_exponential_period",
     "effective_warmup_period", "linear_factors", "exponential_factors", "radam_factors",

@@ -1,0 +1,121 @@
+"""A warmup and an LR scheduler as one `LRScheduler`, for training frameworks that call
+`scheduler.step()` themselves (PyTorch Lightning, the Hugging Face Trainer, Accelerate)
+and so cannot use the `with warmup.dampening(): scheduler.step()` protocol.
+
+    scheduler = CosineAnnealingLR(optimizer, T_max=total_steps)   # first the scheduler,
+    warmup = UntunedLinearWarmup(optimizer)                        # then the warmup
+    lr_scheduler = WarmupScheduler(warmup, scheduler)              # stepped once per iteration
+
+Each `step()` is exactly one iteration of the protocol,
+
+    with warmup.dampening():
+        if due(t): scheduler.step()
+
+with t the iteration just finished (1, 2, ...), so the optimizer steps with
+alpha_t * omega_t at every iteration, bit for bit what the protocol gives.  A per-epoch
+scheduler is stepped every `scheduler_every` (= iterations per epoch) calls; one held
+back by `scheduler_delay` iterations is stepped from iteration `scheduler_delay` on:
+
+    due(t) = t % scheduler_every == 0 and t >= scheduler_delay
+"""
+
+from __future__ import annotations
+
+from torch.optim.lr_scheduler import LRScheduler
+
+from .base import BaseWarmup, _copy_lr
+
+
+class WarmupScheduler(LRScheduler):
+    """`warmup` over `scheduler` (or over the constant LR when there is none), stepped once
+    per optimizer step. The iteration count is the warmup's own (`warmup.last_step`), so
+    `state_dict()` holds everything a framework needs to checkpoint and resume."""
+
+    def __init__(self, warmup: BaseWarmup, scheduler: LRScheduler | None = None, *,
+                 scheduler_every: int = 1, scheduler_delay: int = 0):
+        # LRScheduler.__init__ is not called: it would take a step and wrap optimizer.step;
+        # the attributes frameworks read (optimizer, base_lrs, last_epoch) are set here.
+        if not isinstance(warmup, BaseWarmup):
+            raise TypeError(f"{warmup!r} is not a warmup (BaseWarmup).")
+        if scheduler is not None and scheduler.optimizer is not warmup.optimizer:
+            raise ValueError("the scheduler and the warmup must drive the same optimizer.")
+        for name, value, least in (("scheduler_every", scheduler_every, 1),
+                                   ("scheduler_delay", scheduler_delay, 0)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ValueError(f"{name} must be an int >= {least}, got {value!r}.")
+        self.warmup, self.scheduler = warmup, scheduler
+        self.scheduler_every, self.scheduler_delay = scheduler_every, scheduler_delay
+        self.optimizer = warmup.optimizer
+        self.base_lrs = [_copy_lr(lr) for lr in warmup.lrs]
+        self._check_dampened()
+        self._last_lr = self._applied_lrs()
+
+    @property
+    def last_epoch(self) -> int:
+        """Iterations stepped so far (LRScheduler's name for its counter)."""
+        return self.warmup.last_step
+
+    @last_epoch.setter
+    def last_epoch(self, value: int) -> None:  # LRScheduler's own methods may assign it
+        self.warmup.last_step = value
+
+    def due(self, iteration: int) -> bool:
+        """Whether the inner scheduler steps after 1-based iteration `iteration`."""
+        return iteration % self.scheduler_every == 0 and iteration >= self.scheduler_delay
+
+    def step(self, epoch: None = None) -> None:
+        """After optimizer.step(): the scheduler (when due) on the undampened LRs, then the
+        next iteration's warmup factor."""
+        if epoch is not None:
+            raise TypeError("WarmupScheduler.step() takes no epoch: it counts iterations.")
+        iteration = self.warmup.last_step + 1  # step index s is iteration s + 1
+        with self.warmup.dampening():
+            if self.scheduler is not None and self.due(iteration):
+                self.scheduler.step()
+        self._last_lr = self._applied_lrs()
+
+    def get_last_lr(self) -> list:
+        """The LR of every param group as the optimizer will apply it: warmup included."""
+        return list(self._last_lr)
+
+    def get_lr(self) -> list:
+        return self._applied_lrs()
+
+    def state_dict(self) -> dict:
+        return {"warmup": self.warmup.state_dict(),
+                "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+                "scheduler_every": self.scheduler_every,
+                "scheduler_delay": self.scheduler_delay}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restores the scheduler, then the warmup (which re-dampens the optimizer's LRs
+        to what they were when the state was saved)."""
+        if (state_dict["scheduler"] is None) != (self.scheduler is None):
+            raise ValueError("the saved state and this WarmupScheduler differ in whether "
+                             "they wrap an LR scheduler.")
+        self.scheduler_every = state_dict["scheduler_every"]
+        self.scheduler_delay = state_dict["scheduler_delay"]
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state_dict["scheduler"])
+        self.warmup.load_state_dict(state_dict["warmup"])
+        self._last_lr = self._applied_lrs()
+
+    def _applied_lrs(self) -> list:
+        return [_copy_lr(group["lr"]) for group in self.optimizer.param_groups]
+
+    def _check_dampened(self) -> None:
+        """A scheduler created after the warmup either overwrote the dampened LR or took
+        it as its base LR (scaling the whole schedule by omega_1): refuse both."""
+        for group, lr, params in zip(self.optimizer.param_groups, self.warmup.lrs,
+                                     self.warmup.warmup_params):
+            omega = self.warmup.warmup_factor(self.warmup.last_step, **params)
+            dampened = float(lr) * omega
+            took_dampened_base = self.scheduler is not None and omega != 1.0 \
+                and "initial_lr" in group and _near(float(group["initial_lr"]), dampened)
+            if not _near(float(group["lr"]), dampened) or took_dampened_base:
+                raise ValueError("the optimizer's LR is not the warmup's dampened one: create "
+                                 "the LR scheduler before the warmup.")
+
+
+def _near(value: float, target: float) -> bool:
+    return abs(value - target) <= 1e-9 * abs(target)
