@@ -62,7 +62,7 @@ def test_digits_acceptance_run_directory(tmp_path) -> None:
     assert summary["best_test_acc"] > 0.9 and elapsed < 60
     config = json.loads((directory / "config.json").read_text())
     assert config == resolve_config("digits", {"opt": "adamw", "warmup": "untuned-linear"}
-                                    ).to_dict() | {"milestones": []}  # exactly the config
+                                    ).to_dict() | {"milestones": [], "plugins": []}  # exactly it
     meta = json.loads((directory / "meta.json").read_text())
     assert meta["versions"]["torch"] == torch.__version__
     assert meta["threads"] == torch.get_num_threads() and meta["iterations_per_epoch"] == 44

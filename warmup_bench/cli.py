@@ -81,6 +81,24 @@ def user_errors() -> Iterator[None]:
         fail(str(error))
 
 
+PLUGIN_HELP = ("A plugin file registering warmups, optimizers, schedules, models, tasks or "
+               "data sets (repeatable; installed plugin packages load by themselves).")
+
+
+def load_plugins(files: list[Path] | None, data: str | None = None) -> str | None:
+    """Installed plugin packages, the given plugin files and a --data source, before any
+    name is checked; returns the data source's data-set name."""
+    from .data import DATASETS
+    from .plugins import load_plugins as load
+    from .plugins import register_data
+
+    with user_errors():
+        load(files or ())
+        if data is None or data in DATASETS:  # no --data, or a registered data set's name
+            return data
+        return register_data(data)
+
+
 def check_choice(option: str, value: str, choices) -> str:
     from .config import check_choice as check
 
@@ -167,20 +185,23 @@ def _dataset_name(name: str) -> str:
 
 
 @data_app.command("list")
-def data_list(data_dir: Path = typer.Option(None, help=DATA_DIR_HELP)) -> None:
+def data_list(data_dir: Path = typer.Option(None, help=DATA_DIR_HELP),
+              plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP)) -> None:
     """Show every data set, where it was found, and its size on disk."""
     from rich.table import Table
 
     from .data import DATASETS, folder_size, locate
 
+    load_plugins(plugin)
     table = Table("data set", "classes", "train / test", "found at", "size")
     table.columns[0].no_wrap = True
     for name, spec in DATASETS.items():
         folder = locate(name, _data_dir(data_dir))
-        where = "embedded" if spec.layout.embedded else str(folder) if folder else "[red]missing"
+        where = spec.layout.source if spec.layout.embedded else str(folder) if folder else \
+            "[red]missing"
         size = f"{folder_size(folder) / 2**20:.1f} MiB" if folder else "-"
-        table.add_row(name, str(spec.num_classes),
-                      f"{spec.sizes[0]:,} / {spec.sizes[1]:,}", where, size)
+        sizes = f"{spec.sizes[0]:,} / {spec.sizes[1]:,}" if spec.sizes else "-"
+        table.add_row(name, str(spec.num_classes), sizes, where, size)
     console.print(table)
 
 
@@ -196,7 +217,8 @@ def data_download(
 
     name = _dataset_name(name)
     if get_spec(name).layout.embedded:
-        fail(f"{name} is embedded in scikit-learn; there is nothing to download.")
+        fail(f"{name} is read by {get_spec(name).layout.source}; there is nothing to "
+             "download.")
     existing = locate(name, _data_dir(data_dir))
     if existing is not None:
         console.print(f"{name} is already at {existing}", highlight=False)
@@ -253,8 +275,14 @@ def train(
                                 "results are bit-reproducible per thread count."),
     amp: bool = typer.Option(None, "--amp/--no-amp", help="bf16 autocast on CUDA."),
     compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
+    data: str = typer.Option(None, help="Train on your own data: npz:FILE.npz (x_train, "
+                             "y_train, x_test, y_test) or folder:DIR (train/ and test/ of "
+                             "class subfolders of images); or another data set by name."),
     data_dir: Path = typer.Option(None, help=DATA_DIR_HELP),
     out: Path = typer.Option(Path("results"), help="Output root of run directories."),
+    plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP),
+    tensorboard: bool = typer.Option(False, help="Also write the logged metrics as "
+                                     "TensorBoard event files in the run folder."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from its checkpoint."),
     save_model: bool = typer.Option(False, help="Keep the best epoch's weights in the run folder."),
     diagnostics: bool = typer.Option(True, help="Log update sizes, Adam step ratios, angular "
@@ -264,12 +292,14 @@ def train(
     progress: bool = typer.Option(True, help="Show a progress bar (only on a terminal)."),
 ) -> None:
     """Train one task with any optimizer x warmup x schedule; writes a run directory."""
-    from .runs import Status, check_output_root
+    from .config import ConfigError, UnknownName
+    from .runs import Status, check_output_root, plugin_hint
     from .tasks import redundant_warmup_note, resolve_config
     from .train import RunOptions
     from .train import train as run_training
 
-    overrides = dict(model=model, opt=opt, warmup=warmup, warmup_period=warmup_period,
+    data = load_plugins(plugin, data)
+    overrides = dict(dataset=data, model=model, opt=opt, warmup=warmup, warmup_period=warmup_period,
                      schedule=schedule, delay_schedule=delay_schedule,
                      milestones=milestones or None, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                      augment=augment,
@@ -278,8 +308,13 @@ def train(
                      log_interval=log_interval, train_samples=train_samples, amp=amp,
                      compile=compile)
     with user_errors():
-        cfg = resolve_config(task, overrides)
+        try:
+            cfg = resolve_config(task, overrides)
+        except UnknownName as error:  # perhaps a plugin's name, with the plugin not loaded
+            raise ConfigError(plugin_hint(out, error.value) or str(error)) from None
         check_output_root(out)
+        if tensorboard:
+            check_tensorboard()
     _check_devices([device])
     _check_threads(threads)
     _check_sharpness(sharpness_every, diagnostics, cfg.log_interval)
@@ -289,7 +324,7 @@ def train(
     options = RunOptions(device=device, data_dir=data_dir, resume=resume,
                          save_model=save_model, show_progress=progress and console.is_terminal,
                          threads=threads, diagnostics=diagnostics,
-                         sharpness_every=sharpness_every,
+                         sharpness_every=sharpness_every, tensorboard=tensorboard,
                          on_note=lambda text: typer.echo(text, err=True))
     try:
         with user_errors():
@@ -312,6 +347,12 @@ def train(
         f"{cfg.task} {result.run.name}: best test acc {100 * s.best_test_acc:.2f}% "
         f"(epoch {s.best_epoch}), final {100 * s.final_test_acc:.2f}%, "
         f"{s.wall_seconds:.1f} s -> {result.run.path}", highlight=False, soft_wrap=True)
+
+
+def check_tensorboard() -> None:
+    from .trackers import check_available
+
+    check_available()
 
 
 def torch_out_of_memory() -> type[Exception]:
@@ -346,52 +387,67 @@ def _check_sharpness(every: int | None, diagnostics: bool, log_interval: int) ->
 
 
 @list_app.command("tasks")
-def list_tasks() -> None:
+def list_tasks(plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP)) -> None:
     """Task presets with their reference hyperparameters."""
     from rich.table import Table
 
+    from .plugins import describe
     from .tasks import TASK_DESCRIPTIONS, TASKS
 
+    load_plugins(plugin)
     table = Table("task", "data", "model", "opt", "warmup", "schedule", "lr", "wd", "epochs",
-                  "batch", "description")
+                  "batch", "description", "from")
     for name, c in TASKS.items():
         table.add_row(name, c.dataset, c.model, c.opt, c.warmup, c.schedule, f"{c.lr:g}",
                       f"{c.weight_decay:g}", str(c.epochs), str(c.batch_size),
-                      TASK_DESCRIPTIONS[name])
+                      TASK_DESCRIPTIONS[name], describe("task", name))
     console.print(table)
 
 
-def _print_registry(title: str, registry: dict) -> None:
+def _print_registry(kind: str, plugin: list[Path] | None) -> None:
+    """One registry's names, labels, descriptions and where each came from."""
     from rich.table import Table
 
-    table = Table(title, "label", "description")
+    from .models import MODELS
+    from .optim import OPTIMIZERS, SCHEDULES, WARMUPS
+    from .plugins import describe
+
+    load_plugins(plugin)
+    registry = {"optimizer": OPTIMIZERS, "warmup": WARMUPS, "schedule": SCHEDULES,
+                "model": MODELS}[kind]
+    table = Table(kind, "label", "description", "from")
     for name, entry in registry.items():
-        table.add_row(name, entry.label, entry.description)
+        if kind == "model":  # a factory: its class (or function) and docstring say what it is
+            factory = getattr(entry, "func", entry)
+            label, doc = factory.__name__, (factory.__doc__ or "").strip().split("\n")[0]
+        else:
+            label, doc = entry.label, entry.description
+        table.add_row(name, label, doc, describe(kind, name))
     console.print(table)
 
 
 @list_app.command("optimizers")
-def list_optimizers() -> None:
+def list_optimizers(plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP)) -> None:
     """Optimizers (Adam variants take --beta1/--beta2)."""
-    from .optim import OPTIMIZERS
-
-    _print_registry("optimizer", OPTIMIZERS)
+    _print_registry("optimizer", plugin)
 
 
 @list_app.command("warmups")
-def list_warmups() -> None:
+def list_warmups(plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP)) -> None:
     """Warmup schedules (linear/exponential need --warmup-period)."""
-    from .optim import WARMUPS
-
-    _print_registry("warmup", WARMUPS)
+    _print_registry("warmup", plugin)
 
 
 @list_app.command("schedules")
-def list_schedules() -> None:
+def list_schedules(plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP)) -> None:
     """LR schedules (combine with any warmup; --delay-schedule holds them until it ends)."""
-    from .optim import SCHEDULES
+    _print_registry("schedule", plugin)
 
-    _print_registry("schedule", SCHEDULES)
+
+@list_app.command("models")
+def list_models(plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP)) -> None:
+    """Models (any task takes --model NAME)."""
+    _print_registry("model", plugin)
 
 
 @app.command()
@@ -410,6 +466,9 @@ def sweep(
     data_dir: Path = typer.Option(None, help=DATA_DIR_HELP),
     diagnostics: bool = typer.Option(True, help="Per-step diagnostics in every run."),
     sharpness_every: int = typer.Option(None, help="Top Hessian eigenvalue every N steps."),
+    plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP + " Grid files list theirs."),
+    tensorboard: bool = typer.Option(None, "--tensorboard/--no-tensorboard", help="TensorBoard "
+                                     "event files in every run folder (default: the grid's)."),
     dry_run: bool = typer.Option(False, help="List what would run; train nothing."),
 ) -> None:
     """Run a whole grid; finished runs are skipped and interrupted ones resumed."""
@@ -429,10 +488,14 @@ def sweep(
     if epochs is not None and epochs < 1:
         fail(f"--epochs {epochs} must be at least 1.")
     _check_threads(threads)
+    load_plugins(plugin)
     with user_errors():
         grid = load_experiment(experiment)
         configs = grid.configs(epochs)
         check_output_root(out)
+        tensorboard = grid.tensorboard if tensorboard is None else tensorboard
+        if tensorboard:
+            check_tensorboard()
     device_list = [d.strip() for d in devices.split(",") if d.strip()]
     _check_devices(device_list)
     for log_interval in {cfg.log_interval for cfg in configs} if sharpness_every else ():
@@ -458,7 +521,8 @@ def sweep(
     if threads is None:  # share the cores: concurrent runs with all threads each thrash
         threads = max(1, int(ray_cpus)) if backend == "ray" else \
             max(1, (os.cpu_count() or 1) // jobs)
-    work = make_jobs(todo, out, data_dir, device_list, threads, diagnostics, sharpness_every)
+    work = make_jobs(todo, out, data_dir, device_list, threads, diagnostics, sharpness_every,
+                     tensorboard, (*(plugin or ()), *grid.plugins))
     results, counts = [], {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
 
@@ -529,6 +593,8 @@ def predict(
     out: Path = typer.Option(None, help="Figure file (default: predictions.png in the run)."),
     image: Path = typer.Option(None, help="Classify this image file instead (top-5)."),
     data_dir: Path = typer.Option(None, help=DATA_DIR_HELP),
+    plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP),
+    data: str = typer.Option(None, help="The npz:FILE or folder:DIR the run trained on."),
 ) -> None:
     """Draw the saved model's predictions on test images, or classify one image file."""
     from . import plots
@@ -536,6 +602,7 @@ def predict(
 
     if images < 1:
         fail(f"--images {images} must be at least 1.")
+    load_plugins(plugin, data)
     with user_errors():
         trained = load_trained(run_dir, data_dir)
         if image is not None:
@@ -558,11 +625,14 @@ def export(
     fmt: str = typer.Option("onnx", "--format", help="Export format: onnx."),
     out: Path = typer.Option(None, help="Output file (default: model.onnx in the run)."),
     data_dir: Path = typer.Option(None, help=DATA_DIR_HELP),
+    plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP),
+    data: str = typer.Option(None, help="The npz:FILE or folder:DIR the run trained on."),
 ) -> None:
     """Export the saved model (dynamic batch axis) and check it against PyTorch."""
     from .inference import EXPORT_FORMATS, export_onnx, load_trained
 
     check_choice("--format", fmt, EXPORT_FORMATS)
+    load_plugins(plugin, data)
     with user_errors():
         trained = load_trained(run_dir, data_dir)
         path = out or trained.run.onnx_path
@@ -586,6 +656,7 @@ def report(
     epochs: int = typer.Option(None, help="The --epochs override the sweep ran with."),
     speed: bool = typer.Option(False, help="Instead: seconds per epoch, images/s, total time "
                                "and accuracy per task and device, with speed-ups."),
+    plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP + " A grid's load with it."),
 ) -> None:
     """Aggregate runs into the published tables (top-1 error %, mean ± std (n))."""
     from . import plots
@@ -610,6 +681,7 @@ def report(
         fail(f"results folder {results_dir} does not exist.")
     if compare and experiment is None:
         fail("--compare needs --experiment FILE: the published numbers live in the grids.")
+    load_plugins(plugin)
     grid = None
     if experiment is not None:
         with user_errors():

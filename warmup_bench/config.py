@@ -18,12 +18,21 @@ class ConfigError(ValueError):
     """A bad name or value in a configuration: a user-facing one-line message."""
 
 
+class UnknownName(ConfigError):
+    """A name no registry holds (perhaps one a plugin that is not loaded would provide)."""
+
+    def __init__(self, message: str, value):
+        super().__init__(message)
+        self.value = value
+
+
 def check_choice(option: str, value, choices: Iterable[str]) -> None:
     """The one check of a name against its valid choices (CLI flags, presets, grid files,
-    data-set names): raises ConfigError listing them."""
+    data-set names): raises UnknownName listing them."""
     choices = list(choices)
     if value not in choices:
-        raise ConfigError(f"{option} {value!r} is not valid; choose from: {', '.join(choices)}.")
+        raise UnknownName(f"{option} {value!r} is not valid; choose from: "
+                          f"{', '.join(choices)}.", value)
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,9 @@ class TrainConfig:
     log_interval: int = 10
     amp: bool = False
     compile: bool = False
+    # the plugins (files, packages, data files) providing a name this config uses, each
+    # "name#sha256:<16 hex>": derived when the config is resolved, never set by hand
+    plugins: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         # every value is a scalar or a tuple of ints: no deep copy needed (asdict's is slow)
@@ -80,7 +92,7 @@ class TrainConfig:
 SETTINGS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 # Settings added after 0.1.0, with their defaults: a run at the default hashes (and so is
 # named) as it did before the setting existed, so older run folders keep being found.
-ADDED_SETTINGS = {"eps": 1e-8}
+ADDED_SETTINGS = {"eps": 1e-8, "plugins": ()}
 MAX_SEED = 2**63 - 1  # torch.manual_seed's range
 
 
@@ -89,21 +101,23 @@ def option(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def _field_kinds() -> dict[str, tuple[type, bool]]:
-    """Each setting's value type (int, float, str, bool or tuple of ints) and whether it
-    may be None, read from TrainConfig's annotations."""
+def _field_kinds() -> dict[str, tuple[type, bool, type | None]]:
+    """Each setting's value type (int, float, str, bool or a tuple), whether it may be
+    None, and a tuple's item type, read from TrainConfig's annotations."""
     kinds = {}
     for name, hint in typing.get_type_hints(TrainConfig).items():
         args = typing.get_args(hint)
         optional = type(None) in args
         base = next((a for a in args if a is not type(None)), hint) if optional else hint
-        kinds[name] = (typing.get_origin(base) or base, optional)
+        items = typing.get_args(base)[0] if typing.get_origin(base) is tuple else None
+        kinds[name] = (typing.get_origin(base) or base, optional, items)
     return kinds
 
 
 FIELD_KINDS = _field_kinds()
 _KIND_NAMES = {int: "an integer", float: "a finite number", str: "a string",
-               bool: "true or false", tuple: "a list of integers"}
+               bool: "true or false", (tuple, int): "a list of integers",
+               (tuple, str): "a list of strings"}
 
 
 def _is_int(value) -> bool:
@@ -113,7 +127,7 @@ def _is_int(value) -> bool:
 def check_value_type(key: str, value):
     """`value` checked against setting `key`'s type and returned in its canonical form
     (ints given for floats become floats, lists become tuples); ConfigError otherwise."""
-    kind, optional = FIELD_KINDS[key]
+    kind, optional, items = FIELD_KINDS[key]
     if value is None and optional:
         return None
     if kind is float and (_is_int(value) or isinstance(value, float)):
@@ -122,7 +136,9 @@ def check_value_type(key: str, value):
     elif kind is int and _is_int(value) or kind is bool and isinstance(value, bool) \
             or kind is str and isinstance(value, str):
         return value
-    elif kind is tuple and isinstance(value, (list, tuple)) and all(map(_is_int, value)):
+    elif kind is tuple and isinstance(value, (list, tuple)) and all(
+            _is_int(v) if items is int else isinstance(v, items) for v in value):
         return tuple(value)
-    expected = _KIND_NAMES[kind] + (" (or omitted)" if optional else "")
+    expected = _KIND_NAMES[(kind, items) if items else kind] + \
+        (" (or omitted)" if optional else "")
     raise ConfigError(f"{option(key)} {value!r} must be {expected}.")

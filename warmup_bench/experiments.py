@@ -5,6 +5,8 @@ A grid file:
 
     title = "CIFAR-10, no warmup"
     description = "shown by sweep and report"
+    plugins = ["cosine_warmup.py"] # plugin files (paths relative to this file), loaded first
+    tensorboard = false          # also write TensorBoard event files in every run folder
     task = "cifar10-resnet20"
     seeds = [1, 2, 3, 4, 5]
     [fixed]                      # settings shared by every run
@@ -33,6 +35,7 @@ from pathlib import Path
 
 from .config import MAX_SEED, ConfigError, TrainConfig, check_choice, check_value_type
 from .config import SETTINGS as CONFIG_SETTINGS
+from .plugins import load_plugins
 from .runs import METRICS
 from .tasks import TASKS, resolve_config
 
@@ -41,8 +44,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-FILE_KEYS = ("title", "description", "task", "seeds", "fixed", "grid", "table", "published")
-SETTINGS = tuple(name for name in CONFIG_SETTINGS if name != "task")
+FILE_KEYS = ("title", "description", "plugins", "tensorboard", "task", "seeds", "fixed", "grid",
+             "table", "published")
+SETTINGS = tuple(name for name in CONFIG_SETTINGS if name not in ("task", "plugins"))
 TABLE_KEYS = ("opt", "warmup", "lr", "model", "beta2", "schedule", "weight_decay")
 
 
@@ -65,6 +69,8 @@ class Experiment:
     metric: str = "best"  # report's default --metric for this table
     resolved: tuple[TrainConfig, ...] = ()  # every distinct run, in grid order
     duplicates: int = 0  # grid entries that resolved to a run listed before them
+    plugins: tuple[Path, ...] = ()  # plugin files, loaded before anything is validated
+    tensorboard: bool = False
 
     def settings(self) -> list[dict]:
         """Every run's overrides: fixed, then one value of each grid axis, then the seed."""
@@ -151,6 +157,16 @@ def load_experiment(path: Path) -> Experiment:
     for key in raw:
         if key not in FILE_KEYS:
             _fail(path, f"unknown key {key!r}; valid keys: {', '.join(FILE_KEYS)}.")
+    plugin_files = _expect(path, "plugins", raw.get("plugins", []), list, "a list of file paths")
+    if not all(isinstance(p, str) for p in plugin_files):
+        _fail(path, f"plugins must be a list of file paths, got {plugin_files!r}.")
+    plugin_files = tuple(path.parent / p for p in plugin_files)
+    try:
+        load_plugins(plugin_files)
+    except ConfigError as error:
+        _fail(path, str(error))
+    tensorboard = _expect(path, "tensorboard", raw.get("tensorboard", False), bool,
+                          "true or false")
     title = _expect(path, "title", raw.get("title", path.stem), str, "a string")
     description = _expect(path, "description", raw.get("description", ""), str, "a string")
     task = raw.get("task")
@@ -206,4 +222,5 @@ def load_experiment(path: Path) -> Experiment:
             _fail(path, f"grid combination {settings} is invalid: {error}")
     distinct = tuple(dict.fromkeys(resolved))  # a run listed twice is one run
     return dataclasses.replace(experiment, resolved=distinct,
-                               duplicates=len(resolved) - len(distinct))
+                               duplicates=len(resolved) - len(distinct), plugins=plugin_files,
+                               tensorboard=tensorboard)

@@ -147,9 +147,18 @@ class Table:
 
 
 def varying_settings(configs: list[dict], exclude: set[str]) -> list[str]:
-    """Settings (outside `exclude` and the seed) whose values differ between `configs`."""
+    """Settings (outside `exclude` and the seed) whose values differ between `configs`.
+    `plugins` counts only where it tells otherwise equal configs apart (two versions of a
+    plugin): elsewhere it follows from the names, which the label shows already."""
     keys = set(SETTINGS) - {REPLICATE} - exclude
-    return sorted(k for k in keys if len({repr(c[k]) for c in configs}) > 1)
+
+    def distinct(names) -> int:
+        return len({repr([c[k] for k in sorted(names)]) for c in configs})
+    varying = [k for k in keys - {"plugins"} if distinct([k]) > 1]
+    settings = set(SETTINGS) - {REPLICATE}
+    if "plugins" in keys and distinct(settings) > distinct(settings - {"plugins"}):
+        varying.append("plugins")
+    return sorted(varying)
 
 
 def build_table(title: str, runs: list[Run], rows: tuple[str, ...], column: str, metric: str,

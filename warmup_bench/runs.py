@@ -28,6 +28,7 @@ import io
 import json
 import math
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -47,6 +48,7 @@ from .files import (
 CONFIG, META, SUMMARY = "config.json", "meta.json", "summary.json"
 STEPS, EPOCHS = "steps.csv", "epochs.csv"
 DIAGNOSTICS, LAYERS = "diagnostics.csv", "layers.csv"
+TENSORBOARD = "tensorboard"  # a folder of event files (with --tensorboard)
 LOGS = {"steps": STEPS, "epochs": EPOCHS, "diagnostics": DIAGNOSTICS, "layers": LAYERS}
 CHECKPOINT, MODEL, LOCK = "checkpoint.pt", "model.pt", "lock"
 PREDICTIONS, ONNX = "predictions.png", "model.onnx"  # made on request by predict / export
@@ -154,8 +156,8 @@ def config_hash(cfg: TrainConfig) -> str:
 class CsvLog:
     """An append-only CSV: the header once, then whole rows, flushed as they are written."""
 
-    def __init__(self, path: Path, columns: list[str]):
-        self.path, self.columns = path, columns
+    def __init__(self, path: Path, columns: list[str], mirror=None):
+        self.path, self.columns, self.mirror = path, columns, mirror
         if not path.exists() or path.stat().st_size == 0:
             path.write_text(",".join(columns) + "\n")
         self.rows = _count_rows(path)  # data rows in the file (checkpoints record it)
@@ -166,6 +168,8 @@ class CsvLog:
         self.writer.writerow([_format(row[c]) for c in self.columns])
         self.handle.flush()
         self.rows += 1
+        if self.mirror is not None:  # the same row, to TensorBoard
+            self.mirror(row)
 
     def close(self) -> None:
         self.handle.close()
@@ -264,8 +268,9 @@ class RunDir:
     def start_fresh(self) -> None:
         """Removes what an earlier attempt of this run left behind (under the lock)."""
         remove_temporaries(self.path)
-        for name in (STEPS, EPOCHS, CHECKPOINT, MODEL):
+        for name in (*LOGS.values(), CHECKPOINT, MODEL):
             (self.path / name).unlink(missing_ok=True)
+        shutil.rmtree(self.path / TENSORBOARD, ignore_errors=True)
 
     def rewind(self, rows: dict[str, int]) -> None:
         """Back to a checkpoint: drops the CSV rows logged after it (they will be redone)."""
@@ -273,18 +278,26 @@ class RunDir:
         for name, file in LOGS.items():
             _truncate_rows(self.path / file, rows[name])
 
-    def open_logs(self, has_val: bool, diagnostics: bool) -> Logs:
+    def open_logs(self, has_val: bool, diagnostics: bool, tensorboard: bool = False,
+                  first_step: int = 1, iters_per_epoch: int = 1) -> Logs:
         """The run's CSV logs, opened for appending; the diagnostics ones only when
-        `diagnostics` (their rows are left as they are otherwise)."""
+        `diagnostics` (their rows are left as they are otherwise). With `tensorboard`,
+        every row is also written as TensorBoard scalars (`first_step`: the iteration
+        this attempt starts at)."""
         from .diagnostics import DIAGNOSTIC_COLUMNS, LAYER_COLUMNS
+        from .trackers import TensorBoardMirror
 
-        def extra(file: str, columns: list[str]) -> CsvLog | int:
-            return CsvLog(self.path / file, columns) if diagnostics else \
+        board = TensorBoardMirror(self.path / TENSORBOARD, first_step, iters_per_epoch) \
+            if tensorboard else None
+
+        def extra(file: str, columns: list[str], mirror=None) -> CsvLog | int:
+            return CsvLog(self.path / file, columns, mirror) if diagnostics else \
                 _count_rows(self.path / file)
 
-        return Logs(CsvLog(self.path / STEPS, STEP_COLUMNS),
-                    CsvLog(self.path / EPOCHS, epoch_columns(has_val)),
-                    extra(DIAGNOSTICS, DIAGNOSTIC_COLUMNS), extra(LAYERS, LAYER_COLUMNS))
+        return Logs(CsvLog(self.path / STEPS, STEP_COLUMNS, board and board.steps),
+                    CsvLog(self.path / EPOCHS, epoch_columns(has_val), board and board.epochs),
+                    extra(DIAGNOSTICS, DIAGNOSTIC_COLUMNS, board and board.diagnostics),
+                    extra(LAYERS, LAYER_COLUMNS), board)
 
     def write_config(self, cfg: TrainConfig) -> None:
         write_json_atomic(self.path / CONFIG, cfg.to_dict())
@@ -391,6 +404,7 @@ class Logs:
     epochs: CsvLog
     diagnostics: CsvLog | int
     layers: CsvLog | int
+    tensorboard: object = None  # a trackers.TensorBoardMirror, with --tensorboard
 
     def rows(self) -> dict[str, int]:
         """Data rows in each file (what a checkpoint records, and a resume rewinds to)."""
@@ -402,6 +416,8 @@ class Logs:
             log = getattr(self, name)
             if isinstance(log, CsvLog):
                 log.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
 
 
 class RunLock:
@@ -452,3 +468,18 @@ def find_runs(root: Path) -> Iterator[RunDir]:
     """Every folder under `root` that holds a run's config, in a stable order."""
     for config_path in sorted(Path(root).rglob(CONFIG)):
         yield RunDir(config_path.parent)
+
+
+def plugin_hint(root: Path, name: str) -> str | None:
+    """For a name no registry knows: which recorded plugin provided it to a run under
+    `root` (so the message can say what to load), or None."""
+    if not Path(root).is_dir():
+        return None
+    for run in find_runs(root):
+        cfg = run.read_config()
+        if cfg is not None and cfg.plugins and name in (cfg.opt, cfg.warmup, cfg.schedule,
+                                                        cfg.model, cfg.dataset, cfg.task):
+            return (f"{name!r} is not a built-in name; runs under {root} got it from plugin "
+                    f"{' / '.join(cfg.plugins)}: pass --plugin with that file (or install "
+                    "its package).")
+    return None

@@ -43,6 +43,8 @@ class Job:
     threads: int
     diagnostics: bool = True
     sharpness_every: int | None = None
+    tensorboard: bool = False
+    plugins: tuple[Path, ...] = ()  # plugin files a worker loads before training
 
 
 @dataclass(frozen=True)
@@ -56,15 +58,18 @@ class JobResult:
 def run_job(job: Job) -> JobResult:
     """Runs one config to its end (resuming if it can) and reports how it ended; never
     raises but for an interrupt. A top-level function so process pools and Ray can ship it."""
+    from .plugins import load_plugins
     from .train import RunOptions, train
 
     if _stopping:  # a job the pool had queued before the interrupt: never start it
         raise KeyboardInterrupt
     options = RunOptions(device=job.device, data_dir=job.data_dir, resume=True,
                          threads=job.threads, diagnostics=job.diagnostics,
-                         sharpness_every=job.sharpness_every, on_note=lambda _: None)
+                         sharpness_every=job.sharpness_every, tensorboard=job.tensorboard,
+                         on_note=lambda _: None)
     name = RunDir.of(job.out, job.config).name
     try:
+        load_plugins(job.plugins)  # a fresh worker process has only the built-ins
         result = train(job.config, job.out, options)
         return JobResult(name, result.status.value, result.summary.best_test_acc,
                          result.summary.error)
@@ -89,9 +94,11 @@ def plan(configs: list[TrainConfig], out: Path) -> tuple[list[TrainConfig], list
 
 def make_jobs(configs: list[TrainConfig], out: Path, data_dir: Path | None,
               devices: list[str], threads: int, diagnostics: bool = True,
-              sharpness_every: int | None = None) -> list[Job]:
+              sharpness_every: int | None = None, tensorboard: bool = False,
+              plugins: tuple[Path, ...] = ()) -> list[Job]:
     return [Job(cfg, Path(out), data_dir, devices[i % len(devices)], threads, diagnostics,
-                sharpness_every) for i, cfg in enumerate(configs)]
+                sharpness_every, tensorboard, tuple(p.resolve() for p in plugins))
+            for i, cfg in enumerate(configs)]
 
 
 def _interrupt_once(signum, frame) -> None:

@@ -9,6 +9,7 @@ from .config import MAX_SEED, SETTINGS, ConfigError, TrainConfig, check_choice, 
 from .data import AUGMENTATIONS, DATASETS
 from .models import MODELS
 from .optim import OPTIMIZERS, SCHEDULES, WARMUPS
+from .plugins import check_recorded, plugins_for
 
 TASKS: dict[str, TrainConfig] = {
     "cifar10-resnet20": TrainConfig(
@@ -44,14 +45,16 @@ TASK_DESCRIPTIONS = {
 
 
 def resolve_config(task: str, overrides: dict | None = None) -> TrainConfig:
-    """The preset of `task` with `overrides` (None values ignored), validated."""
+    """The preset of `task` with `overrides` (None values ignored), validated. Its
+    `plugins` are derived: those providing the names it uses."""
     check_choice("--task", task, TASKS)
-    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    given = {k: v for k, v in (overrides or {}).items() if v is not None and k != "plugins"}
     unknown = set(given) - set(SETTINGS)
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))}.")
     canonical = {key: check_value_type(key, value) for key, value in given.items()}
     cfg = dataclasses.replace(TASKS[task], **canonical)
+    cfg = dataclasses.replace(cfg, plugins=plugins_for(cfg))
     validate(cfg)  # every field's type, range and the registries' rules
     return cfg
 
@@ -61,6 +64,7 @@ def validate(cfg: TrainConfig) -> None:
     chosen entries state (what a warmup or schedule needs)."""
     for key, value in cfg.to_dict().items():
         check_value_type(key, value)
+    check_recorded(cfg)  # first: a name from a plugin that is not loaded names the plugin
     for option, value, registry in (
             ("--opt", cfg.opt, OPTIMIZERS), ("--warmup", cfg.warmup, WARMUPS),
             ("--schedule", cfg.schedule, SCHEDULES), ("--model", cfg.model, MODELS),

@@ -29,6 +29,7 @@ from .diagnostics import Monitor, Sharpness, StepProbe
 from .models import CONV_NETS, build_model
 from .optim import Training, build_training
 from .runs import CheckpointError, CsvLog, Logs, RunDir, Status, Summary
+from .trackers import check_available as check_tensorboard
 
 
 class RunExists(Exception):
@@ -55,6 +56,7 @@ class RunOptions:
     threads: int | None = None  # intra-op CPU threads; None keeps torch's default
     diagnostics: bool = True  # per-step diagnostics.csv and layers.csv (read-only probes)
     sharpness_every: int | None = None  # top Hessian eigenvalue every N steps
+    tensorboard: bool = False  # also write the logged rows as TensorBoard events
     on_note: Callable[[str], None] = print
 
 
@@ -152,6 +154,23 @@ def build_net(cfg: TrainConfig, data: Dataset, device: torch.device, iters_per_e
     return Net(model, torch.compile(model) if cfg.compile else model,
                build_training(model, cfg, iters_per_epoch),
                torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), autocast)
+
+
+def check_model_fits(cfg: TrainConfig, model: torch.nn.Module, loader: BatchLoader,
+                     num_classes: int) -> None:
+    """One test image through the model (eval mode, no RNG drawn): a model that cannot
+    take the data set's images is a ConfigError before any file is written."""
+    x, _ = next(iter(loader))
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(x[:1])
+    except RuntimeError as error:
+        raise ConfigError(f"--model {cfg.model} cannot take {cfg.dataset}'s images "
+                          f"{tuple(x.shape[1:])} ({str(error).splitlines()[0]}).") from None
+    if tuple(logits.shape) != (1, num_classes):
+        raise ConfigError(f"--model {cfg.model} returns {tuple(logits.shape[1:])} outputs per "
+                          f"image; expected {num_classes}, one logit per class.")
 
 
 # ---- checkpoints --------------------------------------------------------------------
@@ -281,6 +300,9 @@ def train(cfg: TrainConfig, out: Path, options: RunOptions | None = None,
     data = data if data is not None else load_dataset(cfg.dataset, options.data_dir)
     loaders = make_loaders(cfg, data, device)
     net = build_net(cfg, data, device, len(loaders.train), options.on_note)
+    check_model_fits(cfg, net.model, loaders.test, data.num_classes)
+    if options.tensorboard:
+        check_tensorboard()
 
     # ---- one writer per run folder: a second process is refused here (RunBusy)
     lock = run.lock()
@@ -319,7 +341,8 @@ def run_epochs(cfg: TrainConfig, run: RunDir, net: Net, loaders: Loaders,
     iters = len(loaders.train)
     run.write_config(cfg)
     run.write_meta(run_meta(run, device, iters, net, done.epoch, options))
-    logs = run.open_logs(loaders.val is not None, options.diagnostics)
+    logs = run.open_logs(loaders.val is not None, options.diagnostics, options.tensorboard,
+                         first_step=done.epoch * iters + 1, iters_per_epoch=iters)
     monitor = Monitor(StepProbe(net.model, net.training.optimizer), sharpness,
                       options.sharpness_every, cfg.log_interval, logs.diagnostics,
                       logs.layers) if options.diagnostics else None

@@ -16,13 +16,14 @@ from .catalog import (
 from .download import download
 from .loader import BatchLoader, epoch_generator, split_train_val
 from .readers import DataError, read_cifar_binary, read_cifar_pickle, read_idx
-from .verify import check_dataset, md5_of
+from .verify import check_dataset, md5_of, sha256_of
 
 __all__ = [
     "AUGMENTATIONS", "CropFlip", "RotateTranslate", "affine", "DATASETS", "Dataset",
     "DEBIAN_FASHION_MNIST",
     "DatasetSpec", "Split", "check_dataset", "folder_size", "default_data_dir", "get_spec",
     "load_dataset", "locate",
-    "download", "md5_of", "BatchLoader", "epoch_generator", "split_train_val", "DataError",
+    "download", "md5_of", "sha256_of", "BatchLoader", "epoch_generator", "split_train_val",
+    "DataError",
     "read_cifar_binary", "read_cifar_pickle", "read_idx",
 ]

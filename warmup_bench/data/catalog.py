@@ -93,7 +93,7 @@ class DatasetSpec:
     title: str
     num_classes: int
     shape: tuple[int, int, int]
-    sizes: tuple[int, int]  # train, test
+    sizes: tuple[int, int] | None  # train, test (None: known once read)
     mean: tuple[float, ...]
     std: tuple[float, ...]
     folders: tuple[str, ...]  # candidate folders under the data dir, in search order
@@ -163,7 +163,8 @@ class CifarLayout:
 
 @dataclass(frozen=True)
 class EmbeddedLayout:
-    """A data set bundled with an installed package: nothing on disk to find or fetch."""
+    """A data set a function reads (bundled with a package, registered by a plugin, or
+    read from a file the user named): nothing in the data folder to find or fetch."""
 
     reader: object  # () -> ((train images, labels), (test images, labels))
     source: str
@@ -241,6 +242,17 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+def custom_spec(name: str, read, num_classes: int, shape: tuple[int, int, int],
+                title: str | None = None, class_names: tuple[str, ...] = (),
+                mean: tuple[float, ...] = (), std: tuple[float, ...] = (),
+                sizes: tuple[int, int] | None = None, source: str = "plugin") -> DatasetSpec:
+    """A data set read by `read()` (a plugin's, or one from the user's files)."""
+    return DatasetSpec(name=name, title=title or name, num_classes=num_classes,
+                       shape=tuple(shape), sizes=sizes, mean=tuple(mean), std=tuple(std),
+                       folders=(), layout=EmbeddedLayout(read, source),
+                       class_names=tuple(class_names))
+
+
 def default_data_dir() -> Path:
     return Path(os.environ.get("WARMUP_BENCH_DATA", "data"))
 
@@ -276,24 +288,53 @@ def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
             raise DataError(not_found_message(spec, data_dir))
         source = str(folder)
     (train_x, train_y), (test_x, test_y) = spec.layout.read(folder)
-    for split, images in (("train", train_x), ("test", test_x)):
-        if tuple(images.shape[1:]) != spec.shape:
-            raise DataError(f"{source}: {split} images are {images.shape[1:]}, "
-                            f"expected {spec.shape}.")
-        if len(images) == 0:
-            raise DataError(f"{source}: the {split} split holds no images.")
+    for split, images, labels in (("train", train_x, train_y), ("test", test_x, test_y)):
+        check_split(source, split, images, labels, spec)
     mean, std = spec.mean, spec.std
-    if not mean:  # no published statistics: those of the train split
+    if not mean:  # no published statistics: those of the train split, per channel
         scaled = train_x.astype(np.float64) / 255.0
-        mean, std = (float(scaled.mean()),), (float(scaled.std()),)
+        if scaled.shape[1] == 1:
+            mean, std = (float(scaled.mean()),), (float(scaled.std()),)
+        else:
+            mean = tuple(map(float, scaled.mean(axis=(0, 2, 3))))
+            std = tuple(map(float, scaled.std(axis=(0, 2, 3))))
 
     def split(images, labels) -> Split:
-        # parsed arrays may view read-only file buffers: copy only those
-        return Split(torch.from_numpy(np.require(images, requirements=["C", "W"])),
-                     torch.from_numpy(np.require(labels, requirements=["C", "W"])))
+        # parsed arrays may view read-only file buffers: copy those; and one memory layout
+        # (row-major strides, also for the channel axis of grey images) whatever the reader
+        # gave, since kernels pick their summation order by strides: the same pixels then
+        # train bit-identically from any file format
+        canonical = np.empty(images.shape, np.uint8).strides
+        if images.strides != canonical or not images.flags.writeable:
+            images = np.array(images, order="C", copy=True)  # a fresh array: row-major
+        return Split(torch.from_numpy(images),
+                     torch.from_numpy(np.require(labels.astype(np.int64, copy=False),
+                                                 requirements=["C", "W"])))
 
     return Dataset(name=name, train=split(train_x, train_y), test=split(test_x, test_y),
                    num_classes=spec.num_classes, mean=mean, std=std, source=source)
+
+
+def check_split(source: str, split: str, images, labels, spec: DatasetSpec) -> None:
+    """What the loader relies on, whoever read the arrays: uint8 images of the spec's
+    shape, one integer label in 0..classes-1 per image, at least one image."""
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
+        raise DataError(f"{source}: {split} images must be a uint8 array (N, C, H, W), got "
+                        f"{getattr(images, 'dtype', type(images).__name__)} "
+                        f"{getattr(images, 'shape', '')}.")
+    if tuple(images.shape[1:]) != spec.shape:
+        raise DataError(f"{source}: {split} images are {images.shape[1:]}, "
+                        f"expected {spec.shape}.")
+    if len(images) == 0:
+        raise DataError(f"{source}: the {split} split holds no images.")
+    if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu" \
+            or labels.shape != (len(images),):
+        raise DataError(f"{source}: {split} labels must be {len(images)} integers, got "
+                        f"{getattr(labels, 'dtype', type(labels).__name__)} "
+                        f"{getattr(labels, 'shape', '')}.")
+    if labels.min() < 0 or labels.max() >= spec.num_classes:
+        raise DataError(f"{source}: {split} labels run from {labels.min()} to "
+                        f"{labels.max()}; {spec.name} has classes 0..{spec.num_classes - 1}.")
 
 
 def folder_size(folder: Path) -> int:

@@ -12,12 +12,21 @@ from .readers import DataError
 CHUNK = 1 << 20
 
 
-def md5_of(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
+def _digest_of(path: Path, digest) -> str:
+    with Path(path).open("rb") as handle:
         for chunk in iter(lambda: handle.read(CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def md5_of(path: Path) -> str:
+    """The MD5 data sets publish (not for security)."""
+    return _digest_of(path, hashlib.md5(usedforsecurity=False))
+
+
+def sha256_of(path: Path) -> str:
+    """The SHA-256 a run records of a plugin file or a data file."""
+    return _digest_of(path, hashlib.sha256())
 
 
 def check_dataset(name: str, data_dir: Path | None = None) -> Dataset:

@@ -9,6 +9,8 @@ from torch import nn
 
 
 class EmnistCNN(nn.Module):
+    """pytorch_warmup's EMNIST CNN: two 5x5 conv + max-pool stages, two linear layers (28x28)."""
+
     def __init__(self, num_classes: int = 47, in_channels: int = 1):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, 20, 5)

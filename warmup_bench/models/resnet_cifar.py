@@ -31,6 +31,8 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
+    """He et al.'s CIFAR ResNet (depth 6n+2, option-A shortcuts); any image size."""
+
     def __init__(self, depth: int = 20, num_classes: int = 10, in_channels: int = 3):
         super().__init__()
         if (depth - 2) % 6:

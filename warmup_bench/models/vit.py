@@ -40,6 +40,8 @@ class Block(nn.Module):
 
 
 class VisionTransformer(nn.Module):
+    """ViT for 28x28 images: 7x7 patches, 16 pre-LN blocks of width 96, 4 heads."""
+
     def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
                  patch: int = 7, dim: int = 96, depth: int = 16, heads: int = 4,
                  mlp_ratio: int = 4, dropout: float = 0.1):
