@@ -273,7 +273,11 @@ def train(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     threads: int = typer.Option(None, help="CPU threads (default: torch's, all cores). CPU "
                                 "results are bit-reproducible per thread count."),
-    amp: bool = typer.Option(None, "--amp/--no-amp", help="bf16 autocast on CUDA."),
+    amp: bool = typer.Option(None, "--amp/--no-amp", help="bf16 autocast on CUDA, or on a CPU "
+                             "with native bf16 (AVX512-BF16, AMX); float32 elsewhere."),
+    channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last",
+                                       help="Conv nets' memory layout (default: channels_last "
+                                       "on CUDA and CPU, where it is faster)."),
     compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
     data: str = typer.Option(None, help="Train on your own data: npz:FILE.npz (x_train, "
                              "y_train, x_test, y_test) or folder:DIR (train/ and test/ of "
@@ -323,7 +327,7 @@ def train(
         typer.echo(note, err=True)
     options = RunOptions(device=device, data_dir=data_dir, resume=resume,
                          save_model=save_model, show_progress=progress and console.is_terminal,
-                         threads=threads, diagnostics=diagnostics,
+                         threads=threads, channels_last=channels_last, diagnostics=diagnostics,
                          sharpness_every=sharpness_every, tensorboard=tensorboard,
                          on_note=lambda text: typer.echo(text, err=True))
     try:

@@ -26,11 +26,17 @@ class OptimizerEntry:
     options: dict = field(default_factory=dict)  # fixed extra keyword arguments
     has_betas: bool = True
     rectified: bool = False  # applies RAdam's rectification itself
+    # pass foreach=True: torch's multi-tensor implementation, its default on CUDA already;
+    # on CPU far fewer dispatches (AdamW step of the EMNIST CNN 1.5 -> 0.4 ms) and, for
+    # these entries, the same floats as its per-parameter loop (tested). Not for NAdam and
+    # RAdam, whose multi-tensor versions round differently (1 ulp), nor plugins' optimizers
+    foreach: bool = True
 
     def build(self, params, cfg: TrainConfig) -> torch.optim.Optimizer:
         betas = {"betas": (cfg.beta1, cfg.beta2), "eps": cfg.eps} if self.has_betas else {}
+        foreach = {"foreach": True} if self.foreach else {}
         return self.factory(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **betas,
-                            **self.options)
+                            **foreach, **self.options)
 
 
 OPTIMIZERS: dict[str, OptimizerEntry] = {
@@ -41,12 +47,13 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
     "amsgradw": OptimizerEntry("AdamW with AMSGrad", "AMSGradW", torch.optim.AdamW,
                                {"amsgrad": True}),
     "nadamw": OptimizerEntry("NAdam with decoupled weight decay", "NAdamW", torch.optim.NAdam,
-                             {"decoupled_weight_decay": True}),
+                             {"decoupled_weight_decay": True}, foreach=False),
     "adamax": OptimizerEntry("AdaMax, L2 weight decay", "AdaMax", torch.optim.Adamax),
     "radamw": OptimizerEntry("RAdam with decoupled weight decay", "RAdamW", torch.optim.RAdam,
-                             {"decoupled_weight_decay": True}, rectified=True),
+                             {"decoupled_weight_decay": True}, rectified=True,
+                             foreach=False),
     "radam": OptimizerEntry("RAdam, L2 weight decay", "RAdam", torch.optim.RAdam,
-                            rectified=True),
+                            rectified=True, foreach=False),
 }
 
 

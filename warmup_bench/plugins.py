@@ -225,13 +225,15 @@ def register_warmup(name: str, build: Callable, *, description: str, label: str 
 
 def register_optimizer(name: str, factory: Callable, *, description: str,
                        label: str | None = None, options: dict | None = None,
-                       has_betas: bool = True, rectified: bool = False) -> str:
+                       has_betas: bool = True, rectified: bool = False,
+                       foreach: bool = False) -> str:
     """An optimizer: `factory(params, lr=, weight_decay=, [betas=, eps=,] **options)`, an
-    Adam-style one (`has_betas`) also getting --beta1/--beta2/--eps."""
+    Adam-style one (`has_betas`) also getting --beta1/--beta2/--eps, one that takes it
+    (`foreach`) also `foreach=True`."""
     from .optim import OPTIMIZERS, OptimizerEntry
 
     entry = OptimizerEntry(description, label or name, factory, dict(options or {}),
-                           has_betas=has_betas, rectified=rectified)
+                           has_betas=has_betas, rectified=rectified, foreach=foreach)
     return _add("optimizer", OPTIMIZERS, name, entry)
 
 

@@ -54,6 +54,7 @@ class RunOptions:
     save_model: bool = False
     show_progress: bool = False
     threads: int | None = None  # intra-op CPU threads; None keeps torch's default
+    channels_last: bool | None = None  # conv nets' memory layout; None: the device's best
     diagnostics: bool = True  # per-step diagnostics.csv and layers.csv (read-only probes)
     sharpness_every: int | None = None  # top Hessian eigenvalue every N steps
     tensorboard: bool = False  # also write the logged rows as TensorBoard events
@@ -107,18 +108,28 @@ class Loaders:
     val: BatchLoader | None
 
 
-def make_loaders(cfg: TrainConfig, data: Dataset, device: torch.device) -> Loaders:
+def memory_format(cfg: TrainConfig, device: torch.device,
+                  channels_last: bool | None = None) -> torch.memory_format:
+    """The layout of a run's activations and weights. Conv nets run channels_last on CUDA
+    and on CPUs (one fwd/bwd/step of ResNet-20 1.29x, the EMNIST CNN 1.6x, the digits net
+    1.4x faster on an AMD EPYC than contiguous: oneDNN's NHWC kernels); the ViT and MPS
+    keep the contiguous layout. `channels_last` forces either (results differ in the last
+    bits between layouts, as between thread counts)."""
+    if channels_last is None:
+        channels_last = cfg.model in CONV_NETS and device.type in ("cuda", "cpu")
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def make_loaders(cfg: TrainConfig, data: Dataset, device: torch.device,
+                 layout: torch.memory_format = torch.contiguous_format) -> Loaders:
     train_split, val_split = data.train, None
     if cfg.val_fraction > 0:
         train_split, val_split = split_train_val(train_split, cfg.val_fraction,
                                                  cfg.val_split_seed)
     if cfg.train_samples is not None:
         train_split = train_split.subset(torch.arange(min(cfg.train_samples, len(train_split))))
-    # conv nets run faster channels_last on CUDA; batches arrive in that layout
-    memory_format = torch.channels_last if device.type == "cuda" and cfg.model in CONV_NETS \
-        else torch.contiguous_format
-    common = {"mean": data.mean, "std": data.std, "device": device,
-              "memory_format": memory_format}
+    # batches arrive in the model's layout
+    common = {"mean": data.mean, "std": data.std, "device": device, "memory_format": layout}
     train_loader = BatchLoader(train_split, cfg.batch_size, train=True, seed=cfg.seed,
                                augment=AUGMENTATIONS[cfg.augment](), **common)
     if len(train_loader) == 0:
@@ -139,21 +150,35 @@ class Net:
     training: Training
     criterion: torch.nn.Module
     autocast: Callable  # a context manager factory: bf16 autocast or nothing
+    layout: torch.memory_format = torch.contiguous_format
 
 
 def build_net(cfg: TrainConfig, data: Dataset, device: torch.device, iters_per_epoch: int,
-              on_note: Callable[[str], None]) -> Net:
-    if cfg.amp and device.type != "cuda":
-        on_note("note: --amp (bf16 autocast) applies on CUDA only; training in float32.")
+              on_note: Callable[[str], None],
+              layout: torch.memory_format = torch.contiguous_format) -> Net:
+    bf16 = cfg.amp and native_bf16(device)
+    if cfg.amp and not bf16:
+        on_note(f"note: --amp (bf16 autocast) needs CUDA or a CPU with native bf16 "
+                f"(AVX512-BF16 or AMX); {device_name(device)} has neither: training in float32.")
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.num_classes, data.input_shape[0]).to(device)
-    if device.type == "cuda" and cfg.model in CONV_NETS:
-        model = model.to(memory_format=torch.channels_last)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) \
-        if cfg.amp and device.type == "cuda" else nullcontext
+    model = model.to(memory_format=layout)
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 \
+        else nullcontext
     return Net(model, torch.compile(model) if cfg.compile else model,
                build_training(model, cfg, iters_per_epoch),
-               torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), autocast)
+               torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), autocast, layout)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast runs natively: CUDA, or a CPU with AVX512-BF16 or AMX (an
+    emulated bf16 would be slower than float32, so --amp is ignored there)."""
+    if device.type == "cuda":
+        return True
+    if device.type == "cpu":
+        return any(getattr(torch.cpu, probe, lambda: False)()
+                   for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return False
 
 
 def check_model_fits(cfg: TrainConfig, model: torch.nn.Module, loader: BatchLoader,
@@ -272,6 +297,8 @@ def run_meta(run: RunDir, device: torch.device, iters_per_epoch: int, net: Net,
         # CPU kernels reduce in a thread-count-dependent order: results are bit-reproducible
         # for the same device, torch build and thread count
         "threads": torch.get_num_threads(),
+        "memory_format": "channels_last" if net.layout == torch.channels_last else "contiguous",
+        "autocast": "bf16" if net.autocast is not nullcontext else None,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "resumed_at_epoch": resumed_at or None,
         "delay_schedule_iterations": net.training.lr_schedule.scheduler_delay,
@@ -298,8 +325,9 @@ def train(cfg: TrainConfig, out: Path, options: RunOptions | None = None,
 
     # ---- build (before anything is written: a missing data set leaves no run folder)
     data = data if data is not None else load_dataset(cfg.dataset, options.data_dir)
-    loaders = make_loaders(cfg, data, device)
-    net = build_net(cfg, data, device, len(loaders.train), options.on_note)
+    layout = memory_format(cfg, device, options.channels_last)
+    loaders = make_loaders(cfg, data, device, layout)
+    net = build_net(cfg, data, device, len(loaders.train), options.on_note, layout)
     check_model_fits(cfg, net.model, loaders.test, data.num_classes)
     if options.tensorboard:
         check_tensorboard()
@@ -414,7 +442,8 @@ def train_epoch(cfg: TrainConfig, net: Net, loader: BatchLoader, epoch: int, ste
         if log_step and monitor is not None:
             monitor.before_step()  # gradients complete, parameters not yet updated
         if cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(net.model.parameters(), cfg.grad_clip)
+            # foreach: the same floats as the per-parameter loop, in fewer dispatches
+            torch.nn.utils.clip_grad_norm_(net.model.parameters(), cfg.grad_clip, foreach=True)
         optimizer.step()
         if log_step and monitor is not None:
             monitor.after_step(step, lr_used)  # host sync: one transfer, on log steps only
@@ -445,15 +474,23 @@ def evaluate(net: Net, loader: BatchLoader) -> tuple[float, float, float]:
     the end."""
     net.model.eval()
     sums = torch.zeros(3, device=loader.device)  # loss, top-1 hits, top-5 hits
-    with torch.no_grad(), net.autocast():
-        for x, y in loader:
-            logits = net.forward(x).float()
-            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-            hits = top == y[:, None]
-            sums += torch.stack([F.cross_entropy(logits, y, reduction="sum"),
-                                 hits[:, 0].sum(), hits.any(1).sum()])
+    # on a CPU, forward passes over cache-sized chunks: ResNet-20 evaluates 2,560 images
+    # 2.7x faster in chunks of 128 than in batches of 1000 (per-image logits do not depend
+    # on what else is in the batch)
+    chunk = EVAL_CHUNK_CPU if loader.device.type == "cpu" else loader.batch_size
+    with torch.inference_mode(), net.autocast():  # no autograd bookkeeping at all
+        for batch, labels in loader:
+            for x, y in zip(batch.split(chunk), labels.split(chunk)):
+                logits = net.forward(x).float()
+                top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+                hits = top == y[:, None]
+                sums += torch.stack([F.cross_entropy(logits, y, reduction="sum"),
+                                     hits[:, 0].sum(), hits.any(1).sum()])
     loss, top1, top5 = (sums / loader.num_samples).tolist()  # host sync: end of evaluation
     return loss, top1, top5
+
+
+EVAL_CHUNK_CPU = 128
 
 
 class ProgressBar:

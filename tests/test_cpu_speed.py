@@ -1,0 +1,132 @@
+"""The CPU speed levers change how a step runs, never what the run means: the multi-tensor
+optimizers give the same floats, the LR trajectory stays exact, channels_last trains the
+same curve within noise on real data, chunked evaluation gives the same metrics, and each
+choice is recorded in meta.json."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from warmup_bench.data import DEBIAN_FASHION_MNIST, load_dataset
+from warmup_bench.optim import OPTIMIZERS
+from warmup_bench.tasks import resolve_config
+from warmup_bench.train import (
+    Net,
+    RunOptions,
+    build_net,
+    evaluate,
+    make_loaders,
+    memory_format,
+    train,
+)
+
+
+def test_multi_tensor_optimizers_are_the_bit_identical_ones() -> None:
+    assert [n for n, e in OPTIMIZERS.items() if e.foreach] == ["sgd", "adam", "adamw",
+                                                                 "amsgradw", "adamax"]
+
+
+@pytest.mark.parametrize("name", [n for n, e in OPTIMIZERS.items() if e.foreach])
+def test_multi_tensor_optimizer_gives_the_same_floats_as_the_loop(name: str) -> None:
+    cfg = resolve_config("digits", {"opt": name, "weight_decay": 0.01, "warmup": "none"})
+    results = []
+    for foreach in (True, False):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+        optimizer = dataclasses.replace(OPTIMIZERS[name], foreach=foreach).build(
+            model.parameters(), cfg)
+        assert optimizer.defaults["foreach"] is (True if foreach else None)
+        for step in range(25):
+            x = torch.randn(8, 6, generator=torch.Generator().manual_seed(step))
+            loss = model(x).square().mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        results.append([p.detach().clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
+def test_conv_nets_run_channels_last_on_cpu_and_the_vit_does_not() -> None:
+    cpu = torch.device("cpu")
+    for task in ("digits", "emnist-cnn", "cifar10-resnet20"):
+        assert memory_format(resolve_config(task), cpu) == torch.channels_last
+        assert memory_format(resolve_config(task), cpu, False) == torch.contiguous_format
+    assert memory_format(resolve_config("mnist-vit"), cpu) == torch.contiguous_format
+    assert memory_format(resolve_config("digits"), torch.device("mps")) == \
+        torch.contiguous_format
+
+
+def run_steps(tmp_path: Path, name: str, channels_last: bool, data) -> pd.DataFrame:
+    cfg = resolve_config("emnist-cnn", {"epochs": 1, "train_samples": 19_200,
+                                        "log_interval": 5})  # 300 steps of 64
+    result = train(cfg, tmp_path / name, RunOptions(channels_last=channels_last,
+                                                    diagnostics=False,
+                                                    on_note=lambda _: None), data=data)
+    meta = json.loads((result.run.path / "meta.json").read_text())
+    assert meta["memory_format"] == ("channels_last" if channels_last else "contiguous")
+    return result.run.read_steps().assign(test_acc=result.summary.final_test_acc)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="needs dataset-fashion-mnist")
+def test_channels_last_trains_the_same_curve_on_fashion_mnist(tmp_path) -> None:
+    """300 AdamW steps of the EMNIST recipe on the real Fashion-MNIST: the LRs are the same
+    floats; the losses agree within what float reassociation leaves after 300 steps (an
+    independent seed differs far more); the test accuracies within half a point."""
+    data = load_dataset("fashion-mnist")
+    fast = run_steps(tmp_path, "channels_last", True, data)
+    plain = run_steps(tmp_path, "contiguous", False, data)
+    assert fast["lr"].tolist() == plain["lr"].tolist()  # the trajectory stays exact
+    smooth = {k: v["loss"].rolling(6).mean().dropna() for k, v in (("fast", fast),
+                                                                     ("plain", plain))}
+    assert (smooth["fast"] - smooth["plain"]).abs().max() < 0.05
+    assert plain["loss"].iloc[-6:].mean() < 0.5 * plain["loss"].iloc[0]  # it did learn
+    assert abs(fast["test_acc"].iloc[0] - plain["test_acc"].iloc[0]) < 0.005
+
+
+def test_chunked_cpu_evaluation_gives_the_batchwise_metrics() -> None:
+    cfg = resolve_config("digits", {"test_batch_size": 359})
+    data = load_dataset("digits")
+    device = torch.device("cpu")
+    loaders = make_loaders(cfg, data, device, torch.channels_last)
+    net = build_net(cfg, data, device, len(loaders.train), lambda _: None, torch.channels_last)
+    chunked = evaluate(net, loaders.test)  # 359 images in chunks of 128
+    net.model.eval()
+    x, y = next(iter(loaders.test))
+    with torch.no_grad():
+        logits = net.model(x)  # one batch of 359
+    top5 = logits.topk(5, 1).indices == y[:, None]
+    assert len(x) == 359 and chunked[1] == top5[:, 0].float().mean().item()
+    assert chunked[2] == top5.any(1).float().mean().item()
+    assert chunked[0] == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(),
+                                       rel=1e-6)
+    assert isinstance(net, Net)
+
+
+def test_amp_on_a_cpu_without_native_bf16_trains_float32_and_says_so(tmp_path,
+                                                                     monkeypatch) -> None:
+    import warmup_bench.train as training
+
+    monkeypatch.setattr(training, "native_bf16", lambda device: False)
+    notes = []
+    cfg = resolve_config("digits", {"epochs": 1, "amp": True})
+    result = train(cfg, tmp_path, RunOptions(on_note=notes.append, diagnostics=False))
+    assert any("training in float32" in n and "AVX512-BF16" in n for n in notes)
+    assert json.loads((result.run.path / "meta.json").read_text())["autocast"] is None
+
+
+def test_amp_on_a_cpu_with_native_bf16_runs_bf16_autocast(tmp_path, monkeypatch) -> None:
+    import warmup_bench.train as training
+
+    # bf16 autocast also runs (emulated, slower) where the CPU has no native bf16
+    monkeypatch.setattr(training, "native_bf16", lambda device: True)
+    cfg = resolve_config("digits", {"epochs": 2, "amp": True})
+    result = train(cfg, tmp_path, RunOptions(on_note=lambda _: None, diagnostics=False))
+    assert json.loads((result.run.path / "meta.json").read_text())["autocast"] == "bf16"
+    assert result.summary.best_test_acc > 0.8  # bf16 still learns
