@@ -130,3 +130,23 @@ def test_amp_on_a_cpu_with_native_bf16_runs_bf16_autocast(tmp_path, monkeypatch)
     result = train(cfg, tmp_path, RunOptions(on_note=lambda _: None, diagnostics=False))
     assert json.loads((result.run.path / "meta.json").read_text())["autocast"] == "bf16"
     assert result.summary.best_test_acc > 0.8  # bf16 still learns
+
+
+@pytest.mark.parametrize("name, shape", [("resnet20", (3, 32, 32)), ("emnist-cnn", (1, 28, 28)),
+                                         ("digits-net", (1, 8, 8))])
+def test_in_place_relus_give_the_same_floats(name: str, shape, monkeypatch) -> None:
+    """The conv nets apply ReLU (and the residual add) in place: forward and gradients
+    equal those of out-of-place ReLUs bit for bit."""
+    from warmup_bench.models import build_model
+
+    def grads(model) -> list[torch.Tensor]:
+        x = torch.randn(4, *shape, generator=torch.Generator().manual_seed(0))
+        model(x).square().sum().backward()
+        return [p.grad for p in model.parameters()]
+
+    torch.manual_seed(0)
+    in_place = grads(build_model(name, 10, shape[0]))
+    monkeypatch.setattr(torch.nn.functional, "relu", lambda x, inplace=False: torch.relu(x))
+    torch.manual_seed(0)
+    out_of_place = grads(build_model(name, 10, shape[0]))
+    assert all(torch.equal(a, b) for a, b in zip(in_place, out_of_place))

@@ -19,9 +19,9 @@ class EmnistCNN(nn.Module):
         self.fc2 = nn.Linear(500, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))
+        x = F.max_pool2d(F.relu(self.conv1(x), inplace=True), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x), inplace=True), 2)
+        return self.fc2(F.relu(self.fc1(torch.flatten(x, 1)), inplace=True))
 
 
 class DigitsNet(nn.Module):
@@ -35,6 +35,6 @@ class DigitsNet(nn.Module):
         self.fc2 = nn.Linear(128, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.conv1(x))
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))
+        x = F.relu(self.conv1(x), inplace=True)
+        x = F.max_pool2d(F.relu(self.conv2(x), inplace=True), 2)
+        return self.fc2(F.relu(self.fc1(torch.flatten(x, 1)), inplace=True))
