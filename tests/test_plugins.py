@@ -376,3 +376,13 @@ def test_tensorboard_missing_is_one_line_before_any_file(tmp_path, monkeypatch) 
     result = invoke("train", "--task", "digits", "--tensorboard", "--out", tmp_path / "r")
     assert result.exit_code == 2 and "pip install 'warmup-bench[tensorboard]'" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_a_plugin_failing_half_way_leaves_nothing_registered(tmp_path) -> None:
+    path = tmp_path / "half.py"
+    path.write_text("import warmup_bench as wb\nfrom torch.optim import SGD\n"
+                    "wb.register_optimizer('plain-sgd', SGD, description='x', has_betas=False)\n"
+                    "raise ValueError('then it breaks')\n")
+    result = invoke("list", "optimizers", "--plugin", path)
+    assert result.exit_code == 2 and "line 4): ValueError: then it breaks" in result.output
+    assert "plain-sgd" not in OPTIMIZERS and ("optimizer", "plain-sgd") not in plugins.PROVIDED

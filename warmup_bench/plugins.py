@@ -118,13 +118,34 @@ def load_plugins(files: Iterable[Path] = ()) -> list[Plugin]:
     return load_entry_points() + [load_plugin_file(Path(f)) for f in files]
 
 
+def _registries() -> dict[str, dict]:
+    from .data import DATASETS
+    from .models import MODELS
+    from .optim import OPTIMIZERS, SCHEDULES, WARMUPS
+    from .tasks import TASKS
+
+    return {"optimizer": OPTIMIZERS, "warmup": WARMUPS, "schedule": SCHEDULES,
+            "model": MODELS, "dataset": DATASETS, "task": TASKS}
+
+
+def _unregister(plugin: Plugin) -> None:
+    """Takes back what a plugin that failed half-way had registered."""
+    registries = _registries()
+    for kind, name in [key for key, by in PROVIDED.items() if by == plugin]:
+        registries[kind].pop(name, None)
+        del PROVIDED[(kind, name)]
+
+
 def _run(plugin: Plugin, code: Callable[[], None], where: str) -> None:
+    """Runs a plugin's code as `plugin`; a failure leaves nothing of it registered."""
     _loading.append(plugin)
     try:
         code()
     except PluginError:
+        _unregister(plugin)
         raise
     except Exception as error:
+        _unregister(plugin)
         line = next((f" (line {frame.lineno})" for frame in reversed(
             traceback.extract_tb(error.__traceback__))
             if plugin.path is not None and Path(frame.filename) == plugin.path), "")
