@@ -75,7 +75,8 @@ def test_probe_values_equal_direct_computations_for_sgd_without_momentum() -> No
     for layer, (name, _) in zip(layers, weights):
         index = [n for n, _ in model.named_parameters()].index(name)
         w, gw = before[index].double(), grads[index].double()
-        assert layer["relative_update"] == pytest.approx(lr * gw.norm() / w.norm(), rel=1e-5)
+        assert layer["relative_update"] == pytest.approx(
+            (lr * gw.norm() / w.norm()).item(), rel=1e-5)
         assert layer["grad_norm"] == pytest.approx(gw.norm().item(), rel=1e-6)
         after = w - lr * gw
         cosine = (w * after).sum() / (w.norm() * after.norm())

@@ -26,9 +26,16 @@ epochs = {epochs}
 """
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl-C's default handling, even when the test runner was started
+    with SIGINT ignored (as a background job of a script is), which children inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "warmup_bench", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
 
 
 def wait_for(condition, timeout: float = 120.0) -> None:

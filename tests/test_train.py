@@ -159,7 +159,10 @@ def run_digits_subprocess(out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "warmup_bench", "train", "--task", "digits", "--no-progress",
          "--epochs", "12", "--out", str(out), *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        # Ctrl-C's default handling even under a runner that ignores SIGINT (a background
+        # job of a script does, and children inherit it)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_resume_after_sigkill_gives_identical_metrics(tmp_path) -> None:
