@@ -17,7 +17,6 @@ from warmup_bench.data import DEBIAN_FASHION_MNIST, load_dataset
 from warmup_bench.optim import OPTIMIZERS
 from warmup_bench.tasks import resolve_config
 from warmup_bench.train import (
-    Net,
     RunOptions,
     build_net,
     evaluate,
@@ -85,7 +84,7 @@ def test_channels_last_trains_the_same_curve_on_fashion_mnist(tmp_path) -> None:
     assert fast["lr"].tolist() == plain["lr"].tolist()  # the trajectory stays exact
     smooth = {k: v["loss"].rolling(6).mean().dropna() for k, v in (("fast", fast),
                                                                      ("plain", plain))}
-    assert (smooth["fast"] - smooth["plain"]).abs().max() < 0.05
+    assert (smooth["fast"] - smooth["plain"]).abs().max() < 0.01  # measured: 0.0011
     assert plain["loss"].iloc[-6:].mean() < 0.5 * plain["loss"].iloc[0]  # it did learn
     assert abs(fast["test_acc"].iloc[0] - plain["test_acc"].iloc[0]) < 0.005
 
@@ -106,7 +105,6 @@ def test_chunked_cpu_evaluation_gives_the_batchwise_metrics() -> None:
     assert chunked[2] == top5.any(1).float().mean().item()
     assert chunked[0] == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(),
                                        rel=1e-6)
-    assert isinstance(net, Net)
 
 
 def test_amp_on_a_cpu_without_native_bf16_trains_float32_and_says_so(tmp_path,

@@ -86,6 +86,12 @@ def test_example_plugin_grid_is_swept_reported_and_listed(tmp_path) -> None:
 
 def test_plugin_warmup_gives_its_exact_lr_and_is_required_on_resume(tmp_path) -> None:
     out, plugin = tmp_path / "results", EXAMPLE / "cosine_warmup.py"
+    unset = invoke("train", "--task", "digits", "--warmup", "cosine", "--plugin", plugin)
+    assert unset.exit_code == 2  # its entry's rules, checked like a built-in's
+    assert "--warmup cosine needs --warmup-period" in unset.output
+    sgd = invoke("train", "--task", "digits", "--warmup", "untuned-cosine", "--opt", "sgd",
+                 "--plugin", plugin)
+    assert sgd.exit_code == 2 and "derives its period from beta2" in sgd.output
     args = ("train", "--task", "digits", "--warmup", "cosine", "--warmup-period", "60",
             "--schedule", "constant", "--lr", "0.01", "--epochs", "2", "--log-interval", "1",
             "--out", out)

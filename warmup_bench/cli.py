@@ -297,7 +297,8 @@ def train(
 ) -> None:
     """Train one task with any optimizer x warmup x schedule; writes a run directory."""
     from .config import ConfigError, UnknownName
-    from .runs import Status, check_output_root, plugin_hint
+    from .plugins import plugin_hint
+    from .runs import Status, check_output_root
     from .tasks import redundant_warmup_note, resolve_config
     from .train import RunOptions
     from .train import train as run_training
@@ -412,15 +413,12 @@ def _print_registry(kind: str, plugin: list[Path] | None) -> None:
     """One registry's names, labels, descriptions and where each came from."""
     from rich.table import Table
 
-    from .models import MODELS
-    from .optim import OPTIMIZERS, SCHEDULES, WARMUPS
     from .plugins import describe
+    from .tasks import REGISTRIES
 
     load_plugins(plugin)
-    registry = {"optimizer": OPTIMIZERS, "warmup": WARMUPS, "schedule": SCHEDULES,
-                "model": MODELS}[kind]
     table = Table(kind, "label", "description", "from")
-    for name, entry in registry.items():
+    for name, entry in REGISTRIES[kind].items():
         if kind == "model":  # a factory: its class (or function) and docstring say what it is
             factory = getattr(entry, "func", entry)
             label, doc = factory.__name__, (factory.__doc__ or "").strip().split("\n")[0]

@@ -104,12 +104,12 @@ def _fail(path: Path, message: str):
 
 def _check_settings(path: Path, where: str, settings: dict) -> None:
     """Every key a known setting, every value of its type, every name in its registry."""
-    from .data import AUGMENTATIONS, DATASETS
-    from .models import MODELS
-    from .optim import OPTIMIZERS, SCHEDULES, WARMUPS
+    from .data import AUGMENTATIONS
+    from .plugins import FIELDS
+    from .tasks import REGISTRIES
 
-    registries = {"opt": OPTIMIZERS, "warmup": WARMUPS, "schedule": SCHEDULES,
-                  "model": MODELS, "dataset": DATASETS, "augment": AUGMENTATIONS}
+    registries = {FIELDS[kind]: registry for kind, registry in REGISTRIES.items()
+                  if kind != "task"} | {"augment": AUGMENTATIONS}
     for key, value in settings.items():
         if key not in SETTINGS:
             _fail(path, f"unknown setting {key!r} in {where}; valid: {', '.join(SETTINGS)}.")

@@ -18,6 +18,7 @@ an old one, and a run whose plugin is not loaded is refused with a message namin
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import inspect
@@ -33,7 +34,9 @@ from .config import ConfigError, TrainConfig
 from .data.verify import sha256_of
 
 ENTRY_POINT_GROUP = "warmup_bench.plugins"
-KINDS = ("optimizer", "warmup", "schedule", "model", "dataset", "task")
+# the kinds of entry a plugin registers, and the config setting that names one of each
+FIELDS = {"optimizer": "opt", "warmup": "warmup", "schedule": "schedule", "model": "model",
+          "dataset": "dataset", "task": "task"}
 HASH_CHARS = 16  # of the SHA-256 recorded in a run's config
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")  # what a plugin may call what it registers
 
@@ -118,21 +121,12 @@ def load_plugins(files: Iterable[Path] = ()) -> list[Plugin]:
     return load_entry_points() + [load_plugin_file(Path(f)) for f in files]
 
 
-def _registries() -> dict[str, dict]:
-    from .data import DATASETS
-    from .models import MODELS
-    from .optim import OPTIMIZERS, SCHEDULES, WARMUPS
-    from .tasks import TASKS
-
-    return {"optimizer": OPTIMIZERS, "warmup": WARMUPS, "schedule": SCHEDULES,
-            "model": MODELS, "dataset": DATASETS, "task": TASKS}
-
-
 def _unregister(plugin: Plugin) -> None:
     """Takes back what a plugin that failed half-way had registered."""
-    registries = _registries()
+    from .tasks import REGISTRIES
+
     for kind, name in [key for key, by in PROVIDED.items() if by == plugin]:
-        registries[kind].pop(name, None)
+        REGISTRIES[kind].pop(name, None)
         del PROVIDED[(kind, name)]
 
 
@@ -161,7 +155,7 @@ def _provider() -> Plugin:
     """The plugin registering now: the one being loaded, else the calling script."""
     if _loading:
         return _loading[-1]
-    caller = next((frame for frame in inspect.stack()[2:]
+    caller = next((frame for frame in inspect.stack(context=0)[2:]
                    if not frame.filename.startswith(str(Path(__file__).parent))), None)
     path = Path(caller.filename) if caller is not None else None
     if path is not None and path.is_file():
@@ -191,8 +185,7 @@ def _add(kind: str, registry: dict, name: str, entry, provider: Plugin | None = 
 
 
 def _names(cfg: TrainConfig) -> dict[str, str]:
-    return {"optimizer": cfg.opt, "warmup": cfg.warmup, "schedule": cfg.schedule,
-            "model": cfg.model, "dataset": cfg.dataset, "task": cfg.task}
+    return {kind: getattr(cfg, field) for kind, field in FIELDS.items()}
 
 
 def plugins_for(cfg: TrainConfig) -> tuple[str, ...]:
@@ -218,6 +211,22 @@ def check_recorded(cfg: TrainConfig) -> None:
     if extra:
         raise ConfigError(f"this config uses names from plugin(s) {', '.join(sorted(extra))} "
                           "but does not record them.")
+
+
+def plugin_hint(root: Path, name: str) -> str | None:
+    """For a name no registry knows: which recorded plugin provided it to a run under
+    `root` (so the message can say what to load), or None."""
+    from .runs import find_runs
+
+    if not Path(root).is_dir():
+        return None
+    for run in find_runs(root):
+        cfg = run.read_config()
+        if cfg is not None and cfg.plugins and name in _names(cfg).values():
+            return (f"{name!r} is not a built-in name; runs under {root} got it from plugin "
+                    f"{' / '.join(cfg.plugins)}: pass --plugin with that file (or install "
+                    "its package).")
+    return None
 
 
 def describe(kind: str, name: str) -> str:
@@ -301,10 +310,7 @@ def register_data(source: str) -> str:
     from .data.custom import open_data_source
 
     spec, fingerprint, path = open_data_source(source)
-    provider = Plugin(spec.name, fingerprint, path.resolve())
-    if PROVIDED.get(("dataset", spec.name)) == provider:
-        return spec.name
-    return _register_spec(spec.name, spec, provider)
+    return _register_spec(spec.name, spec, Plugin(spec.name, fingerprint, path.resolve()))
 
 
 def _register_spec(name: str, spec, provider: Plugin | None = None) -> str:
@@ -327,7 +333,7 @@ def register_task(name: str, *, dataset: str, model: str, description: str,
     provider = _provider()
     _add("task", TASKS, name, cfg, provider)
     try:
-        validate(cfg.__class__(**{**cfg.to_dict(), "plugins": plugins_for(cfg)}))
+        validate(dataclasses.replace(cfg, plugins=plugins_for(cfg)))
     except ConfigError as error:
         del TASKS[name], PROVIDED[("task", name)]
         raise PluginError(f"task {name!r}: {error}") from None
@@ -338,4 +344,5 @@ def register_task(name: str, *, dataset: str, model: str, description: str,
 __all__ = ["register_warmup", "register_optimizer", "register_schedule", "register_model",
            "register_dataset", "register_data", "register_task", "load_plugins",
            "load_plugin_file", "load_entry_points", "plugins_for", "check_recorded",
+           "plugin_hint", "FIELDS",
            "Plugin", "PluginError", "ENTRY_POINT_GROUP"]

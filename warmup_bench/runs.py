@@ -469,17 +469,3 @@ def find_runs(root: Path) -> Iterator[RunDir]:
     for config_path in sorted(Path(root).rglob(CONFIG)):
         yield RunDir(config_path.parent)
 
-
-def plugin_hint(root: Path, name: str) -> str | None:
-    """For a name no registry knows: which recorded plugin provided it to a run under
-    `root` (so the message can say what to load), or None."""
-    if not Path(root).is_dir():
-        return None
-    for run in find_runs(root):
-        cfg = run.read_config()
-        if cfg is not None and cfg.plugins and name in (cfg.opt, cfg.warmup, cfg.schedule,
-                                                        cfg.model, cfg.dataset, cfg.task):
-            return (f"{name!r} is not a built-in name; runs under {root} got it from plugin "
-                    f"{' / '.join(cfg.plugins)}: pass --plugin with that file (or install "
-                    "its package).")
-    return None

@@ -32,6 +32,9 @@ TASKS: dict[str, TrainConfig] = {
 }
 TASKS["fashion-mnist-vit"] = dataclasses.replace(
     TASKS["mnist-vit"], task="fashion-mnist-vit", dataset="fashion-mnist")
+# every registry a config names an entry of, by the kind of entry (what plugins register)
+REGISTRIES = {"task": TASKS, "optimizer": OPTIMIZERS, "warmup": WARMUPS, "schedule": SCHEDULES,
+              "model": MODELS, "dataset": DATASETS}
 TASK_DESCRIPTIONS = {
     "cifar10-resnet20": "ResNet-20 (or --model resnetN) on CIFAR-10, Ma & Yarats' recipe",
     "emnist-cnn": "the pytorch_warmup EMNIST-balanced CNN recipe",

@@ -29,9 +29,9 @@ def check_available() -> None:
 
 class TensorBoardMirror:
     def __init__(self, folder: Path, first_step: int, iters_per_epoch: int):
+        check_available()
         from torch.utils.tensorboard import SummaryWriter
 
-        check_available()
         self.iters_per_epoch = iters_per_epoch
         self.writer = SummaryWriter(str(folder), purge_step=first_step if first_step > 1
                                     else None, flush_secs=30)

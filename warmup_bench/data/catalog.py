@@ -7,6 +7,7 @@ found: <data>/cifar-10-batches-py/, <data>/MNIST/raw/, <data>/EMNIST/raw/,
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -304,7 +305,7 @@ def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
         # (row-major strides, also for the channel axis of grey images) whatever the reader
         # gave, since kernels pick their summation order by strides: the same pixels then
         # train bit-identically from any file format
-        canonical = np.empty(images.shape, np.uint8).strides
+        canonical = tuple(math.prod(images.shape[i + 1:]) for i in range(images.ndim))  # uint8
         if images.strides != canonical or not images.flags.writeable:
             images = np.array(images, order="C", copy=True)  # a fresh array: row-major
         return Split(torch.from_numpy(images),

@@ -91,17 +91,19 @@ def _npz_spec(path: Path) -> tuple[DatasetSpec, str, Path]:
         if y_dtype.kind not in "iu" or y_shape != (x_shape[0],):
             raise DataError(f"{path}: y_{split} must be {x_shape[0]} integer labels, got "
                             f"{y_dtype} {y_shape}.")
-        if math.prod(x_shape) > MAX_BYTES:
-            raise DataError(f"{path}: x_{split} is {x_shape}, more than {MAX_BYTES:,} bytes.")
+    for name, (shape, dtype) in headers.items():
+        if math.prod(shape) * dtype.itemsize > MAX_BYTES:
+            raise DataError(f"{path}: {name} is {shape}, more than {MAX_BYTES:,} bytes.")
     if layouts["train"][1] != layouts["test"][1]:
         raise DataError(f"{path}: train images are {layouts['train'][1]} (C, H, W), test "
                         f"images {layouts['test'][1]}.")
 
-    def arrays() -> dict[str, np.ndarray]:
+    def arrays(*names: str) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:  # sizes were checked above
-            return {name: data[name] for name in headers}
+            return {name: data[name] for name in names if name in headers}
 
-    labels = arrays()  # labels are small; reading them here tells the class count
+    # only the labels now (the class count); the images when the data set is read
+    labels = arrays("y_train", "y_test", "class_names")
     num_classes = int(max(labels["y_train"].max(initial=-1), labels["y_test"].max(initial=-1))) + 1
     class_names = tuple(str(n) for n in labels.get("class_names", ()))
     if class_names and len(class_names) < num_classes:
@@ -110,7 +112,7 @@ def _npz_spec(path: Path) -> tuple[DatasetSpec, str, Path]:
     num_classes = max(num_classes, len(class_names))
 
     def read():
-        data = arrays()
+        data = arrays(*NPZ_ARRAYS)
         return tuple((_to_nchw(data[f"x_{split}"], layouts[split][0]), data[f"y_{split}"])
                      for split in ("train", "test"))
 
