@@ -19,7 +19,8 @@ alike; the table gives medians and the speed-ups (baseline seconds / ours). Synt
 of each data set's shape: no data set is needed. Prints measurements only. Variants of
 ours: `no-diagnostics` (the per-step probes off: the baseline computes none), `amp`
 (bf16 autocast, where the CPU has it natively), `contiguous` (conv nets without
-channels_last), `compile` (torch.compile, its compilation inside the epoch).
+channels_last), `unfused` (the multi-tensor optimizer step instead of the fused one),
+`compile` (torch.compile, its compilation inside the epoch).
 """
 
 from __future__ import annotations
@@ -169,6 +170,7 @@ VARIANTS = {  # name -> (config overrides, RunOptions fields)
     "no-diagnostics": ({}, {"diagnostics": False}),
     "amp": ({"amp": True}, {}),
     "contiguous": ({}, {"channels_last": False}),
+    "unfused": ({}, {"fused_optimizer": False}),
     "compile": ({"compile": True}, {}),
 }
 
@@ -218,8 +220,8 @@ def main() -> None:
                                     statistics.median(t + e for t, e in v))
                                 for k, v in times.items()}))
         for k, v in times.items():
-            print(f"{workload} {k}: train {[round(t, 2) for t, _ in v]} s, train+eval "
-                  f"{[round(t + e, 2) for t, e in v]} s", flush=True)
+            print(f"{workload} {k}: train {[round(float(t), 2) for t, _ in v]} s, train+eval "
+                  f"{[round(float(t + e), 2) for t, e in v]} s", flush=True)
     print(f"\n{device_name(torch.device('cpu'))}, {args.threads} threads, torch "
           f"{torch.__version__}, python {platform.python_version()}, {date.today()}; "
           f"{args.samples:,} train / {args.eval_samples:,} test images, median of "

@@ -1,7 +1,7 @@
 """The CPU speed levers change how a step runs, never what the run means: the multi-tensor
-optimizers give the same floats, the LR trajectory stays exact, channels_last trains the
-same curve within noise on real data, chunked evaluation gives the same metrics, and each
-choice is recorded in meta.json."""
+optimizers give the same floats, the LR trajectory stays exact, channels_last and the
+fused optimizer step train the same curve within noise on real data, chunked evaluation
+gives the same metrics, and each choice is recorded in meta.json."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ import pytest
 import torch
 
 from warmup_bench.data import DEBIAN_FASHION_MNIST, load_dataset
-from warmup_bench.optim import OPTIMIZERS
+from warmup_bench.optim import OPTIMIZERS, optimizer_kernel
 from warmup_bench.tasks import resolve_config
 from warmup_bench.train import (
+    Kernels,
     RunOptions,
     build_net,
+    choose_kernels,
     evaluate,
     make_loaders,
     memory_format,
@@ -61,26 +63,43 @@ def test_conv_nets_run_channels_last_on_cpu_and_the_vit_does_not() -> None:
         torch.contiguous_format
 
 
-def run_steps(tmp_path: Path, name: str, channels_last: bool, data) -> pd.DataFrame:
+def test_fused_step_is_the_cpu_default_where_torch_has_one() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [n for n, e in OPTIMIZERS.items() if e.fused] == ["sgd", "adam", "adamw", "amsgradw"]
+    assert choose_kernels(resolve_config("digits"), cpu, RunOptions()).fused_optimizer
+    assert not choose_kernels(resolve_config("digits"), cpu,
+                              RunOptions(fused_optimizer=False)).fused_optimizer
+    assert not choose_kernels(resolve_config("digits"), cuda, RunOptions()).fused_optimizer
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    for name, kernel in (("adamw", "fused"), ("sgd", "fused"), ("adamax", "foreach"),
+                         ("radamw", "for-loop")):
+        cfg = resolve_config("digits", {"opt": name, "warmup": "none"})
+        assert optimizer_kernel(OPTIMIZERS[name].build(params, cfg, fused=True)) == kernel
+    assert optimizer_kernel(OPTIMIZERS["adamw"].build(params, cfg)) == "foreach"
+
+
+def run_steps(tmp_path: Path, name: str, fast: bool, data) -> pd.DataFrame:
     cfg = resolve_config("emnist-cnn", {"epochs": 1, "train_samples": 19_200,
                                         "log_interval": 5})  # 300 steps of 64
-    result = train(cfg, tmp_path / name, RunOptions(channels_last=channels_last,
+    result = train(cfg, tmp_path / name, RunOptions(channels_last=fast, fused_optimizer=fast,
                                                     diagnostics=False,
                                                     on_note=lambda _: None), data=data)
     meta = json.loads((result.run.path / "meta.json").read_text())
-    assert meta["memory_format"] == ("channels_last" if channels_last else "contiguous")
+    assert meta["memory_format"] == ("channels_last" if fast else "contiguous")
+    assert meta["optimizer_kernel"] == ("fused" if fast else "foreach")
     return result.run.read_steps().assign(test_acc=result.summary.final_test_acc)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="needs dataset-fashion-mnist")
-def test_channels_last_trains_the_same_curve_on_fashion_mnist(tmp_path) -> None:
-    """300 AdamW steps of the EMNIST recipe on the real Fashion-MNIST: the LRs are the same
-    floats; the losses agree within what float reassociation leaves after 300 steps (an
-    independent seed differs far more); the test accuracies within half a point."""
+def test_cpu_kernels_train_the_same_curve_on_fashion_mnist(tmp_path) -> None:
+    """300 AdamW steps of the EMNIST recipe on the real Fashion-MNIST, channels_last with
+    the fused AdamW step against the contiguous layout with the multi-tensor step: the LRs
+    are the same floats; the losses agree within what float reassociation leaves after 300
+    steps (an independent seed differs far more); the test accuracies within half a point."""
     data = load_dataset("fashion-mnist")
-    fast = run_steps(tmp_path, "channels_last", True, data)
-    plain = run_steps(tmp_path, "contiguous", False, data)
+    fast = run_steps(tmp_path, "fast", True, data)
+    plain = run_steps(tmp_path, "plain", False, data)
     assert fast["lr"].tolist() == plain["lr"].tolist()  # the trajectory stays exact
     smooth = {k: v["loss"].rolling(6).mean().dropna() for k, v in (("fast", fast),
                                                                      ("plain", plain))}
@@ -94,7 +113,8 @@ def test_chunked_cpu_evaluation_gives_the_batchwise_metrics() -> None:
     data = load_dataset("digits")
     device = torch.device("cpu")
     loaders = make_loaders(cfg, data, device, torch.channels_last)
-    net = build_net(cfg, data, device, len(loaders.train), lambda _: None, torch.channels_last)
+    net = build_net(cfg, data, device, len(loaders.train), lambda _: None,
+                    Kernels(torch.channels_last))
     chunked = evaluate(net, loaders.test)  # 359 images in chunks of 128
     net.model.eval()
     x, y = next(iter(loaders.test))

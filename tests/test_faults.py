@@ -51,6 +51,13 @@ def epochs_logged(folder: Path) -> int:
     return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
 
 
+def epochs_checkpointed(folder: Path) -> int:
+    """Epochs the run's summary counts as done: its row, its checkpoint, then the summary
+    are written in that order, so a logged row alone does not mean a resumable epoch."""
+    summary = RunDir(folder).read_summary()
+    return summary.epochs_done if summary is not None else 0
+
+
 def children(pid: int) -> list[int]:
     """Processes whose parent is `pid` (read from /proc)."""
     found = []
@@ -95,12 +102,12 @@ def test_a_second_writer_is_refused_and_the_first_keeps_every_row(tmp_path) -> N
 
 
 def sweep_in_flight(tmp_path: Path, epochs: int):
-    """A 4-run sweep with --jobs 2, once both workers have logged an epoch: (grid, out,
+    """A 4-run sweep with --jobs 2, once both workers have checkpointed an epoch: (grid, out,
     the sweep process, its workers' pids)."""
     grid, out = tmp_path / "grid.toml", tmp_path / "out"
     grid.write_text(GRID.format(epochs=epochs))
     sweep = cli("sweep", str(grid), "--out", str(out), "--jobs", "2")
-    wait_for(lambda: sum(epochs_logged(f) >= 1 for f in out.glob("digits/*")) >= 2)
+    wait_for(lambda: sum(epochs_checkpointed(f) >= 1 for f in out.glob("digits/*")) >= 2)
     workers = [p for p in children(sweep.pid) if alive(p)]
     assert workers, "the sweep had no worker processes"
     return grid, out, sweep, workers

@@ -278,6 +278,9 @@ def train(
     channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last",
                                        help="Conv nets' memory layout (default: channels_last "
                                        "on CUDA and CPU, where it is faster)."),
+    fused_optimizer: bool = typer.Option(None, "--fused-optimizer/--no-fused-optimizer",
+                                         help="The optimizer's fused step, where torch has "
+                                         "one (default: on CPUs, where it is faster)."),
     compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
     data: str = typer.Option(None, help="Train on your own data: npz:FILE.npz (x_train, "
                              "y_train, x_test, y_test) or folder:DIR (train/ and test/ of "
@@ -328,7 +331,8 @@ def train(
         typer.echo(note, err=True)
     options = RunOptions(device=device, data_dir=data_dir, resume=resume,
                          save_model=save_model, show_progress=progress and console.is_terminal,
-                         threads=threads, channels_last=channels_last, diagnostics=diagnostics,
+                         threads=threads, channels_last=channels_last,
+                         fused_optimizer=fused_optimizer, diagnostics=diagnostics,
                          sharpness_every=sharpness_every, tensorboard=tensorboard,
                          on_note=lambda text: typer.echo(text, err=True))
     try:

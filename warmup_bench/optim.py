@@ -31,21 +31,32 @@ class OptimizerEntry:
     # these entries, the same floats as its per-parameter loop (tested). Not for NAdam and
     # RAdam, whose multi-tensor versions round differently (1 ulp), nor plugins' optimizers
     foreach: bool = True
+    # torch has a fused (one kernel, one pass over memory) step for it: `build(fused=True)`
+    # takes it. The same update, rounded differently in the last bits
+    fused: bool = False
 
-    def build(self, params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    def build(self, params, cfg: TrainConfig, fused: bool = False) -> torch.optim.Optimizer:
         betas = {"betas": (cfg.beta1, cfg.beta2), "eps": cfg.eps} if self.has_betas else {}
-        foreach = {"foreach": True} if self.foreach else {}
+        kernel = {"fused": True} if fused and self.fused else \
+            {"foreach": True} if self.foreach else {}
         return self.factory(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **betas,
-                            **foreach, **self.options)
+                            **kernel, **self.options)
+
+
+def optimizer_kernel(optimizer: torch.optim.Optimizer) -> str:
+    """How `optimizer` steps: "fused", "foreach" (multi-tensor) or "for-loop"."""
+    return "fused" if optimizer.defaults.get("fused") else \
+        "foreach" if optimizer.defaults.get("foreach") else "for-loop"
 
 
 OPTIMIZERS: dict[str, OptimizerEntry] = {
     "sgd": OptimizerEntry("SGD, momentum 0.9, L2 weight decay", "SGD", torch.optim.SGD,
-                          {"momentum": 0.9}, has_betas=False),
-    "adam": OptimizerEntry("Adam, L2 weight decay", "Adam", torch.optim.Adam),
-    "adamw": OptimizerEntry("AdamW (decoupled weight decay)", "AdamW", torch.optim.AdamW),
+                          {"momentum": 0.9}, has_betas=False, fused=True),
+    "adam": OptimizerEntry("Adam, L2 weight decay", "Adam", torch.optim.Adam, fused=True),
+    "adamw": OptimizerEntry("AdamW (decoupled weight decay)", "AdamW", torch.optim.AdamW,
+                            fused=True),
     "amsgradw": OptimizerEntry("AdamW with AMSGrad", "AMSGradW", torch.optim.AdamW,
-                               {"amsgrad": True}),
+                               {"amsgrad": True}, fused=True),
     "nadamw": OptimizerEntry("NAdam with decoupled weight decay", "NAdamW", torch.optim.NAdam,
                              {"decoupled_weight_decay": True}, foreach=False),
     "adamax": OptimizerEntry("AdaMax, L2 weight decay", "AdaMax", torch.optim.Adamax),
@@ -167,11 +178,12 @@ class Training:
         return self.lr_schedule.warmup
 
 
-def build_training(model: torch.nn.Module, cfg: TrainConfig, iters_per_epoch: int) -> Training:
+def build_training(model: torch.nn.Module, cfg: TrainConfig, iters_per_epoch: int,
+                   fused: bool = False) -> Training:
     """Optimizer, schedule, then warmup: the warmup must be created after the scheduler.
     A per-epoch schedule steps every `iters_per_epoch` iterations; --delay-schedule holds
-    it until the warmup's length."""
-    optimizer = OPTIMIZERS[cfg.opt].build(model.parameters(), cfg)
+    it until the warmup's length. `fused`: the optimizer's fused step, where it has one."""
+    optimizer = OPTIMIZERS[cfg.opt].build(model.parameters(), cfg, fused)
     delay = WARMUPS[cfg.warmup].length(cfg) if cfg.delay_schedule else 0
     entry = SCHEDULES[cfg.schedule]
     scheduler = entry.build(optimizer, cfg=cfg, iters_per_epoch=iters_per_epoch,

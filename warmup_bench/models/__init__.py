@@ -8,6 +8,7 @@ from functools import partial
 from torch import nn
 
 from .cnn import DigitsNet, EmnistCNN
+from .dropout import Dropout, mask_source
 from .resnet_cifar import CifarResNet
 from .vit import VisionTransformer
 
@@ -26,5 +27,5 @@ def build_model(name: str, num_classes: int, in_channels: int) -> nn.Module:
     return MODELS[name](num_classes=num_classes, in_channels=in_channels)
 
 
-__all__ = ["MODELS", "CONV_NETS", "RESNET_DEPTHS", "build_model",
+__all__ = ["MODELS", "CONV_NETS", "RESNET_DEPTHS", "build_model", "Dropout", "mask_source",
            "CifarResNet", "EmnistCNN", "DigitsNet", "VisionTransformer"]

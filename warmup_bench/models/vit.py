@@ -4,8 +4,9 @@ blocks of width 96 with 4 heads and a 384-wide GELU MLP, dropout 0.1; 1,797,130 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .dropout import Dropout, attention
 
 
 class Attention(nn.Module):
@@ -19,8 +20,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        out = attention(q, k, v, self.dropout, self.training)
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
@@ -31,8 +31,8 @@ class Block(nn.Module):
         self.attn = Attention(dim, heads, dropout)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = nn.Sequential(
-            nn.Linear(dim, dim * mlp_ratio), nn.GELU(), nn.Dropout(dropout),
-            nn.Linear(dim * mlp_ratio, dim), nn.Dropout(dropout))
+            nn.Linear(dim, dim * mlp_ratio), nn.GELU(), Dropout(dropout),
+            nn.Linear(dim * mlp_ratio, dim), Dropout(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
@@ -50,7 +50,7 @@ class VisionTransformer(nn.Module):
         self.patch_embed = nn.Conv2d(in_channels, dim, patch, stride=patch)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, tokens + 1, dim))
-        self.pos_drop = nn.Dropout(dropout)
+        self.pos_drop = Dropout(dropout)
         self.blocks = nn.Sequential(*[Block(dim, heads, mlp_ratio, dropout)
                                       for _ in range(depth)])
         self.norm = nn.LayerNorm(dim, eps=1e-6)
