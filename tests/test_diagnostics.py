@@ -18,6 +18,7 @@ from warmup_bench.diagnostics import (
     angles,
     power_iteration,
     preconditioner_scales,
+    ratio_stats,
 )
 from warmup_bench.runs import RunDir
 
@@ -49,6 +50,16 @@ def test_adam_first_step_ratio_is_the_sign_of_the_gradient() -> None:
         expected = torch.sign(g) / (1 + 1e-8 / g.abs())  # r = g / (|g| + eps)
         assert torch.allclose(r[moving], expected[moving], rtol=1e-5, atol=0)
         assert (r[~moving].abs() < 0.01).all()
+
+
+def test_ratio_stats_are_those_of_all_coordinates_together() -> None:
+    g = torch.Generator().manual_seed(0)
+    ratios = [torch.randn(shape, generator=g) for shape in ((40, 30), (30,), (7, 3, 5, 5))]
+    every = torch.cat([r.flatten() for r in ratios]).abs()
+    mean, above, largest = ratio_stats([r.clone() for r in ratios])
+    assert mean.item() == pytest.approx(every.mean().item(), rel=1e-6)
+    assert above.item() == pytest.approx((every > 0.5).sum().item() / every.numel(), rel=1e-6)
+    assert largest.item() == every.max().item()
 
 
 def test_probe_values_equal_direct_computations_for_sgd_without_momentum() -> None:

@@ -50,7 +50,9 @@ def angles(before: list[torch.Tensor], after: list[torch.Tensor]) -> torch.Tenso
     vectors: accurate for the tiny angles of one step, where arccos(cos) is not."""
     a = torch._foreach_div(before, [n.clamp_min(1e-30) for n in torch._foreach_norm(before)])
     b = torch._foreach_div(after, [n.clamp_min(1e-30) for n in torch._foreach_norm(after)])
-    return 2 * torch.atan2(_norms(torch._foreach_sub(a, b)), _norms(torch._foreach_add(a, b)))
+    difference = _norms(torch._foreach_sub(a, b))
+    torch._foreach_add_(a, b)  # a is a temporary: a + b in place, one buffer fewer
+    return 2 * torch.atan2(difference, _norms(a))
 
 
 def adam_ratios(optimizer: torch.optim.Optimizer) -> list[torch.Tensor] | None:
@@ -67,13 +69,27 @@ def adam_ratios(optimizer: torch.optim.Optimizer) -> list[torch.Tensor] | None:
                 continue
             t = float(state["step"])  # a 0-dim CPU tensor in torch's optimizers: no sync
             m_hat = state["exp_avg"] / (1 - beta1**t)
+            # the same operations in the same order, on fresh temporaries updated in place
             if "exp_inf" in state:  # Adamax: an infinity-norm second moment, not averaged
-                denominator = state["exp_inf"]
+                denominator = state["exp_inf"] + group["eps"]
             else:
                 v = state["max_exp_avg_sq"] if group.get("amsgrad") else state["exp_avg_sq"]
-                denominator = (v / (1 - beta2**t)).sqrt()
-            ratios.append(m_hat / (denominator + group["eps"]))
+                denominator = (v / (1 - beta2**t)).sqrt_().add_(group["eps"])
+            ratios.append(m_hat.div_(denominator))
     return ratios or None
+
+
+def ratio_stats(ratios: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Mean |r|, the fraction of coordinates with |r| > 1/2, and max |r|, over every
+    coordinate (`ratios` are made absolute in place: they are temporaries)."""
+    count = sum(r.numel() for r in ratios)
+    torch._foreach_abs_(ratios)
+    # per tensor, then over tensors: no concatenated copy (torch's CPU inf- and 1-norms
+    # are several times slower than amax and sum, so not those either)
+    total = torch.stack([r.sum() for r in ratios]).sum()
+    above = torch.stack([torch.count_nonzero(r > 0.5) for r in ratios]).sum()
+    largest = torch.stack([r.amax() for r in ratios]).amax()
+    return [total / count, above / count, largest]
 
 
 def momentum_buffers(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -108,11 +124,7 @@ class StepProbe:
         layer_relative = update_norms[w] / param_norms[w].clamp_min(1e-30)
         layer_angles = angles([self.before_params[i] for i in w], [after[i] for i in w])
         ratios = adam_ratios(self.optimizer)
-        if ratios is not None:
-            abs_r = torch.cat([r.abs().flatten() for r in ratios])
-            r_stats = [abs_r.mean(), (abs_r > 0.5).float().mean(), abs_r.max()]
-        else:
-            r_stats = [torch.tensor(NAN)] * 3
+        r_stats = ratio_stats(ratios) if ratios is not None else [torch.tensor(NAN)] * 3
         buffers = momentum_buffers(self.optimizer)
         momentum = _total(_norms(buffers)) if buffers else torch.tensor(NAN)
         device = param_norms.device
