@@ -3,11 +3,12 @@ data the way the reference scripts do, per workload, measured side by side.
 
 The baseline (written here, after the references' recipes): a torch Dataset that turns one
 uint8 image at a time into a normalised float tensor (CIFAR: zero-pad 4, random 32x32
-crop, random flip, per image), a DataLoader with 0 workers, the model in its plain
-contiguous float32 form (the ViT with nn.MultiheadAttention, as the write-up builds it),
-AdamW + the warmup protocol + the recipe's scheduler, `loss.item()` every step; then an
-evaluation pass the same way. warmup-bench: `train()` on the same synthetic data, with its
-defaults for the device (diagnostics included).
+crop, random flip, per image), a DataLoader with 0 workers, the model contiguous in
+float32 with its forward as the references write it (out-of-place ReLUs, each before its
+max-pool; the ViT built on nn.MultiheadAttention), AdamW + the warmup protocol + the
+recipe's scheduler, `loss.item()` every step; then an evaluation pass the same way.
+warmup-bench: `train()` on the same synthetic data, with its defaults for the device
+(diagnostics included).
 
   python scripts/bench_cpu.py                          # every workload, 3 alternating repeats
   python scripts/bench_cpu.py --workloads vit --repeats 5 --threads 2
@@ -119,11 +120,46 @@ class ReferenceViT(nn.Module):
         return self.head(self.norm(x)[:, 0])
 
 
+class ReferenceResNet20(nn.Module):
+    """warmup-bench's ResNet-20 modules, in the forward the reference scripts write:
+    out-of-place ReLUs, relu(out + shortcut)."""
+
+    def __init__(self, num_classes: int, in_channels: int):
+        super().__init__()
+        self.net = build_model("resnet20", num_classes, in_channels)
+
+    def forward(self, x):
+        net = self.net
+        x = F.relu(net.bn(net.conv(x)))
+        for block in net.layers:
+            out = F.relu(block.bn1(block.conv1(x)))
+            x = F.relu(block.bn2(block.conv2(out)) + block.shortcut(x))
+        return net.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class ReferenceEmnistCNN(nn.Module):
+    """warmup-bench's EMNIST CNN modules, in pytorch_warmup's forward: out-of-place ReLUs,
+    each before its max-pool."""
+
+    def __init__(self, num_classes: int, in_channels: int):
+        super().__init__()
+        self.net = build_model("emnist-cnn", num_classes, in_channels)
+
+    def forward(self, x):
+        net = self.net
+        x = F.max_pool2d(F.relu(net.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(net.conv2(x)), 2)
+        return net.fc2(F.relu(net.fc1(torch.flatten(x, 1))))
+
+
+REFERENCE_MODELS = {"vit": lambda classes, channels: ReferenceViT(classes),
+                    "resnet20": ReferenceResNet20, "emnist-cnn": ReferenceEmnistCNN}
+
+
 def baseline_epoch(cfg, data) -> tuple[float, float]:
     """(train seconds, evaluation seconds) of one epoch of the plain loop."""
     torch.manual_seed(cfg.seed)
-    model = ReferenceViT(data.num_classes) if cfg.model == "vit" else \
-        build_model(cfg.model, data.num_classes, data.input_shape[0])
+    model = REFERENCE_MODELS[cfg.model](data.num_classes, data.input_shape[0])
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
                                   weight_decay=cfg.weight_decay)
     iters = len(data.train) // cfg.batch_size

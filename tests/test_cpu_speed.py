@@ -168,3 +168,35 @@ def test_in_place_relus_give_the_same_floats(name: str, shape, monkeypatch) -> N
     torch.manual_seed(0)
     out_of_place = grads(build_model(name, 10, shape[0]))
     assert all(torch.equal(a, b) for a, b in zip(in_place, out_of_place))
+
+
+def reference_order(name: str):
+    """The reference scripts' layer order: ReLU, then max-pool (out of place)."""
+    relu, pool = torch.relu, lambda t: torch.nn.functional.max_pool2d(t, 2)
+    if name == "emnist-cnn":
+        return lambda m, x: m.fc2(relu(m.fc1(torch.flatten(
+            pool(relu(m.conv2(pool(relu(m.conv1(x)))))), 1))))
+    return lambda m, x: m.fc2(relu(m.fc1(torch.flatten(pool(relu(m.conv2(relu(m.conv1(x))))),
+                                                       1))))
+
+
+@pytest.mark.parametrize("name, shape", [("emnist-cnn", (1, 28, 28)), ("digits-net", (1, 8, 8))])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_relu_after_max_pool_gives_the_reference_floats(name: str, shape, layout) -> None:
+    """relu(max_pool(x)) = max_pool(relu(x)) exactly: outputs and every gradient are the
+    floats of the reference's order, ties and all-negative windows included (the images'
+    zero top halves give windows of equal values: each channel's bias)."""
+    from warmup_bench.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name, 10, shape[0]).to(memory_format=layout)
+    x = torch.randn(16, *shape, generator=torch.Generator().manual_seed(1))
+    x[:, :, :shape[1] // 2] = 0
+    x = x.contiguous(memory_format=layout)
+    results = []
+    for forward in (model, lambda t: reference_order(name)(model, t)):
+        model.zero_grad()
+        out = forward(x)
+        out.square().sum().backward()
+        results.append([out.detach()] + [p.grad.clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*results))

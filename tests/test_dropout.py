@@ -90,6 +90,16 @@ def test_attention_is_sdpas_math_path_bit_for_bit() -> None:
     assert dropped.shape == q.shape and not torch.equal(dropped, math_path)
 
 
+def test_under_torch_compile_the_graph_draws_its_own_masks() -> None:
+    """No NumPy inside a compiled graph: one graph, no break, torch's dropout in it."""
+    torch.manual_seed(0)
+    vit = VisionTransformer(depth=2).train()
+    compiled = torch.compile(vit, backend="eager", fullgraph=True)  # a break would raise
+    logits = compiled(torch.randn(4, 1, 28, 28))
+    assert logits.shape == (4, 10) and torch.isfinite(logits).all()
+    assert mask_source(vit, torch.device("cpu"), compiled=True) == "torch"
+
+
 def test_the_vit_uses_it_and_meta_says_where_masks_come_from() -> None:
     vit = build_model("vit", 10, 1)
     layers = [m for m in vit.modules() if isinstance(m, torch.nn.Dropout)]

@@ -14,7 +14,8 @@ the gradient is dy * m / (1 - p). Only the generator of m changes, and only on t
   resumes the stream; the masks are the same on every CPU, Intel or not.
 
 For the same mask the floats are torch's, forward and backward. Elsewhere (CUDA, MPS,
-p of 0 or 1, evaluation) this is `F.dropout`: CUDA's fused dropout is already fast.
+p of 0 or 1, evaluation, torch.compile) this is `F.dropout`: CUDA's fused dropout is
+already fast, and a compiled graph draws its own masks.
 """
 
 from __future__ import annotations
@@ -66,9 +67,16 @@ def inverse_keep(p: float, dtype: torch.dtype) -> float:
     return float(torch.ones((), dtype=dtype).div_(1 - p))
 
 
+def numpy_masks(x: torch.Tensor, p: float, training: bool) -> bool:
+    """Whether dropout on `x` draws its masks here: in training, with 0 < p < 1, on the
+    CPU and not under torch.compile (which generates its own masks, in the graph)."""
+    return training and 0 < p < 1 and x.device.type == "cpu" and \
+        not torch.compiler.is_compiling()
+
+
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """`F.dropout(x, p, training)` with its masks drawn by NumPy on the CPU."""
-    if not training or x.device.type != "cpu" or not 0 < p < 1:
+    if not numpy_masks(x, p, training):
         return F.dropout(x, p, training)
     return x * dropout_noise(x.shape, p, x.dtype)  # autograd keeps the noise for dy * noise
 
@@ -92,17 +100,17 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float,
     """SDPA with dropout p on the attention weights. With dropout on the CPU, torch's SDPA
     takes its math path (its flash kernel has no dropout); this is that path, step for
     step, with `dropout`'s masks."""
-    if not training or q.device.type != "cpu" or not 0 < p < 1:
+    if not numpy_masks(q, p, training):
         return F.scaled_dot_product_attention(q, k, v, dropout_p=p if training else 0.0)
     return dropout(attention_weights(q, k), p, True) @ v
 
 
-def mask_source(model: nn.Module, device: torch.device) -> str | None:
+def mask_source(model: nn.Module, device: torch.device, compiled: bool = False) -> str | None:
     """Where `model`'s dropout masks come from on `device`, for the run's meta.json: None
-    without dropout, "numpy-pcg64" when every dropout layer is this module's on a CPU,
-    else "torch"."""
+    without dropout, "numpy-pcg64" when every dropout layer is this module's on a CPU
+    (and not compiled), else "torch"."""
     layers = [m for m in model.modules() if isinstance(m, nn.Dropout) and m.p > 0]
     if not layers:
         return None
-    ours = device.type == "cpu" and all(isinstance(m, Dropout) for m in layers)
+    ours = device.type == "cpu" and not compiled and all(isinstance(m, Dropout) for m in layers)
     return "numpy-pcg64" if ours else "torch"
