@@ -103,7 +103,7 @@ def test_cpu_kernels_train_the_same_curve_on_fashion_mnist(tmp_path) -> None:
     assert fast["lr"].tolist() == plain["lr"].tolist()  # the trajectory stays exact
     smooth = {k: v["loss"].rolling(6).mean().dropna() for k, v in (("fast", fast),
                                                                      ("plain", plain))}
-    assert (smooth["fast"] - smooth["plain"]).abs().max() < 0.01  # measured: 0.0011
+    assert (smooth["fast"] - smooth["plain"]).abs().max() < 0.01  # measured: 0.0014
     assert plain["loss"].iloc[-6:].mean() < 0.5 * plain["loss"].iloc[0]  # it did learn
     assert abs(fast["test_acc"].iloc[0] - plain["test_acc"].iloc[0]) < 0.005
 
