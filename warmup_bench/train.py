@@ -322,7 +322,8 @@ def run_meta(run: RunDir, device: torch.device, iters_per_epoch: int, net: Net,
         "memory_format": "channels_last" if net.kernels.layout == torch.channels_last
         else "contiguous",
         "optimizer_kernel": optimizer_kernel(net.training.optimizer),
-        "dropout_masks": mask_source(net.model, device, net.forward is not net.model),
+        # net.forward is the compiled model under --compile, whose graph draws its masks
+        "dropout_masks": mask_source(net.model, device, compiled=net.forward is not net.model),
         "autocast": "bf16" if net.autocast is not nullcontext else None,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "resumed_at_epoch": resumed_at or None,
