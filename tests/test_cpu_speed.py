@@ -87,6 +87,7 @@ def run_steps(tmp_path: Path, name: str, fast: bool, data) -> pd.DataFrame:
     meta = json.loads((result.run.path / "meta.json").read_text())
     assert meta["memory_format"] == ("channels_last" if fast else "contiguous")
     assert meta["optimizer_kernel"] == ("fused" if fast else "foreach")
+    assert meta["dropout_masks"] is None  # the EMNIST CNN has no dropout
     return result.run.read_steps().assign(test_acc=result.summary.final_test_acc)
 
 
