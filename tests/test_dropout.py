@@ -76,6 +76,12 @@ def test_evaluation_zero_p_and_other_devices_are_torchs_dropout() -> None:
     assert fast.dropout(meta, 0.1, True).device.type == "meta"
     layer = Dropout(0.1).eval()
     assert torch.equal(layer(x), x)
+    torch.manual_seed(3)
+    expected = fast.dropout(x, 0.1, True)
+    torch.manual_seed(3)
+    in_place = x.clone()
+    assert Dropout(0.1, inplace=True).train()(in_place) is in_place
+    assert torch.equal(in_place, expected)  # the same mask, written into x
 
 
 def test_attention_is_sdpas_math_path_bit_for_bit() -> None:

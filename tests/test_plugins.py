@@ -392,3 +392,19 @@ def test_a_plugin_failing_half_way_leaves_nothing_registered(tmp_path) -> None:
     result = invoke("list", "optimizers", "--plugin", path)
     assert result.exit_code == 2 and "line 4): ValueError: then it breaks" in result.output
     assert "plain-sgd" not in OPTIMIZERS and ("optimizer", "plain-sgd") not in plugins.PROVIDED
+
+
+def test_a_plugin_optimizer_with_a_fused_step_takes_it_on_a_cpu(tmp_path) -> None:
+    """`fused=True` in the registration: a CPU run steps it fused, as the built-ins."""
+    path = tmp_path / "fused_opt.py"
+    path.write_text("import torch\nimport warmup_bench as wb\n"
+                    "wb.register_optimizer('adamw2', torch.optim.AdamW, description='x', "
+                    "fused=True)\nwb.register_optimizer('adamw3', torch.optim.AdamW, "
+                    "description='y')\n")
+    for name, kernel in (("adamw2", "fused"), ("adamw3", "for-loop")):
+        result = invoke("train", "--task", "digits", "--epochs", "1", "--opt", name,
+                        "--plugin", path, "--no-progress", "--no-diagnostics",
+                        "--out", tmp_path / name)
+        assert result.exit_code == 0, result.output
+        meta = json.loads((only_run(tmp_path / name) / "meta.json").read_text())
+        assert meta["optimizer_kernel"] == kernel

@@ -14,6 +14,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from . import __version__
+from .trackers import check_available as check_tensorboard
 
 # Typer may bundle its own copy of Click: take Click's exception classes from Typer's
 _UsageError, _ClickException = (next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
@@ -356,12 +357,6 @@ def train(
         f"{cfg.task} {result.run.name}: best test acc {100 * s.best_test_acc:.2f}% "
         f"(epoch {s.best_epoch}), final {100 * s.final_test_acc:.2f}%, "
         f"{s.wall_seconds:.1f} s -> {result.run.path}", highlight=False, soft_wrap=True)
-
-
-def check_tensorboard() -> None:
-    from .trackers import check_available
-
-    check_available()
 
 
 def torch_out_of_memory() -> type[Exception]:

@@ -170,8 +170,11 @@ class Training:
     """What updates the weights: the optimizer and its LR schedule under its warmup (one
     `WarmupScheduler`, stepped once per iteration after optimizer.step())."""
 
-    optimizer: torch.optim.Optimizer
     lr_schedule: wu.WarmupScheduler
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.lr_schedule.optimizer
 
     @property
     def warmup(self) -> wu.BaseWarmup:
@@ -189,6 +192,6 @@ def build_training(model: torch.nn.Module, cfg: TrainConfig, iters_per_epoch: in
     scheduler = entry.build(optimizer, cfg=cfg, iters_per_epoch=iters_per_epoch,
                             total=iters_per_epoch * cfg.epochs, delay=delay)
     warmup = WARMUPS[cfg.warmup].build(optimizer, period=cfg.warmup_period)
-    return Training(optimizer, wu.WarmupScheduler(
+    return Training(wu.WarmupScheduler(
         warmup, scheduler, scheduler_every=iters_per_epoch if entry.per_epoch else 1,
         scheduler_delay=delay))

@@ -256,14 +256,16 @@ def register_warmup(name: str, build: Callable, *, description: str, label: str 
 def register_optimizer(name: str, factory: Callable, *, description: str,
                        label: str | None = None, options: dict | None = None,
                        has_betas: bool = True, rectified: bool = False,
-                       foreach: bool = False) -> str:
+                       foreach: bool = False, fused: bool = False) -> str:
     """An optimizer: `factory(params, lr=, weight_decay=, [betas=, eps=,] **options)`, an
     Adam-style one (`has_betas`) also getting --beta1/--beta2/--eps, one that takes it
-    (`foreach`) also `foreach=True`."""
+    (`foreach`) also `foreach=True`, one with a fused step (`fused`) `fused=True` where
+    the run takes fused steps (CPUs by default)."""
     from .optim import OPTIMIZERS, OptimizerEntry
 
     entry = OptimizerEntry(description, label or name, factory, dict(options or {}),
-                           has_betas=has_betas, rectified=rectified, foreach=foreach)
+                           has_betas=has_betas, rectified=rectified, foreach=foreach,
+                           fused=fused)
     return _add("optimizer", OPTIMIZERS, name, entry)
 
 
@@ -281,7 +283,8 @@ def register_schedule(name: str, build: Callable, *, description: str,
 
 def register_model(name: str, factory: Callable, *, channels_last: bool = False) -> str:
     """A model: `factory(num_classes=, in_channels=)` returns an nn.Module taking a float
-    batch (N, C, H, W) and returning logits; `channels_last` for conv nets on CUDA."""
+    batch (N, C, H, W) and returning logits; `channels_last` for conv nets (trained in
+    that layout on CUDA and CPUs, where oneDNN's and cuDNN's NHWC kernels are faster)."""
     from .models import CONV_NETS, MODELS
 
     _add("model", MODELS, name, factory)

@@ -468,4 +468,3 @@ def find_runs(root: Path) -> Iterator[RunDir]:
     """Every folder under `root` that holds a run's config, in a stable order."""
     for config_path in sorted(Path(root).rglob(CONFIG)):
         yield RunDir(config_path.parent)
-

@@ -20,7 +20,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "vit": VisionTransformer,
     "digits-net": DigitsNet,
 }
-CONV_NETS = {name for name in MODELS if name != "vit"}  # channels_last helps these on CUDA
+CONV_NETS = {name for name in MODELS if name != "vit"}  # channels_last (CUDA, CPU) helps these
 
 
 def build_model(name: str, num_classes: int, in_channels: int) -> nn.Module:

@@ -74,18 +74,19 @@ def numpy_masks(x: torch.Tensor, p: float, training: bool) -> bool:
         not torch.compiler.is_compiling()
 
 
-def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """`F.dropout(x, p, training)` with its masks drawn by NumPy on the CPU."""
+def dropout(x: torch.Tensor, p: float, training: bool, inplace: bool = False) -> torch.Tensor:
+    """`F.dropout(x, p, training, inplace)` with its masks drawn by NumPy on the CPU."""
     if not numpy_masks(x, p, training):
-        return F.dropout(x, p, training)
-    return x * dropout_noise(x.shape, p, x.dtype)  # autograd keeps the noise for dy * noise
+        return F.dropout(x, p, training, inplace)
+    noise = dropout_noise(x.shape, p, x.dtype)  # autograd keeps it: the gradient dy * noise
+    return x.mul_(noise) if inplace else x * noise
 
 
 class Dropout(nn.Dropout):
     """`nn.Dropout` with `dropout`'s fast CPU masks (the same state dict: none)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dropout(x, self.p, self.training)
+        return dropout(x, self.p, self.training, self.inplace)
 
 
 def attention_weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

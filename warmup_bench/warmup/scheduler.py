@@ -48,7 +48,6 @@ class WarmupScheduler(LRScheduler):
         self.optimizer = warmup.optimizer
         self.base_lrs = [_copy_lr(lr) for lr in warmup.lrs]
         self._check_dampened()
-        self._last_lr = self._applied_lrs()
 
     @property
     def last_epoch(self) -> int:
@@ -72,13 +71,16 @@ class WarmupScheduler(LRScheduler):
         with self.warmup.dampening():
             if self.scheduler is not None and self.due(iteration):
                 self.scheduler.step()
-        self._last_lr = self._applied_lrs()
 
     def get_last_lr(self) -> list:
         """The LR of every param group as the optimizer will apply it: warmup included."""
-        return list(self._last_lr)
+        return self._applied_lrs()
 
     def get_lr(self) -> list:
+        return self._applied_lrs()
+
+    @property
+    def _last_lr(self) -> list:  # LRScheduler's attribute, for code that reads it directly
         return self._applied_lrs()
 
     def state_dict(self) -> dict:
@@ -98,7 +100,6 @@ class WarmupScheduler(LRScheduler):
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state_dict["scheduler"])
         self.warmup.load_state_dict(state_dict["warmup"])
-        self._last_lr = self._applied_lrs()
 
     def _applied_lrs(self) -> list:
         return [_copy_lr(group["lr"]) for group in self.optimizer.param_groups]
