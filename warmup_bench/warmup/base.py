@@ -20,6 +20,7 @@ new undampened LRs and dampens them for the next iteration.
 from __future__ import annotations
 
 import math
+import numbers
 from contextlib import contextmanager
 from typing import Any
 
@@ -76,15 +77,44 @@ def _copy_lr(lr: float | torch.Tensor) -> float | torch.Tensor:
     return lr.detach().clone() if isinstance(lr, torch.Tensor) else lr
 
 
+FACTOR_TOLERANCE = 1e-12  # a factor may exceed 1 by float noise (the built-in ones never do)
+
+
+def check_state_keys(state_dict: Any, expected: tuple[str, ...], what: str) -> None:
+    """A dict holding at least the keys `expected` (those `what.state_dict()` returns)."""
+    found = sorted(map(str, state_dict)) if isinstance(state_dict, dict) else None
+    if found is None or not set(expected) <= set(found):
+        shown = found if found is not None else f"a {type(state_dict).__name__}"
+        raise ValueError(f"not a {what} state dict: expected the keys {sorted(expected)}, "
+                         f"found {shown}.")
+
+
+class WarmupFactorError(ValueError):
+    """A warmup_factor that returned no finite number in [0, 1]; `culprit` is its class."""
+
+    def __init__(self, message: str, culprit: type):
+        super().__init__(message)
+        self.culprit = culprit
+
+
 class BaseWarmup:
     """Base class: multiplies each group's LR by `warmup_factor(step, **params)`.
 
     `warmup_params` holds one dict of keyword parameters per param group.
     `last_step` is the index of the last dampened step (-1: none yet); step index s
     stands for iteration t = s + 1.
+
+    Rules: the optimizer keeps the param groups it had when the warmup was created;
+    `warmup_factor` returns a finite number in [0, 1] (checked before any LR is
+    multiplied); a state is loaded only into a warmup with the same per-group params.
     """
 
+    _scheduler = None  # the WarmupScheduler stepping this warmup, once one is created
+
     def __init__(self, optimizer: Optimizer, warmup_params: list[dict], last_step: int = -1):
+        if len(warmup_params) != len(optimizer.param_groups):  # zip would skip a group
+            raise ValueError(f"warmup_params has {len(warmup_params)} entries but the "
+                             f"optimizer has {len(optimizer.param_groups)} param groups.")
         self.optimizer = optimizer
         self.warmup_params = warmup_params
         self.last_step = last_step
@@ -99,11 +129,30 @@ class BaseWarmup:
         """omega of param group `group` at step index `step` (what a log records)."""
         return self.warmup_factor(step, **self.warmup_params[group])
 
+    def checked_factors(self, step: int) -> list[float]:
+        """omega of every param group at step index `step`, each checked to be a finite
+        number in [0, 1] (exceptions of `warmup_factor` itself propagate unchanged)."""
+        factors = []
+        for index, params in enumerate(self.warmup_params):
+            omega = self.warmup_factor(step, **params)
+            # plain comparisons, false for NaN; bool is a Real but a factor of True is a bug
+            if (not isinstance(omega, numbers.Real) or isinstance(omega, bool)
+                    or not 0.0 <= omega <= 1.0 + FACTOR_TOLERANCE):
+                kind = "" if isinstance(omega, float) else f" ({type(omega).__name__})"
+                raise WarmupFactorError(
+                    f"{type(self).__name__}.warmup_factor returned {omega!r}{kind} at "
+                    f"iteration {step + 1} (step index {step}, param group {index}): a "
+                    f"warmup factor must be a finite number in [0, 1].", type(self))
+            factors.append(omega)
+        return factors
+
     def dampen(self, step: int | None = None) -> None:
-        """Multiplies every group's current LR by the factor of `step` (default: next)."""
+        """Multiplies every group's current LR by the factor of `step` (default: next).
+        All factors are checked first, so a bad one never reaches the optimizer."""
+        self._check_groups()
         self.last_step = self.last_step + 1 if step is None else step
-        for group, params in zip(self.optimizer.param_groups, self.warmup_params):
-            omega = self.warmup_factor(self.last_step, **params)
+        factors = self.checked_factors(self.last_step)
+        for group, omega in zip(self.optimizer.param_groups, factors):
             if isinstance(group["lr"], torch.Tensor):
                 group["lr"].mul_(omega)  # in place: compiled optimizers hold this tensor
             else:
@@ -112,10 +161,21 @@ class BaseWarmup:
     @contextmanager
     def dampening(self):
         """Undampened LRs inside (for schedulers to step); dampened again on exit."""
+        self._check_groups()
         self._restore_lrs()
         yield
         self.lrs = [_copy_lr(group["lr"]) for group in self.optimizer.param_groups]
         self.dampen()
+
+    def _check_groups(self) -> None:
+        """A group added later would never be warmed up (and zip would skip it): refuse."""
+        count, recorded = len(self.optimizer.param_groups), len(self.lrs)
+        if count != recorded:
+            change = "gained" if count > recorded else "lost"
+            raise ValueError(
+                f"the optimizer {change} a param group after the warmup was created (it has "
+                f"{count} param groups, the warmup was created for {recorded}): create the "
+                f"warmup (and its WarmupScheduler) after all param groups are added.")
 
     def _restore_lrs(self) -> None:
         for group, lr in zip(self.optimizer.param_groups, self.lrs):
@@ -136,13 +196,36 @@ class BaseWarmup:
         """Restores the state and re-dampens the optimizer's LRs to match it.
 
         Re-dampening gives the same LR the optimizer had when the state was saved, so
-        loading works whether or not the optimizer's own state was loaded first.
+        loading works whether or not the optimizer's own state was loaded first.  The
+        saved params (periods) must be this warmup's own: loading never changes them.
         """
+        self.check_state(state_dict)
+        self._check_groups()
         self.last_step = state_dict["last_step"]
         self.lrs = [_copy_lr(lr) for lr in state_dict["lrs"]]
-        self.warmup_params = [dict(params) for params in state_dict["warmup_params"]]
         self._restore_lrs()
         self.dampen(self.last_step)
+        if self._scheduler is not None:  # loading is no foreign step of its WarmupScheduler
+            self._scheduler._left_step = self.last_step
+
+    def check_state(self, state_dict: Any) -> None:
+        """Refuses a state that is not this warmup's: other keys, group count or params."""
+        check_state_keys(state_dict, ("last_step", "lrs", "warmup_params"), "warmup")
+        saved, own = state_dict["warmup_params"], self.warmup_params
+        if len(saved) != len(own) or len(state_dict["lrs"]) != len(own):
+            raise ValueError(f"the saved state has {len(saved)} param groups, this warmup "
+                             f"{len(own)}: load it into a warmup over the same optimizer.")
+        for index, (theirs, ours) in enumerate(zip(saved, own)):
+            if dict(theirs) == ours:
+                continue
+            if theirs.get("warmup_period") != ours.get("warmup_period"):  # the usual case
+                raise ValueError(
+                    f"saved state has warmup_period {theirs.get('warmup_period')}, this "
+                    f"warmup {ours.get('warmup_period')} (param group {index}): create the "
+                    f"warmup with the saved period.")
+            raise ValueError(
+                f"saved state has warmup params {dict(theirs)}, this {type(self).__name__} "
+                f"{ours} (param group {index}): create the warmup with the saved ones.")
 
 
 class NoWarmup(BaseWarmup):
