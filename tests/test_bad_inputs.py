@@ -468,15 +468,15 @@ def write_folder(root: Path, name: str, config, summary) -> Path:
 
 GOOD_CONFIG = resolve_config("digits", {}).to_dict()
 FOLDER_CASES = [
-    ("summary-list", GOOD_CONFIG, [1, 2], "no readable summary.json"),
+    ("summary-list", GOOD_CONFIG, [1, 2], "summary.json is damaged (not a JSON object)"),
     ("summary-text-acc", GOOD_CONFIG, {**GOOD_SUMMARY, "best_test_acc": "x"},
-     "no readable summary.json"),
+     "best_test_acc 'x' is not a number"),
     ("summary-nan-acc", GOOD_CONFIG, {**GOOD_SUMMARY, "best_test_acc": float("nan")},
-     "no readable summary.json"),
+     "best_test_acc nan is not a number"),
     ("summary-bool-epoch", GOOD_CONFIG, {**GOOD_SUMMARY, "epochs_done": True},
-     "no readable summary.json"),
+     "epochs_done True is not a count"),
     ("summary-status", GOOD_CONFIG, {**GOOD_SUMMARY, "status": "bogus"},
-     "no readable summary.json"),
+     "'bogus' is not a valid Status"),
     ("summary-not-json", GOOD_CONFIG, "{oops", "no readable summary.json"),
     ("summary-running", GOOD_CONFIG, {**GOOD_SUMMARY, "status": "running"},
      "status 'running', not finished"),

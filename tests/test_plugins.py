@@ -61,7 +61,7 @@ def test_example_plugin_grid_is_swept_reported_and_listed(tmp_path) -> None:
     out = tmp_path / "results"
     grid = EXAMPLE / "digits-cosine.toml"
     result = invoke("sweep", grid, "--out", out, "--epochs", "3", "--jobs", "2",
-                    "--tensorboard")
+                    "--tensorboard", "--allow-plugins")
     assert result.exit_code == 0, result.output
     assert "8 complete, 0 diverged, 0 failed" in result.output
     assert len(list(out.glob("digits/*/tensorboard/events.out.tfevents.*"))) == 8
@@ -72,7 +72,7 @@ def test_example_plugin_grid_is_swept_reported_and_listed(tmp_path) -> None:
     assert {c["warmup"] for c in configs if c["plugins"]} == {"untuned-cosine"}
 
     report = invoke("report", out, "--experiment", grid, "--epochs", "3", "--format",
-                    "markdown")
+                    "markdown", "--allow-plugins")
     assert report.exit_code == 0, report.output
     rows = [line for line in report.output.splitlines() if line.startswith("| AdamW/")]
     assert sorted(r.split("|")[1].strip() for r in rows) == ["AdamW/Cosine", "AdamW/Expo",

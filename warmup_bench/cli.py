@@ -10,10 +10,10 @@ from typing import NoReturn
 
 import pandas as pd
 import typer
-from rich.console import Console
 from typer.core import TyperGroup
 
 from . import __version__
+from .terminal import SafeConsole, printable
 from .trackers import check_available as check_tensorboard
 
 # Typer may bundle its own copy of Click: take Click's exception classes from Typer's
@@ -35,7 +35,7 @@ class OneLineErrors(TyperGroup):
                 typer.echo(error.ctx.get_help())  # a bare command shows its help
                 sys.exit(error.exit_code)
             message = " ".join(error.format_message().split())
-            typer.echo(f"Error: {message}", err=True)
+            typer.echo(f"Error: {printable(message)}", err=True)
             sys.exit(2)
         except _ClickException as error:
             typer.echo(f"Error: {' '.join(error.format_message().split())}", err=True)
@@ -53,7 +53,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = SafeConsole()  # file-derived text is shown as it is, never as markup
 list_app = typer.Typer(help="List tasks, optimizers, warmups or schedules.",
                        no_args_is_help=True)
 data_app = typer.Typer(help="Find, download and verify data sets.", no_args_is_help=True)
@@ -63,7 +63,7 @@ app.add_typer(list_app, name="list")
 
 def fail(message: str) -> NoReturn:
     """A user mistake: one line on stderr, exit code 2, no traceback."""
-    typer.echo(f"Error: {message}", err=True)
+    typer.echo(f"Error: {printable(message)}", err=True)
     raise typer.Exit(2)
 
 
@@ -73,17 +73,27 @@ def user_errors() -> Iterator[None]:
     set, a run folder in the way) into one line and exit code 2."""
     from .config import ConfigError
     from .data import DataError
-    from .runs import CheckpointError, RunBusy
+    from .files import OutputError
+    from .runs import CheckpointError, RunBusy, RunFileError
     from .train import RunExists
 
     try:
         yield
-    except (ConfigError, DataError, RunExists, RunBusy, CheckpointError) as error:
+    except (ConfigError, DataError, RunExists, RunBusy, CheckpointError, RunFileError,
+            OutputError) as error:
         fail(str(error))
 
 
 PLUGIN_HELP = ("A plugin file registering warmups, optimizers, schedules, models, tasks or "
                "data sets (repeatable; installed plugin packages load by themselves).")
+ALLOW_PLUGINS_HELP = ("Run the plugin files the grid lists (Python code; only those inside "
+                      "the grid's folder: others need --plugin FILE).")
+
+
+def plugin_consent(allow: bool, named: list[Path] | None):
+    from .experiments import PluginConsent
+
+    return PluginConsent(allow, tuple(named or ()))
 
 
 def load_plugins(files: list[Path] | None, data: str | None = None) -> str | None:
@@ -134,6 +144,8 @@ def plot_periods(
 ) -> None:
     """Draw the effective-warmup-period figures (and CSVs of the plotted numbers)."""
     from . import plots
+    from .files import writing
+    from .runs import check_output_root
     from .warmup import beta2_grid, factor_curves, period_curves
 
     for name, value in (("--beta2-min", beta2_min), ("--beta2-max", beta2_max),
@@ -148,16 +160,19 @@ def plot_periods(
         fail(f"--points {points} must be at least 2.")
     check_choice("--format", fmt, plots.FIGURE_FORMATS)
 
+    with user_errors():
+        check_output_root(out)
     beta2s = beta2_grid(beta2_min, beta2_max, points)
     periods = period_curves(beta2s)
     factors = factor_curves(beta2, steps)
-    written = [
-        plots.plot_warmup_periods(beta2s, periods, out / f"warmup_periods.{fmt}", fmt),
-        plots.plot_warmup_factors(factors, beta2, out / f"warmup_factors.{fmt}", fmt),
-        _write_csv(pd.DataFrame({"beta2": beta2s, **periods}), out / "warmup_periods.csv"),
-        _write_csv(pd.DataFrame({"t": range(1, steps + 1), **factors}),
-                   out / "warmup_factors.csv"),
-    ]
+    with user_errors(), writing(out):
+        written = [
+            plots.plot_warmup_periods(beta2s, periods, out / f"warmup_periods.{fmt}", fmt),
+            plots.plot_warmup_factors(factors, beta2, out / f"warmup_factors.{fmt}", fmt),
+            _write_csv(pd.DataFrame({"beta2": beta2s, **periods}), out / "warmup_periods.csv"),
+            _write_csv(pd.DataFrame({"t": range(1, steps + 1), **factors}),
+                       out / "warmup_factors.csv"),
+        ]
     for path in written:
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
 
@@ -189,9 +204,10 @@ def _dataset_name(name: str) -> str:
 def data_list(data_dir: Path = typer.Option(None, help=DATA_DIR_HELP),
               plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP)) -> None:
     """Show every data set, where it was found, and its size on disk."""
-    from rich.table import Table
+    from rich.text import Text
 
     from .data import DATASETS, folder_size, locate
+    from .terminal import SafeTable as Table
 
     load_plugins(plugin)
     table = Table("data set", "classes", "train / test", "found at", "size")
@@ -199,7 +215,7 @@ def data_list(data_dir: Path = typer.Option(None, help=DATA_DIR_HELP),
     for name, spec in DATASETS.items():
         folder = locate(name, _data_dir(data_dir))
         where = spec.layout.source if spec.layout.embedded else str(folder) if folder else \
-            "[red]missing"
+            Text("missing", style="red")
         size = f"{folder_size(folder) / 2**20:.1f} MiB" if folder else "-"
         sizes = f"{spec.sizes[0]:,} / {spec.sizes[1]:,}" if spec.sizes else "-"
         table.add_row(name, str(spec.num_classes), sizes, where, size)
@@ -304,7 +320,7 @@ def train(
     from .plugins import plugin_hint
     from .runs import Status, check_output_root
     from .tasks import redundant_warmup_note, resolve_config
-    from .train import RunOptions
+    from .train import RunFailed, RunOptions
     from .train import train as run_training
 
     data = load_plugins(plugin, data)
@@ -335,7 +351,7 @@ def train(
                          threads=threads, channels_last=channels_last,
                          fused_optimizer=fused_optimizer, diagnostics=diagnostics,
                          sharpness_every=sharpness_every, tensorboard=tensorboard,
-                         on_note=lambda text: typer.echo(text, err=True))
+                         on_note=lambda text: typer.echo(printable(text), err=True))
     try:
         with user_errors():
             result = run_training(cfg, out, options)
@@ -343,15 +359,19 @@ def train(
         typer.echo("interrupted: the last completed epoch is checkpointed; rerun with --resume.",
                    err=True)
         raise typer.Exit(130) from None
-    except (OSError, torch_out_of_memory()) as error:  # a disk, permission or memory fault
-        typer.echo(f"Error: the run failed ({type(error).__name__}: {error}); its summary "
-                   "says failed where it could still be written.", err=True)
+    except RunFailed as error:  # a disk fault, plugin code, ...: the summary says failed
+        typer.echo(printable(f"Error: the run failed ({error}); its summary says failed where "
+                             "it could still be written."), err=True)
+        raise typer.Exit(1) from None
+    except (OSError, torch_out_of_memory()) as error:  # before the run: disk or memory
+        typer.echo(f"Error: the run could not start ({type(error).__name__}: {error}).",
+                   err=True)
         raise typer.Exit(1) from None
     s = result.summary
     if result.already_complete:
         console.print(f"already complete, not retrained: {result.run.path}", highlight=False)
     if result.status is Status.DIVERGED:
-        typer.echo(f"diverged: {s.error}; files in {result.run.path}", err=True)
+        typer.echo(printable(f"diverged: {s.error}; files in {result.run.path}"), err=True)
         raise typer.Exit(1)
     console.print(
         f"{cfg.task} {result.run.name}: best test acc {100 * s.best_test_acc:.2f}% "
@@ -393,10 +413,9 @@ def _check_sharpness(every: int | None, diagnostics: bool, log_interval: int) ->
 @list_app.command("tasks")
 def list_tasks(plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP)) -> None:
     """Task presets with their reference hyperparameters."""
-    from rich.table import Table
-
     from .plugins import describe
     from .tasks import TASK_DESCRIPTIONS, TASKS
+    from .terminal import SafeTable as Table
 
     load_plugins(plugin)
     table = Table("task", "data", "model", "opt", "warmup", "schedule", "lr", "wd", "epochs",
@@ -410,10 +429,9 @@ def list_tasks(plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP)) -> Non
 
 def _print_registry(kind: str, plugin: list[Path] | None) -> None:
     """One registry's names, labels, descriptions and where each came from."""
-    from rich.table import Table
-
     from .plugins import describe
     from .tasks import REGISTRIES
+    from .terminal import SafeTable as Table
 
     load_plugins(plugin)
     table = Table(kind, "label", "description", "from")
@@ -468,6 +486,7 @@ def sweep(
     diagnostics: bool = typer.Option(True, help="Per-step diagnostics in every run."),
     sharpness_every: int = typer.Option(None, help="Top Hessian eigenvalue every N steps."),
     plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP + " Grid files list theirs."),
+    allow_plugins: bool = typer.Option(False, help=ALLOW_PLUGINS_HELP),
     tensorboard: bool = typer.Option(None, "--tensorboard/--no-tensorboard", help="TensorBoard "
                                      "event files in every run folder (default: the grid's)."),
     dry_run: bool = typer.Option(False, help="List what would run; train nothing."),
@@ -477,11 +496,11 @@ def sweep(
     import signal
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-    from rich.table import Table
 
     from .experiments import load_experiment
     from .runs import RunDir, Status, check_output_root
     from .sweep import BUSY, make_jobs, plan, run_local, run_ray
+    from .terminal import SafeTable as Table
 
     check_choice("--backend", backend, ("local", "ray"))
     if jobs < 1:
@@ -491,7 +510,7 @@ def sweep(
     _check_threads(threads)
     load_plugins(plugin)
     with user_errors():
-        grid = load_experiment(experiment)
+        grid = load_experiment(experiment, plugin_consent(allow_plugins, plugin))
         configs = grid.configs(epochs)
         check_output_root(out)
         tensorboard = grid.tensorboard if tensorboard is None else tensorboard
@@ -570,7 +589,7 @@ DRY_RUN_ROWS = 50  # a dry run lists this many runs, then counts the rest
 
 
 def _speed_report(runs, fmt: str, out: Path | None) -> None:
-    from .files import write_text_atomic
+    from .files import write_text_atomic, writing
     from .report import SPEED_FORMATS, render_speed, speed_frame
 
     check_choice("--format (with --speed)", fmt, SPEED_FORMATS)
@@ -583,7 +602,8 @@ def _speed_report(runs, fmt: str, out: Path | None) -> None:
     else:
         typer.echo(shown)
     if out is not None:
-        write_text_atomic(out / "speed.md", render_speed(frame, "markdown"))
+        with user_errors(), writing(out):
+            write_text_atomic(out / "speed.md", render_speed(frame, "markdown"))
         console.print(f"wrote {out / 'speed.md'}", highlight=False)
 
 
@@ -599,6 +619,7 @@ def predict(
 ) -> None:
     """Draw the saved model's predictions on test images, or classify one image file."""
     from . import plots
+    from .files import check_output_file, writing
     from .inference import classify, load_trained, predict_test_images
 
     if images < 1:
@@ -610,12 +631,15 @@ def predict(
             for rank, (name, probability) in enumerate(classify(trained, image), start=1):
                 console.print(f"{rank}. {name:>12}  {100 * probability:6.2f}%", highlight=False)
             return
+        path = out or trained.run.predictions_path
+        check_output_file(path)
     shown, labels, predicted = predict_test_images(trained, images)
     right = int((labels == predicted).sum())
     figure = plots.predictions_figure(shown.numpy(), labels.tolist(), predicted.tolist(),
                                       trained.class_names, f"{trained.cfg.task} / "
                                       f"{trained.run.name}: {right} of {len(labels)} right")
-    path = plots.save_figure(figure, out or trained.run.predictions_path, "png")
+    with user_errors(), writing(path):
+        plots.save_figure(figure, path, "png")
     console.print(f"{right} of {len(labels)} right; wrote {path}", highlight=False,
                   soft_wrap=True)
 
@@ -630,6 +654,7 @@ def export(
     data: str = typer.Option(None, help="The npz:FILE or folder:DIR the run trained on."),
 ) -> None:
     """Export the saved model (dynamic batch axis) and check it against PyTorch."""
+    from .files import check_output_file, writing
     from .inference import EXPORT_FORMATS, export_onnx, load_trained
 
     check_choice("--format", fmt, EXPORT_FORMATS)
@@ -637,7 +662,9 @@ def export(
     with user_errors():
         trained = load_trained(run_dir, data_dir)
         path = out or trained.run.onnx_path
-        difference = export_onnx(trained, path)
+        check_output_file(path)
+        with writing(path):
+            difference = export_onnx(trained, path)
     console.print(f"wrote {path}; onnxruntime vs PyTorch on 64 test images: max |difference| "
                   f"of logits {difference:.3g}", highlight=False, soft_wrap=True)
 
@@ -657,12 +684,13 @@ def report(
     epochs: int = typer.Option(None, help="The --epochs override the sweep ran with."),
     speed: bool = typer.Option(False, help="Instead: seconds per epoch, images/s, total time "
                                "and accuracy per task and device, with speed-ups."),
-    plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP + " A grid's load with it."),
+    plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP),
+    allow_plugins: bool = typer.Option(False, help=ALLOW_PLUGINS_HELP),
 ) -> None:
     """Aggregate runs into the published tables (top-1 error %, mean ± std (n))."""
     from . import plots
     from .experiments import load_experiment
-    from .files import write_text_atomic
+    from .files import write_text_atomic, writing
     from .report import (
         FORMATS,
         METRICS,
@@ -686,14 +714,14 @@ def report(
     grid = None
     if experiment is not None:
         with user_errors():
-            grid = load_experiment(experiment)
+            grid = load_experiment(experiment, plugin_consent(allow_plugins, plugin))
 
     if out is not None:
         with user_errors():
             check_output_root(out)
 
     def warn(text: str) -> None:
-        typer.echo(f"warning: {text}", err=True)
+        typer.echo(f"warning: {printable(text)}", err=True)
 
     metric = metric or (grid.metric if grid is not None else "best")
     runs = collect_runs(results_dir, warn)
@@ -713,9 +741,11 @@ def report(
             texts.append(render(table, fmt, compare))
             typer.echo(texts[-1])
         if out is not None:
-            draw_figures(table, table_runs, out / "plots", plot_format, log_x)
+            with user_errors(), writing(out):
+                draw_figures(table, table_runs, out / "plots", plot_format, log_x, warn)
     if out is not None:
         suffix = {"table": "md", "markdown": "md", "csv": "csv", "latex": "tex"}[fmt]
-        write_text_atomic(out / f"report.{suffix}", "\n".join(texts))
+        with user_errors(), writing(out):
+            write_text_atomic(out / f"report.{suffix}", "\n".join(texts))
         console.print(f"wrote {out / f'report.{suffix}'} and figures in {out / 'plots'}",
                       highlight=False)

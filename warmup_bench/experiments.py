@@ -5,7 +5,8 @@ A grid file:
 
     title = "CIFAR-10, no warmup"
     description = "shown by sweep and report"
-    plugins = ["cosine_warmup.py"] # plugin files (paths relative to this file), loaded first
+    plugins = ["cosine_warmup.py"] # plugin files (paths relative to this file): Python code,
+                                 # loaded only with the user's consent (PluginConsent)
     tensorboard = false          # also write TensorBoard event files in every run folder
     task = "cifar10-resnet20"
     seeds = [1, 2, 3, 4, 5]
@@ -52,6 +53,45 @@ TABLE_KEYS = ("opt", "warmup", "lr", "model", "beta2", "schedule", "weight_decay
 
 class ExperimentError(ConfigError):
     """A bad experiment file: the message names the file, the key and the valid choices."""
+
+
+@dataclass(frozen=True)
+class PluginConsent:
+    """Which of a grid's plugin files the user agreed to run. A grid is what people
+    download to reproduce a paper, so reading one (even for --dry-run or a report's
+    labels) never runs its plugins by itself: `allow` (--allow-plugins) consents to those
+    inside the grid's folder, `named` (--plugin FILE) to those files wherever they are."""
+
+    allow: bool = False
+    named: tuple[Path, ...] = ()
+
+    def refusal(self, grid: Path, files: tuple[Path, ...]) -> str | None:
+        """Why some of `files` may not be loaded (one line naming each with its SHA-256),
+        or None when all may."""
+        from .data.verify import sha256_of
+
+        named = {Path(f).resolve() for f in self.named}
+        folder = grid.resolve().parent
+        refused, outside = [], []
+        for file in files:
+            resolved = file.resolve()
+            if resolved in named:
+                continue
+            inside = resolved.is_relative_to(folder)
+            if self.allow and inside:
+                continue
+            (refused if inside else outside).append(
+                f"{file.name} (sha256:{sha256_of(file)[:16]})")
+        if not refused and not outside:
+            return None
+        parts = []
+        if refused:
+            parts.append(f"it lists plugin(s) {', '.join(refused)}, which run Python code: "
+                         "pass --allow-plugins to load them")
+        if outside:
+            parts.append(f"plugin(s) {', '.join(outside)} lie outside the grid's folder: "
+                         "name each with --plugin FILE to load it")
+        return "; ".join(parts) + "."
 
 
 @dataclass(frozen=True)
@@ -143,8 +183,9 @@ def _published(path: Path, raw) -> dict:
     return published
 
 
-def load_experiment(path: Path) -> Experiment:
-    """Reads and validates a grid file, and resolves every run it lists (once)."""
+def load_experiment(path: Path, consent: PluginConsent = PluginConsent()) -> Experiment:
+    """Reads and validates a grid file, and resolves every run it lists (once). Its
+    plugin files are loaded only as far as `consent` allows; otherwise ExperimentError."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -161,6 +202,12 @@ def load_experiment(path: Path) -> Experiment:
     if not all(isinstance(p, str) for p in plugin_files):
         _fail(path, f"plugins must be a list of file paths, got {plugin_files!r}.")
     plugin_files = tuple(path.parent / p for p in plugin_files)
+    for file in plugin_files:
+        if not file.is_file():
+            _fail(path, f"plugin {file}: no such file.")
+    refusal = consent.refusal(path, plugin_files)
+    if refusal is not None:
+        _fail(path, refusal)
     try:
         load_plugins(plugin_files)
     except ConfigError as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,3 +42,44 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json_atomic(path: str | Path, data: object) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+class OutputError(ValueError):
+    """An output path that cannot be written: a one-line message naming it and why."""
+
+
+def writable_ancestor(path: Path, option: str) -> Path:
+    """The deepest existing folder above (or at) `path`, proven writable by creating and
+    removing a probe file in it (permissions alone do not tell: root, read-only mounts,
+    /proc). OutputError when a file stands in the way or nothing can be created there."""
+    path = Path(path).absolute()
+    try:
+        existing = next(p for p in (path, *path.parents) if p.exists())
+    except OSError as error:
+        raise OutputError(f"{option} {path}: {error.strerror or error}.") from None
+    if not existing.is_dir():
+        raise OutputError(f"{option} {path}: {existing} is a file, not a folder.")
+    try:
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=".probe.", suffix=TEMP_SUFFIX)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise OutputError(f"{option} {path}: {existing} is not writable "
+                          f"({error.strerror or error}).") from None
+    return existing
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """A write that fails (disk full, read-only file system) is an OutputError naming it."""
+    try:
+        yield
+    except OSError as error:
+        raise OutputError(f"cannot write {path} ({error.strerror or error}).") from None
+
+
+def check_output_file(path: Path, option: str = "--out") -> None:
+    """A file the command will write: not a folder, under a writable folder."""
+    if Path(path).is_dir():
+        raise OutputError(f"{option} {path} is a folder; give a file name.")
+    writable_ancestor(Path(path).parent, option)

@@ -217,9 +217,10 @@ def predictions_figure(images: np.ndarray, labels: list[int], predicted: list[in
         pixels = image.transpose(1, 2, 0)
         ax.imshow(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, cmap="gray")
         right = label == guess
+        # class names are data: drawn as plain text, never as mathtext ($...$)
         ax.set_title(names[guess] if right else f"{names[guess]} (true {names[label]})",
-                     color="green" if right else "red", fontsize=8)
+                     color="green" if right else "red", fontsize=8, parse_math=False)
         ax.axis("off")
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title, fontsize=9, parse_math=False)
     fig.tight_layout()
     return fig

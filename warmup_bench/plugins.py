@@ -25,7 +25,8 @@ import inspect
 import re
 import sys
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -138,6 +139,10 @@ def _run(plugin: Plugin, code: Callable[[], None], where: str) -> None:
     except PluginError:
         _unregister(plugin)
         raise
+    except SystemExit as error:  # a plugin must not end the program
+        _unregister(plugin)
+        raise PluginError(f"plugin {where} called sys.exit({error.code!r}) while loading; "
+                          "a plugin must only register things.") from None
     except Exception as error:
         _unregister(plugin)
         line = next((f" (line {frame.lineno})" for frame in reversed(
@@ -146,9 +151,49 @@ def _run(plugin: Plugin, code: Callable[[], None], where: str) -> None:
         if isinstance(error, SyntaxError):
             line = f" (line {error.lineno})"
         raise PluginError(f"plugin {where} failed to load{line}: "
-                          f"{type(error).__name__}: {error}".split("\n")[0]) from None
+                          f"{describe_error(error)}") from None
     finally:
         _loading.pop()
+
+
+def blame(error: BaseException) -> str | None:
+    """"plugin NAME (line N)" for the innermost frame of `error`'s traceback that runs a
+    loaded plugin file's code, or None when no plugin code was running."""
+    paths = {p.path: p for p in (*_loaded.values(), *PROVIDED.values()) if p.path is not None}
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        plugin = paths.get(Path(frame.filename))
+        if plugin is not None:
+            return f"plugin {plugin.name} (line {frame.lineno})"
+    culprit = getattr(error, "culprit", None)  # code that returned a bad value, not raised
+    try:
+        source = inspect.getsourcefile(culprit) if culprit is not None else None
+    except TypeError:  # a built-in: no source file
+        source = None
+    plugin = paths.get(Path(source)) if source else None
+    return f"plugin {plugin.name}" if plugin is not None else None
+
+
+@contextmanager
+def plugin_errors(doing: str) -> Iterator[None]:
+    """An error that plugin code raises (or a sys.exit it calls) while `doing` becomes a
+    one-line PluginError naming the plugin; errors of warmup-bench's own pass unchanged."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (Exception, SystemExit) as error:
+        culprit = blame(error)
+        if culprit is None:
+            raise
+        raise PluginError(f"{culprit} failed while {doing}: {describe_error(error)}") from None
+
+
+def describe_error(error: BaseException) -> str:
+    """An exception in one line: "TypeError: message" (sys.exit as what was called)."""
+    if isinstance(error, SystemExit):
+        return f"sys.exit({error.code!r})"
+    text = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _provider() -> Plugin:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .config import SETTINGS, ConfigError, TrainConfig, check_choice
 from .optim import OPTIMIZERS, WARMUPS
-from .runs import CONFIG, METRICS, SUMMARY, RunDir, Status, Summary, find_runs
+from .runs import CONFIG, METRICS, SUMMARY, RunDir, RunFileError, Status, Summary, find_runs
 from .tasks import TASKS, validate
 from .warmup import untuned_linear_period
 
@@ -42,6 +42,7 @@ class Run:
     run: RunDir
     cfg: TrainConfig
     summary: Summary
+    epochs: pd.DataFrame  # epochs.csv, every value checked
 
     @cached_property
     def config(self) -> dict:
@@ -72,20 +73,36 @@ def _config_problem(cfg: TrainConfig | None) -> str | None:
 
 
 def collect_runs(root: Path, warn: Callable[[str], None]) -> list[Run]:
-    """Every finished (complete or diverged) run under `root`."""
+    """Every finished (complete or diverged) run under `root` whose files can be trusted:
+    its config valid, its summary's and epochs.csv's numbers in range and consistent."""
     runs = []
     for run in find_runs(root):
-        cfg, summary = run.read_config(), run.read_summary()
+        cfg = run.read_config()
         problem = _config_problem(cfg)
+        if problem is None:
+            try:
+                summary = run.load_summary()
+                if not summary.status.final:
+                    problem = f"status {summary.status.value!r}, not finished"
+                else:
+                    epochs = run.read_epochs()
+                    problem = _summary_problem(summary, epochs)
+            except RunFileError as error:
+                problem = str(error)
         if problem is not None:
             warn(f"skipping {run.path}: {problem}")
-        elif summary is None:
-            warn(f"skipping {run.path}: no readable {SUMMARY} (a partial run)")
-        elif not summary.status.final:
-            warn(f"skipping {run.path}: status {summary.status.value!r}, not finished")
         else:
-            runs.append(Run(run, cfg, summary))
+            runs.append(Run(run, cfg, summary, epochs))
     return runs
+
+
+def _summary_problem(summary: Summary, epochs: pd.DataFrame) -> str | None:
+    """Why the summary disagrees with the epochs it summarises (None when it does not)."""
+    if len(epochs) and summary.best_test_acc is not None \
+            and summary.best_test_acc != float(epochs["test_acc"].max()):
+        return (f"{SUMMARY}'s best_test_acc {summary.best_test_acc!r} is not the best test_acc "
+                f"of epochs.csv ({float(epochs['test_acc'].max())!r})")
+    return None
 
 
 @dataclass
@@ -253,7 +270,7 @@ def speed_frame(runs: list[Run]) -> pd.DataFrame:
         groups.setdefault((run.cfg.task, device), []).append(run)
     records = []
     for (task, device), members in sorted(groups.items()):
-        epochs = pd.concat([m.run.read_epochs() for m in members], ignore_index=True)
+        epochs = pd.concat([m.epochs for m in members], ignore_index=True)
         if not len(epochs) or "seconds" not in epochs:
             continue
         accuracy = {key: [getattr(m.summary, key) for m in members
@@ -288,7 +305,7 @@ def render_speed(frame: pd.DataFrame, fmt: str):
     if fmt == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
-    from rich.table import Table as RichTable
+    from .terminal import SafeTable as RichTable
 
     table = RichTable(*header, title="speed per task and device (from the runs' own logs)")
     for row in rows:
@@ -298,7 +315,7 @@ def render_speed(frame: pd.DataFrame, fmt: str):
 
 def rich_table(table: Table, metric: str, compare: bool):
     """The table for a terminal: one rich Table, a cell's parts on separate lines."""
-    from rich.table import Table as RichTable
+    from .terminal import SafeTable as RichTable
 
     out = RichTable(title=f"{table.title} — top-1 error (%) from {metric} test accuracy",
                     show_lines=compare)
@@ -363,15 +380,32 @@ DIAGNOSTIC_PANELS = ("relative_update", "r_abs_mean", "r_frac_above_half",
                      "sharpness_threshold", "update_norm")
 
 
+def steps_or_nothing(run: Run, warn: Callable[[str], None]) -> pd.DataFrame:
+    """steps.csv, or (damaged: said once) nothing to draw."""
+    try:
+        return run.run.read_steps()
+    except RunFileError as error:
+        warn(f"not drawing the steps of {run.directory}: {error}")
+        return pd.DataFrame()
+
+
+def diagnostics_or_nothing(run: Run, warn: Callable[[str], None]) -> pd.DataFrame:
+    try:
+        return run.run.read_diagnostics()
+    except RunFileError as error:
+        warn(f"not drawing the diagnostics of {run.directory}: {error}")
+        return pd.DataFrame()
+
+
 def draw_figures(table: Table, runs: list[Run], out: Path, fmt: str = "png",
-                 log_x: bool = False) -> list[Path]:
+                 log_x: bool = False, warn: Callable[[str], None] = print) -> list[Path]:
     """The error-bar chart of the table; per group of runs that differ only in warmup
     (and seed): LR curves, test-accuracy curves, and where runs logged diagnostics, the
     diagnostics over the first iterations and the update size over the first
     2 / (1 - beta2) iterations; one history figure per run."""
     from . import plots
 
-    history = {r.directory: (r.run.read_steps(), r.run.read_epochs()) for r in runs}
+    history = {r.directory: (steps_or_nothing(r, warn), r.epochs) for r in runs}
     written = [plots.plot_error_bars(table, out / f"errors_{_slug(table.title)}.{fmt}", fmt)]
     per_group = {"warmup", "warmup_period", "seed"}
     # a group's name shows every setting that tells it apart from the other groups
@@ -399,7 +433,7 @@ def draw_figures(table: Table, runs: list[Run], out: Path, fmt: str = "png",
                                     "test_acc")
             if accuracy is not None:
                 acc_curves[label] = (accuracy.x, accuracy.mean, accuracy.std)
-            logs = [r.run.read_diagnostics() for r in warm_runs]
+            logs = [diagnostics_or_nothing(r, warn) for r in warm_runs]
             bands = {c: across_seeds(logs, "step", c) for c in DIAGNOSTIC_PANELS}
             if any(b is not None for b in bands.values()):
                 diagnostics[label] = bands

@@ -33,16 +33,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from .config import ADDED_SETTINGS, SETTINGS, ConfigError, TrainConfig
 from .files import (
     TEMP_SUFFIX,
+    OutputError,
     atomic_path,
     remove_temporaries,
+    writable_ancestor,
     write_json_atomic,
-    write_text_atomic,
 )
 
 CONFIG, META, SUMMARY = "config.json", "meta.json", "summary.json"
@@ -119,6 +122,9 @@ class Summary:
             value = fields.get(key)
             if value is not None and not (_is_number(value) and math.isfinite(value)):
                 raise ValueError(f"{key} {value!r} is not a number")
+            high = math.inf if key == "wall_seconds" else 1.0  # accuracies are fractions
+            if value is not None and not 0.0 <= value <= high:
+                raise ValueError(f"{key} {value!r} is outside [0, {high:g}]")
         for key in ("best_epoch", "best_val_epoch", "epochs_done"):
             value = fields.get(key)
             if value is not None and not (isinstance(value, int) and
@@ -180,15 +186,17 @@ def _format(value) -> str:
 
 
 def _count_rows(path: Path) -> int:
-    """Complete data rows (a torn last line, from a kill mid-write, is not counted)."""
-    return max(0, path.read_text().count("\n") - 1) if path.exists() else 0
+    """Complete data rows (a torn last line, from a kill mid-write, is not counted). Bytes,
+    not text: a damaged encoding must not stop a resume that drops those rows anyway."""
+    return max(0, path.read_bytes().count(b"\n") - 1) if path.exists() else 0
 
 
 def _truncate_rows(path: Path, rows: int) -> None:
     """Keeps the header and the first `rows` rows (drops what a resumed run will redo)."""
     if path.exists():
-        lines = path.read_text().split("\n")
-        write_text_atomic(path, "\n".join(lines[: rows + 1]) + "\n")
+        lines = path.read_bytes().split(b"\n")
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(b"\n".join(lines[: rows + 1]) + b"\n")
 
 
 def _read_json(path: Path):
@@ -198,22 +206,91 @@ def _read_json(path: Path):
         return None
 
 
+class Bound(NamedTuple):
+    """The values a CSV column may hold: within [low, high], whole numbers if `integer`,
+    and NaN / inf only where `nonfinite` (a diagnostic that does not apply is empty)."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    integer: bool = False
+    nonfinite: bool = False
+
+
+COUNT, SIZE, FRACTION = Bound(1, integer=True), Bound(0), Bound(0, 1)
+ANY = Bound(nonfinite=True)
+# every numeric column of a run's CSVs and its bound; a value outside is damage
+BOUNDS = {"step": COUNT, "epoch": COUNT, "lr": SIZE, "warmup_factor": FRACTION, "loss": SIZE,
+          "train_loss": SIZE, "train_acc": FRACTION, "test_loss": SIZE, "test_acc": FRACTION,
+          "test_top5": FRACTION, "val_loss": SIZE, "val_acc": FRACTION, "val_top5": FRACTION,
+          "seconds": SIZE, "images_per_second": SIZE}
+# the columns every version of warmup-bench wrote (0.1.0's epochs.csv had no top-5)
+REQUIRED = {STEPS: STEP_COLUMNS, EPOCHS: ["epoch", "train_loss", "train_acc", "test_loss",
+                                          "test_acc", "seconds", "images_per_second"],
+            DIAGNOSTICS: ["step"], LAYERS: ["step", "layer"]}
+TEXT_COLUMNS = {"layer"}
+
+
+class RunFileError(Exception):
+    """A run file that cannot be trusted: unreadable, damaged, or a number out of range."""
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
-    """A run's CSV. Rows are written whole, each ending in a newline, so a last line
-    without one is torn (its writer was killed mid-row) and is dropped; so are rows that
-    do not parse. Empty cells (a diagnostic that does not apply) read as NaN."""
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError):
+    """A run's CSV, every value checked against its column's bound; RunFileError naming
+    the file and the first bad value otherwise. Rows are written whole, each ending in a
+    newline, so a last line without one is torn (its writer was killed mid-row) and is
+    dropped. A missing file is an empty frame. Empty cells (a diagnostic that does not
+    apply) read as NaN."""
+    if not path.exists():
         return pd.DataFrame()
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as error:
+        raise RunFileError(f"{path}: cannot read ({error.strerror or error}).") from None
+    except UnicodeDecodeError:
+        raise RunFileError(f"{path}: not UTF-8 text (the file is damaged).") from None
     text = text[: text.rfind("\n") + 1]
     try:
-        frame = pd.read_csv(io.StringIO(text), on_bad_lines="skip")
-    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return pd.DataFrame()
-    if len(frame.columns):  # the key column (step or epoch) must be a number
-        key = pd.to_numeric(frame[frame.columns[0]], errors="coerce")
-        frame = frame[key.notna()].assign(**{frame.columns[0]: key[key.notna()]})
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as error:
+        first = (str(error).strip().splitlines() or [""])[0]
+        raise RunFileError(f"{path}: not a readable CSV ({first}).") from None
+    except pd.errors.EmptyDataError:
+        raise RunFileError(f"{path}: empty (no header).") from None
+    missing = [c for c in REQUIRED.get(path.name, []) if c not in frame.columns]
+    if missing:
+        raise RunFileError(f"{path}: no {', '.join(missing)} column(s).")
+    checked = {}
+    for column in frame.columns:
+        if column in TEXT_COLUMNS:
+            continue
+        bound = BOUNDS.get(column, ANY)
+        values = pd.to_numeric(frame[column].replace("", "nan"), errors="coerce")
+        text_cells = values.isna() & ~frame[column].isin(["", "nan", "NaN"])
+        if text_cells.any():
+            row = int(text_cells.idxmax())
+            raise RunFileError(f"{path}: {column} {frame[column][row]!r} in row {row + 1} is "
+                               "not a number.")
+        finite = np.isfinite(values)
+        if not bound.nonfinite and not finite.all():
+            row = int((~finite).idxmax())
+            raise RunFileError(f"{path}: {column} {frame[column][row]!r} in row {row + 1} is "
+                               "not a finite number.")
+        bad = finite & ((values < bound.low) | (values > bound.high))
+        if bound.integer:
+            bad |= finite & (values != np.round(values))
+        if bad.any():
+            row = int(bad.idxmax())
+            kind = "a whole number in" if bound.integer else "in"
+            raise RunFileError(f"{path}: {column} {frame[column][row]!r} in row {row + 1} is "
+                               f"not {kind} [{bound.low:g}, {bound.high:g}].")
+        checked[column] = values.astype(np.int64) if bound.integer else values
+    frame = frame.assign(**checked)
+    key = frame.columns[0] if len(frame.columns) else None
+    # rows are logged in order, once each (layers.csv: a row per layer of a step)
+    keys = frame[key].to_numpy() if key in ("step", "epoch") else np.zeros(0)
+    steps = np.diff(keys)
+    if (steps < 0).any() or (path.name != LAYERS and (steps == 0).any()):
+        raise RunFileError(f"{path}: its {key} column is not increasing (the file is damaged).")
     return frame.reset_index(drop=True)
 
 
@@ -256,6 +333,15 @@ class RunDir:
         aside)."""
         return self.path.is_dir() and any(
             p.name != LOCK and not p.name.endswith(TEMP_SUFFIX) for p in self.path.iterdir())
+
+    def check_files(self) -> None:
+        """RunFileError when a name of the run's files holds something else (a folder
+        where steps.csv should be): the folder is damaged, and nothing in it is touched."""
+        for name in (*LOGS.values(), CONFIG, META, SUMMARY, CHECKPOINT, MODEL):
+            path = self.path / name
+            if path.exists() and not path.is_file():
+                raise RunFileError(f"{path} is not a file: the run folder is damaged; delete "
+                                   "it to start over.")
 
     def lock(self) -> RunLock:
         """Takes the run's exclusive lock (creating the folder); RunBusy if another live
@@ -350,11 +436,23 @@ class RunDir:
     # ---- reading back (report, sweep) -----------------------------------------------
 
     def read_summary(self) -> Summary | None:
-        values = _read_json(self.path / SUMMARY)
+        try:
+            return self.load_summary()
+        except RunFileError:
+            return None
+
+    def load_summary(self) -> Summary:
+        """The summary, every value checked; RunFileError saying why it cannot be used."""
+        path = self.path / SUMMARY
+        values = _read_json(path)
+        if values is None:
+            raise RunFileError(f"no readable {SUMMARY} (a partial run)")
+        if not isinstance(values, dict):
+            raise RunFileError(f"{SUMMARY} is damaged (not a JSON object)")
         try:
             return Summary.from_dict(values)
-        except (TypeError, ValueError, AttributeError):
-            return None
+        except (TypeError, ValueError, AttributeError) as error:
+            raise RunFileError(f"{SUMMARY} is damaged ({error})") from None
 
     def read_config(self) -> TrainConfig | None:
         """The run's TrainConfig. Folders written before meta.json existed kept bookkeeping
@@ -390,10 +488,16 @@ class RunDir:
 
 
 def _save_torch(path: Path, state: dict) -> None:
+    """torch.save, atomically; a failed write (torch reports a full disk as RuntimeError)
+    is an OSError naming the file, and the previous file stays as it was."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except RuntimeError as error:
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        raise OSError(f"cannot write {path} ({first})") from None
 
 
 @dataclass
@@ -447,21 +551,19 @@ class RunLock:
 
 def check_output_root(out: Path) -> None:
     """Fails early (ConfigError) for an output root that cannot hold run folders: a file,
-    an unwritable folder, or a path too long for the file system."""
+    a folder nothing can be created in, or a path too long for the file system."""
     out = Path(out)
     too_long = ConfigError(f"--out {str(out)[:60]}...: {os.strerror(errno.ENAMETOOLONG)}.")
     # a run folder adds <task>/<run-name> (about 100 characters) and file names below it
     if any(len(part.encode()) > 255 for part in out.parts) or \
             len(str(out.absolute()).encode()) + 160 > 4096:
         raise too_long
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder.")
     try:
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"--out {out} is a file, not a folder.")
-        existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
-    except OSError as error:
-        raise ConfigError(f"--out {str(out)[:60]}: {error.strerror or error}.") from None
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out}: {existing} is not a writable folder.")
+        writable_ancestor(out, "--out")
+    except OutputError as error:
+        raise ConfigError(str(error)) from None
 
 
 def find_runs(root: Path) -> Iterator[RunDir]:

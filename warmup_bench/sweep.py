@@ -59,7 +59,7 @@ def run_job(job: Job) -> JobResult:
     """Runs one config to its end (resuming if it can) and reports how it ended; never
     raises but for an interrupt. A top-level function so process pools and Ray can ship it."""
     from .plugins import load_plugins
-    from .train import RunOptions, train
+    from .train import RunFailed, RunOptions, train
 
     if _stopping:  # a job the pool had queued before the interrupt: never start it
         raise KeyboardInterrupt
@@ -75,6 +75,8 @@ def run_job(job: Job) -> JobResult:
                          result.summary.error)
     except RunBusy as error:
         return JobResult(name, BUSY, None, str(error))
+    except RunFailed as error:  # the reason is the run's own summary's
+        return JobResult(name, Status.FAILED.value, None, str(error))
     except KeyboardInterrupt:  # the run is already marked interrupted
         if _parent is not None and os.getppid() != _parent:
             os._exit(1)  # orphaned: nobody to report to, and the pool would block

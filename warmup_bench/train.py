@@ -28,12 +28,36 @@ from .data import AUGMENTATIONS, BatchLoader, Dataset, load_dataset, split_train
 from .diagnostics import Monitor, Sharpness, StepProbe
 from .models import CONV_NETS, build_model, mask_source
 from .optim import Training, build_training, optimizer_kernel
+from .plugins import blame, describe_error, plugin_errors
 from .runs import CheckpointError, CsvLog, Logs, RunDir, Status, Summary
 from .trackers import check_available as check_tensorboard
 
 
 class RunExists(Exception):
     """The run directory holds an unfinished run and --resume was not given."""
+
+
+class RunFailed(Exception):
+    """The run ended `failed`; the message (one line, the summary's error) says why."""
+
+
+class StepFailed(Exception):
+    """An error raised during a training step (its cause), and where: "step 37 (epoch 1)"."""
+
+    def __init__(self, where: str):
+        super().__init__(where)
+        self.where = where
+
+
+def failure_reason(error: BaseException) -> str:
+    """One line for the summary and the terminal: which plugin raised what, and where."""
+    where = None
+    if isinstance(error, StepFailed) and error.__cause__ is not None:
+        where, error = error.where, error.__cause__
+    culprit = blame(error)
+    verb = "called" if isinstance(error, SystemExit) else "raised"
+    return (f"{culprit} {verb} " if culprit else "") + describe_error(error) + \
+        (f" at {where}" if where else "")
 
 
 class Diverged(Exception):
@@ -156,7 +180,7 @@ def make_loaders(cfg: TrainConfig, data: Dataset, device: torch.device,
     train_loader = BatchLoader(train_split, cfg.batch_size, train=True, seed=cfg.seed,
                                augment=AUGMENTATIONS[cfg.augment](), **common)
     if len(train_loader) == 0:
-        raise ValueError(f"--batch-size {cfg.batch_size} exceeds the {len(train_split)} "
+        raise ConfigError(f"--batch-size {cfg.batch_size} exceeds the {len(train_split)} "
                          "training samples: no full batch to train on.")
     val_loader = BatchLoader(val_split, cfg.test_batch_size, train=False, **common) \
         if val_split is not None else None
@@ -350,11 +374,12 @@ def train(cfg: TrainConfig, out: Path, options: RunOptions | None = None,
     device = resolve_device(options.device)
 
     # ---- build (before anything is written: a missing data set leaves no run folder)
-    data = data if data is not None else load_dataset(cfg.dataset, options.data_dir)
-    kernels = choose_kernels(cfg, device, options)
-    loaders = make_loaders(cfg, data, device, kernels.layout)
-    net = build_net(cfg, data, device, len(loaders.train), options.on_note, kernels)
-    check_model_fits(cfg, net.model, loaders.test, data.num_classes)
+    with plugin_errors("building the run"):
+        data = data if data is not None else load_dataset(cfg.dataset, options.data_dir)
+        kernels = choose_kernels(cfg, device, options)
+        loaders = make_loaders(cfg, data, device, kernels.layout)
+        net = build_net(cfg, data, device, len(loaders.train), options.on_note, kernels)
+        check_model_fits(cfg, net.model, loaders.test, data.num_classes)
     if options.tensorboard:
         check_tensorboard()
 
@@ -363,6 +388,7 @@ def train(cfg: TrainConfig, out: Path, options: RunOptions | None = None,
     try:
         if (finished := _already_complete(run, options.resume)) is not None:
             return finished  # finished by another process while this one was building
+        run.check_files()
         return run_epochs(cfg, run, net, loaders, device, options)
     finally:
         lock.release()
@@ -441,8 +467,12 @@ def run_epochs(cfg: TrainConfig, run: RunDir, net: Net, loaders: Loaders,
         finish(Status.INTERRUPTED, "interrupted by the user; --resume continues from the "
                "last completed epoch")
         raise
+    except (Exception, SystemExit) as error:  # plugin code may raise anything, even exit
+        reason = failure_reason(error)
+        finish(Status.FAILED, reason)
+        raise RunFailed(reason) from error
     except BaseException as error:
-        finish(Status.FAILED, f"{type(error).__name__}: {error}")
+        finish(Status.FAILED, describe_error(error))
         raise
     return finish(Status.COMPLETE)
 
@@ -456,35 +486,42 @@ def train_epoch(cfg: TrainConfig, net: Net, loader: BatchLoader, epoch: int, ste
     started = time.perf_counter()
     loss_sum = torch.zeros((), device=loader.device)
     correct = torch.zeros((), dtype=torch.long, device=loader.device)
-    for i, (x, y) in enumerate(loader.batches(epoch)):
-        step = epoch * iters + i + 1  # 1-based global iteration
-        log_step = (step - 1) % cfg.log_interval == 0
-        lr_used = optimizer.param_groups[0]["lr"]  # what this step applies (warmup included)
-        with net.autocast():
-            logits = net.forward(x)
-            loss = net.criterion(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if log_step and monitor is not None:
-            monitor.before_step()  # gradients complete, parameters not yet updated
-        if cfg.grad_clip is not None:
-            # foreach: the same floats as the per-parameter loop, in fewer dispatches
-            torch.nn.utils.clip_grad_norm_(net.model.parameters(), cfg.grad_clip, foreach=True)
-        optimizer.step()
-        if log_step and monitor is not None:
-            monitor.after_step(step, lr_used)  # host sync: one transfer, on log steps only
-        net.training.lr_schedule.step()  # the schedule (when due) under the warmup
-        loss_sum += loss.detach()
-        correct += (logits.argmax(1) == y).sum()
-        if log_step:
-            value = loss.item()  # host sync: only at log steps
-            if not math.isfinite(value):
-                raise Diverged(f"loss became {value} at step {step} (epoch {epoch + 1})",
-                               epoch + 1, step)
-            steps_log.append({"step": step, "epoch": epoch + 1, "lr": float(lr_used),
-                              "warmup_factor": net.training.warmup.factor_at(step - 1),
-                              "loss": value})
-            bar.update(step, epoch, value, float(lr_used))
+    step = epoch * iters
+    try:
+        for i, (x, y) in enumerate(loader.batches(epoch)):
+            step = epoch * iters + i + 1  # 1-based global iteration
+            log_step = (step - 1) % cfg.log_interval == 0
+            lr_used = optimizer.param_groups[0]["lr"]  # what this step applies (warmup included)
+            with net.autocast():
+                logits = net.forward(x)
+                loss = net.criterion(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if log_step and monitor is not None:
+                monitor.before_step()  # gradients complete, parameters not yet updated
+            if cfg.grad_clip is not None:
+                # foreach: the same floats as the per-parameter loop, in fewer dispatches
+                torch.nn.utils.clip_grad_norm_(net.model.parameters(), cfg.grad_clip,
+                                               foreach=True)
+            optimizer.step()
+            if log_step and monitor is not None:
+                monitor.after_step(step, lr_used)  # host sync: one transfer, on log steps only
+            net.training.lr_schedule.step()  # the schedule (when due) under the warmup
+            loss_sum += loss.detach()
+            correct += (logits.argmax(1) == y).sum()
+            if log_step:
+                value = loss.item()  # host sync: only at log steps
+                if not math.isfinite(value):
+                    raise Diverged(f"loss became {value} at step {step} (epoch {epoch + 1})",
+                                   epoch + 1, step)
+                steps_log.append({"step": step, "epoch": epoch + 1, "lr": float(lr_used),
+                                  "warmup_factor": net.training.warmup.factor_at(step - 1),
+                                  "loss": value})
+                bar.update(step, epoch, value, float(lr_used))
+    except Diverged:
+        raise
+    except (Exception, SystemExit) as error:  # the run's failure says where it happened
+        raise StepFailed(f"step {step} (epoch {epoch + 1})") from error
     train_loss = loss_sum.item() / iters  # host sync: epoch end
     seconds = time.perf_counter() - started
     if not math.isfinite(train_loss):
