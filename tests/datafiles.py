@@ -71,3 +71,30 @@ def write_cifar_binary(folder: Path, per_batch: int = 8) -> dict[str, tuple]:
         (folder / name).write_bytes(np.concatenate([labels[:, None], pixels], 1).tobytes())
         batches[name] = (pixels, labels)
     return batches
+
+
+def write_npz(path: Path, arrays: dict, compress: bool = False) -> Path:
+    """An .npz as np.savez writes it (members NAME.npy), but pickles allowed, so that bad
+    arrays can be written too."""
+    import zipfile
+
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, "w", method) as archive:
+        for name, value in arrays.items():
+            with archive.open(f"{name}.npy", "w") as member:  # small: no zip64 fields
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=True)
+    return path
+
+
+def png_header(width: int, height: int, bit_depth: int = 1) -> bytes:
+    """A grey PNG declaring width x height pixels, with a token IDAT: a few dozen bytes
+    (a decompression bomb as far as any header check can tell)."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0"))
+            + chunk(b"IEND", b""))

@@ -66,10 +66,9 @@ def test_conv_nets_run_channels_last_on_cpu_and_the_vit_does_not() -> None:
 def test_fused_step_is_the_cpu_default_where_torch_has_one() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert [n for n, e in OPTIMIZERS.items() if e.fused] == ["sgd", "adam", "adamw", "amsgradw"]
-    assert choose_kernels(resolve_config("digits"), cpu, RunOptions()).fused_optimizer
-    assert not choose_kernels(resolve_config("digits"), cpu,
-                              RunOptions(fused_optimizer=False)).fused_optimizer
-    assert not choose_kernels(resolve_config("digits"), cuda, RunOptions()).fused_optimizer
+    assert choose_kernels(resolve_config("digits"), cpu).fused_optimizer
+    assert not choose_kernels(resolve_config("digits"), cpu, fused=False).fused_optimizer
+    assert not choose_kernels(resolve_config("digits"), cuda).fused_optimizer
     params = [torch.nn.Parameter(torch.zeros(3))]
     for name, kernel in (("adamw", "fused"), ("sgd", "fused"), ("adamax", "foreach"),
                          ("radamw", "for-loop")):
@@ -115,8 +114,7 @@ def test_chunked_cpu_evaluation_gives_the_batchwise_metrics() -> None:
     data = load_dataset("digits")
     device = torch.device("cpu")
     loaders = make_loaders(cfg, data, device, torch.channels_last)
-    net = build_net(cfg, data, device, len(loaders.train), lambda _: None,
-                    Kernels(torch.channels_last))
+    net = build_net(cfg, data, device, len(loaders.train), Kernels(torch.channels_last))
     chunked = evaluate(net, loaders.test)  # 359 images in chunks of 128
     net.model.eval()
     x, y = next(iter(loaders.test))
@@ -131,7 +129,7 @@ def test_chunked_cpu_evaluation_gives_the_batchwise_metrics() -> None:
 
 def test_amp_on_a_cpu_without_native_bf16_trains_float32_and_says_so(tmp_path,
                                                                      monkeypatch) -> None:
-    import warmup_bench.train as training
+    import warmup_bench.train.device as training
 
     monkeypatch.setattr(training, "native_bf16", lambda device: False)
     notes = []
@@ -142,7 +140,7 @@ def test_amp_on_a_cpu_without_native_bf16_trains_float32_and_says_so(tmp_path,
 
 
 def test_amp_on_a_cpu_with_native_bf16_runs_bf16_autocast(tmp_path, monkeypatch) -> None:
-    import warmup_bench.train as training
+    import warmup_bench.train.device as training
 
     # bf16 autocast also runs (emulated, slower) where the CPU has no native bf16
     monkeypatch.setattr(training, "native_bf16", lambda device: True)

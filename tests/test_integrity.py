@@ -94,12 +94,10 @@ def test_a_results_folder_naming_a_plugin_never_imports_it(tmp_path) -> None:
                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     plugin.write_text(TOUCHING_PLUGIN.format(marker=str(marker)))  # a file of that name now
-    from warmup_bench import plugins
     from warmup_bench.optim import WARMUPS
 
     for name in ("cosine", "untuned-cosine"):  # as in a fresh process
         WARMUPS.pop(name, None)
-        plugins.PROVIDED.pop(("warmup", name), None)
     report = run_cli(["report", str(out)])
     assert report.exit_code == 2 and "needs plugin cosine_warmup.py#sha256:" in report.output
     assert not marker.exists()
@@ -518,7 +516,7 @@ def test_a_plugin_warmup_bad_from_the_first_step_writes_nothing(tmp_path) -> Non
     out = tmp_path / "out"
     result = run_cli([*DIGITS, "--warmup", "oddfirst", "--plugin", str(plugin),
                       "--out", str(out)])
-    assert_one_line_error(result, 2, "plugin odd_first.py failed while building the run: "
-                                     "WarmupFactorError: Odd.warmup_factor returned -1.0 at "
-                                     "iteration 1")
+    assert_one_line_error(result, 2, "failed while building the run: WarmupFactorError: "
+                                     "Odd.warmup_factor returned -1.0 at iteration 1")
+    assert "plugin odd_first.py (line 7)" in result.stderr  # the line building the warmup
     assert not out.exists()

@@ -22,9 +22,7 @@ from warmup_bench import plugins
 from warmup_bench.cli import app
 from warmup_bench.data import DATASETS
 from warmup_bench.data.readers import read_sklearn_digits
-from warmup_bench.models import CONV_NETS, MODELS
-from warmup_bench.optim import OPTIMIZERS, SCHEDULES, WARMUPS
-from warmup_bench.tasks import TASK_DESCRIPTIONS, TASKS
+from warmup_bench.optim import OPTIMIZERS, WARMUPS
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "experiments" / "plugins"
@@ -33,20 +31,6 @@ runner = CliRunner()
 
 def invoke(*args: str):
     return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
-
-
-@pytest.fixture(autouse=True)
-def registries():
-    """Each test starts from the built-ins and leaves them so (registries are global)."""
-    saved = [(d, dict(d)) for d in (OPTIMIZERS, WARMUPS, SCHEDULES, MODELS, DATASETS, TASKS,
-                                    TASK_DESCRIPTIONS, plugins.PROVIDED, plugins._loaded)]
-    conv_nets = set(CONV_NETS)
-    yield
-    for registry, content in saved:
-        registry.clear()
-        registry.update(content)
-    CONV_NETS.clear()
-    CONV_NETS.update(conv_nets)
 
 
 def only_run(root: Path, pattern: str = "*") -> Path:
@@ -101,8 +85,7 @@ def test_plugin_warmup_gives_its_exact_lr_and_is_required_on_resume(tmp_path) ->
     expected = [0.01 * (1 - math.cos(math.pi * min(t, 60) / 60)) / 2 for t in steps["step"]]
     assert steps["lr"].tolist() == expected  # bit for bit
 
-    WARMUPS.pop("cosine")  # as in a new process without --plugin
-    plugins.PROVIDED.pop(("warmup", "cosine"))
+    WARMUPS.pop("cosine")  # as in a new process without --plugin (its provider goes too)
     again = invoke(*args, "--resume")
     assert again.exit_code == 2
     assert again.output.count("\n") == 1 and "cosine_warmup.py#sha256:" in again.output
@@ -239,7 +222,7 @@ def test_npz_data_set_trains_exactly_like_the_same_data_built_in(tmp_path) -> No
 
 def test_npz_channels_last_colour_images_are_read_as_nchw(tmp_path) -> None:
     from warmup_bench.data import load_dataset
-    from warmup_bench.plugins import register_data
+    from warmup_bench.extend import register_data
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (20, 6, 5, 3), dtype=np.uint8)
@@ -305,7 +288,7 @@ def write_image_folder(root: Path, per_class: int | None = None) -> None:
 
 def test_image_folder_trains_end_to_end_and_reads_the_pixels_exactly(tmp_path) -> None:
     from warmup_bench.data import load_dataset
-    from warmup_bench.plugins import register_data
+    from warmup_bench.extend import register_data
 
     write_image_folder(tmp_path / "digits")
     data = load_dataset(register_data(f"folder:{tmp_path / 'digits'}"))
@@ -391,7 +374,7 @@ def test_a_plugin_failing_half_way_leaves_nothing_registered(tmp_path) -> None:
                     "raise ValueError('then it breaks')\n")
     result = invoke("list", "optimizers", "--plugin", path)
     assert result.exit_code == 2 and "line 4): ValueError: then it breaks" in result.output
-    assert "plain-sgd" not in OPTIMIZERS and ("optimizer", "plain-sgd") not in plugins.PROVIDED
+    assert "plain-sgd" not in OPTIMIZERS and OPTIMIZERS.provider("plain-sgd") is None
 
 
 def test_a_plugin_optimizer_with_a_fused_step_takes_it_on_a_cpu(tmp_path) -> None:

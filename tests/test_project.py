@@ -16,3 +16,103 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert install.replace('"', "") in ci.replace('"', "").replace("-q ", "")
     assert re.search(rf"^{re.escape(test)}$", ci, flags=re.M)
+
+
+def package_imports() -> dict[str, set[str]]:
+    """Each module of the package and the package modules it imports (parsed, not run)."""
+    import ast
+
+    package = ROOT / "warmup_bench"
+    modules = {}
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in modules.items():
+        is_package = path.name == "__init__.py"
+        here = name.split(".") if is_package else name.split(".")[:-1]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = here[: len(here) - node.level + 1] if node.level else []
+                module = ".".join(base + ([node.module] if node.module else [])) \
+                    if node.level else node.module or ""
+                candidates = [module] + [f"{module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                candidates = [a.name for a in node.names]
+            else:
+                continue
+            targets |= {c for c in candidates if c in modules and c != name
+                        and not c.startswith(name + ".")}
+        graph[name] = targets
+    return graph
+
+
+def test_no_import_cycle_inside_the_package() -> None:
+    """Tarjan's strongly connected components of the import graph: all of size one (a
+    package importing its own children does not count)."""
+    graph = package_imports()
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    assert cycles == []
+
+
+def test_every_module_imports_on_its_own() -> None:
+    """Every module imported first in an interpreter of its own (forked from one that has
+    imported only the third-party libraries, so this takes seconds): an import cycle that
+    only bites in one order shows up here."""
+    import subprocess
+    import sys
+
+    code = """
+import importlib, os, sys
+import matplotlib, numpy, pandas, rich, torch, typer  # third-party only: fast children
+failed = []
+for name in sys.argv[1:]:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            importlib.import_module(name)
+        except BaseException as error:
+            print(name, repr(error), flush=True)
+            os._exit(1)
+        os._exit(0)
+    if os.waitpid(pid, 0)[1] != 0:
+        failed.append(name)
+sys.exit(1 if failed else 0)
+"""
+    modules = sorted(m for m in package_imports() if m != "warmup_bench.__main__")  # runs
+    result = subprocess.run([sys.executable, "-c", code, *modules],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+
+
+def test_modules_stay_small() -> None:
+    sizes = {p.relative_to(ROOT).as_posix(): len(p.read_text().splitlines())
+             for p in (ROOT / "warmup_bench").rglob("*.py")}
+    assert {name: n for name, n in sizes.items() if n > 400} == {}
+    assert sizes["warmup_bench/cli.py"] <= 350

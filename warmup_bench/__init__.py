@@ -2,7 +2,7 @@
 
 The registration API for plugins (`register_warmup`, `register_optimizer`,
 `register_schedule`, `register_model`, `register_dataset`, `register_data`,
-`register_task`) is importable from here; see warmup_bench.plugins.
+`register_task`) is importable from here; see warmup_bench.extend.
 """
 
 __version__ = "0.1.0"
@@ -14,7 +14,7 @@ _PLUGIN_API = ("register_warmup", "register_optimizer", "register_schedule", "re
 def __getattr__(name: str):
     # imported on first use: `warmup-bench --version` should not pay for torch
     if name in _PLUGIN_API:
-        from . import plugins
+        from . import extend
 
-        return getattr(plugins, name)
+        return getattr(extend, name)
     raise AttributeError(f"module 'warmup_bench' has no attribute {name!r}")

@@ -1,8 +1,13 @@
-"""The resolved training configuration, and the one error type for bad configuration.
+"""The resolved training configuration: every setting declared once, with its help text,
+its check and (for settings added after 0.1.0) the default that keeps older run names.
 
 `TrainConfig` is what identifies an experiment cell (with its seed): it is recorded as
-the run folder's config file and hashed into the run folder's name. Everything about *how* a run was
-executed (device, threads, versions, start time) is bookkeeping and lives elsewhere.
+the run folder's config file and hashed into the run folder's name. From its field
+declarations come the `train` command's options, the grid files' keys and their type
+errors, the range checks with their one-line messages, and the `--help` texts. How a run
+is executed (device, threads, ...) is not here: see `train.options.RunOptions`.
+
+Adding a hyperparameter is one `setting(...)` line here plus its consumer.
 """
 
 from __future__ import annotations
@@ -10,65 +15,109 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+from .registry import UnknownName, check_choice  # noqa: F401  (re-exported: the one check)
+
+MAX_SEED = 2**63 - 1  # torch.manual_seed's range
 
 
-class ConfigError(ValueError):
-    """A bad name or value in a configuration: a user-facing one-line message."""
+# ---- checks: (how the message names the setting, its value) -> ConfigError or nothing --
+
+Check = Callable[[str, typing.Any], None]
 
 
-class UnknownName(ConfigError):
-    """A name no registry holds (perhaps one a plugin that is not loaded would provide)."""
-
-    def __init__(self, message: str, value):
-        super().__init__(message)
-        self.value = value
+def positive(name: str, value) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name} {value} must be positive.")
 
 
-def check_choice(option: str, value, choices: Iterable[str]) -> None:
-    """The one check of a name against its valid choices (CLI flags, presets, grid files,
-    data-set names): raises UnknownName listing them."""
-    choices = list(choices)
-    if value not in choices:
-        raise UnknownName(f"{option} {value!r} is not valid; choose from: "
-                          f"{', '.join(choices)}.", value)
+def at_least_zero(name: str, value) -> None:
+    if value < 0:
+        raise ConfigError(f"{name} {value} must be >= 0.")
+
+
+def below_one(name: str, value) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"{name} {value} must be in [0, 1).")
+
+
+def seed_range(name: str, value) -> None:
+    if not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{name} {value} must be in 0..2^63-1.")
+
+
+def positive_int(name: str, value) -> None:
+    if value < 1:
+        raise ConfigError(f"{name} {value} must be a positive int.")
+
+
+def positive_epochs(name: str, value) -> None:
+    if any(m < 1 for m in value):
+        raise ConfigError(f"{name} {list(value)} must be positive epochs.")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What a TrainConfig field declares about itself."""
+
+    help: str
+    check: Check | None = None  # run on the value unless it is None
+    names: str | None = None  # the kind of registry entry it names ("optimizer")
+    flag: str | None = None  # its `train` option; None: --field-name; "": none of its own
+    added: bool = False  # added after 0.1.0: left out of the run's hash at its default
+
+
+def setting(default=dataclasses.MISSING, help: str = "", check: Check | None = None, *,
+            names: str | None = None, flag: str | None = None, added: bool = False):
+    return field(default=default, metadata={"setting": Setting(help, check, names, flag,
+                                                               added)})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    task: str
-    dataset: str
-    model: str
-    opt: str = "adamw"
-    warmup: str = "none"
-    warmup_period: int | None = None
-    schedule: str = "constant"
-    delay_schedule: bool = False
-    lr: float = 1e-3
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8  # Adam's epsilon (added in 0.2.0)
-    weight_decay: float = 0.0
-    epochs: int = 10
-    batch_size: int = 128
-    test_batch_size: int = 1000
-    seed: int = 1
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-    eta_min: float = 0.0
-    label_smoothing: float = 0.0
-    grad_clip: float | None = None
-    augment: str = "none"
-    val_fraction: float = 0.0
-    val_split_seed: int = 42
-    train_samples: int | None = None  # first N training samples only (smoke runs)
-    log_interval: int = 10
-    amp: bool = False
-    compile: bool = False
+    task: str = setting(help="Task preset (see `list tasks`).", names="task", flag="")
+    dataset: str = setting(help="Data set (see `data list`).", names="dataset", flag="")
+    model: str = setting(help="Model, e.g. resnet56 (default: the task's).", names="model")
+    opt: str = setting("adamw", "Optimizer (see `list optimizers`).", names="optimizer")
+    warmup: str = setting("none", "Warmup (see `list warmups`).", names="warmup")
+    warmup_period: int | None = setting(None, "Period of linear/exponential warmup, and the "
+                                        "peak of inverse-sqrt.", positive_int)
+    schedule: str = setting("constant", "LR schedule (see `list schedules`).",
+                            names="schedule")
+    delay_schedule: bool = setting(False, "Hold the schedule until the warmup has passed.")
+    lr: float = setting(1e-3, "Base learning rate.", positive)
+    beta1: float = setting(0.9, "Adam beta1.", below_one)
+    beta2: float = setting(0.999, "Adam beta2.", below_one)
+    eps: float = setting(1e-8, "Adam epsilon.", positive, added=True)
+    weight_decay: float = setting(0.0, "Weight decay.", at_least_zero)
+    epochs: int = setting(10, "Epochs.", positive)
+    batch_size: int = setting(128, "Training batch size.", positive)
+    test_batch_size: int = setting(1000, "Evaluation batch size.", positive)
+    seed: int = setting(1, "Seed (model init, batch order, augmentation).", seed_range)
+    milestones: tuple[int, ...] = setting((), "Multistep milestones in epochs.",
+                                          positive_epochs)
+    gamma: float = setting(0.1, "Multistep decay factor.", at_least_zero)
+    eta_min: float = setting(0.0, "Cosine schedules' final LR.", at_least_zero)
+    label_smoothing: float = setting(0.0, "Label smoothing.", below_one)
+    grad_clip: float | None = setting(None, "Gradient-norm clipping threshold.", positive)
+    augment: str = setting("none", "Training augmentation (default: the task's).",
+                           names="augmentation")
+    val_fraction: float = setting(0.0, "Fraction of the train split held out for "
+                                  "validation.", below_one)
+    val_split_seed: int = setting(42, "Seed of the train/val split.", seed_range)
+    train_samples: int | None = setting(None, "Train on the first N samples only (smoke "
+                                        "runs).", positive)
+    log_interval: int = setting(10, "Iterations between logged steps.", positive)
+    amp: bool = setting(False, "bf16 autocast on CUDA, or on a CPU with native bf16 "
+                        "(AVX512-BF16, AMX); float32 elsewhere.")
+    compile: bool = setting(False, "torch.compile the model.")
     # the plugins (files, packages, data files) providing a name this config uses, each
     # "name#sha256:<16 hex>": derived when the config is resolved, never set by hand
-    plugins: tuple[str, ...] = ()
+    plugins: tuple[str, ...] = setting((), "Plugins behind the names used.", flag="",
+                                       added=True)
 
     def to_dict(self) -> dict:
         # every value is a scalar or a tuple of ints: no deep copy needed (asdict's is slow)
@@ -89,16 +138,20 @@ class TrainConfig:
             raise ConfigError(f"incomplete configuration ({error}).") from None
 
 
-SETTINGS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+SETTINGS = tuple(FIELDS)
+DECLARED: dict[str, Setting] = {name: f.metadata["setting"] for name, f in FIELDS.items()}
 # Settings added after 0.1.0, with their defaults: a run at the default hashes (and so is
 # named) as it did before the setting existed, so older run folders keep being found.
-ADDED_SETTINGS = {"eps": 1e-8, "plugins": ()}
-MAX_SEED = 2**63 - 1  # torch.manual_seed's range
+ADDED_SETTINGS = {name: FIELDS[name].default for name, s in DECLARED.items() if s.added}
+# the settings that name a registry entry, by the kind of entry they name
+NAMES = {s.names: name for name, s in DECLARED.items() if s.names}
 
 
 def option(key: str) -> str:
     """The CLI spelling of a setting: warmup_period -> --warmup-period."""
-    return "--" + key.replace("_", "-")
+    flag = DECLARED[key].flag if key in DECLARED else None
+    return flag or "--" + key.replace("_", "-")
 
 
 def _field_kinds() -> dict[str, tuple[type, bool, type | None]]:
@@ -142,3 +195,13 @@ def check_value_type(key: str, value):
     expected = _KIND_NAMES[(kind, items) if items else kind] + \
         (" (or omitted)" if optional else "")
     raise ConfigError(f"{option(key)} {value!r} must be {expected}.")
+
+
+def check_values(cfg: TrainConfig) -> None:
+    """Every setting's type, then its declared check (ranges), in declaration order."""
+    for key, value in cfg.to_dict().items():
+        check_value_type(key, value)
+    for key, declared in DECLARED.items():
+        value = getattr(cfg, key)
+        if declared.check is not None and value is not None:
+            declared.check(option(key), value)

@@ -28,11 +28,15 @@ from collections.abc import Callable
 
 import torch
 
-DIAGNOSTIC_COLUMNS = ["step", "grad_norm", "param_norm", "update_norm", "relative_update",
-                      "max_layer_relative_update", "angular_update_mean", "angular_update_max",
-                      "r_abs_mean", "r_frac_above_half", "r_abs_max", "momentum_norm",
-                      "sharpness", "preconditioned_sharpness", "sharpness_threshold"]
-LAYER_COLUMNS = ["step", "layer", "relative_update", "angular_update", "grad_norm"]
+# the columns of diagnostics.csv and layers.csv, declared where they are produced:
+# StepProbe.after fills STEP_STATS and LAYER_STATS by name, Sharpness.estimate the rest
+STEP_STATS = ("grad_norm", "param_norm", "update_norm", "relative_update",
+              "max_layer_relative_update", "angular_update_mean", "angular_update_max",
+              "r_abs_mean", "r_frac_above_half", "r_abs_max", "momentum_norm")
+SHARPNESS_STATS = ("sharpness", "preconditioned_sharpness", "sharpness_threshold")
+LAYER_STATS = ("relative_update", "angular_update", "grad_norm")
+DIAGNOSTIC_COLUMNS = ["step", *STEP_STATS, *SHARPNESS_STATS]
+LAYER_COLUMNS = ["step", "layer", *LAYER_STATS]
 LAYER_EVERY = 10  # layers.csv is written every LAYER_EVERY-th log step
 NAN = float("nan")
 
@@ -55,27 +59,40 @@ def angles(before: list[torch.Tensor], after: list[torch.Tensor]) -> torch.Tenso
     return 2 * torch.atan2(difference, _norms(a))
 
 
-def adam_ratios(optimizer: torch.optim.Optimizer) -> list[torch.Tensor] | None:
-    """r = m_hat / (sqrt(v_hat) + eps) of every parameter with Adam state (AMSGrad: the
-    running maximum of v; Adamax: m_hat / (u + eps)); None for other optimizers."""
-    ratios = []
+def adam_states(optimizer: torch.optim.Optimizer) -> list[tuple] | None:
+    """(parameter, its state, its group) of every parameter with Adam state; None for an
+    optimizer without Adam's betas."""
+    states = []
     for group in optimizer.param_groups:
         if "betas" not in group:
             return None
-        beta1, beta2 = group["betas"]
         for p in group["params"]:
             state = optimizer.state.get(p)
-            if not state or "exp_avg" not in state:
-                continue
-            t = float(state["step"])  # a 0-dim CPU tensor in torch's optimizers: no sync
-            m_hat = state["exp_avg"] / (1 - beta1**t)
-            # the same operations in the same order, on fresh temporaries updated in place
-            if "exp_inf" in state:  # Adamax: an infinity-norm second moment, not averaged
-                denominator = state["exp_inf"] + group["eps"]
-            else:
-                v = state["max_exp_avg_sq"] if group.get("amsgrad") else state["exp_avg_sq"]
-                denominator = (v / (1 - beta2**t)).sqrt_().add_(group["eps"])
-            ratios.append(m_hat.div_(denominator))
+            if state and "exp_avg" in state:
+                states.append((p, state, group))
+    return states
+
+
+def adam_denominator(state: dict, group: dict) -> torch.Tensor:
+    """sqrt(v_hat) + eps, Adam's per-coordinate preconditioner (AMSGrad: the running
+    maximum of v; Adamax: u + eps, an infinity-norm second moment, not averaged), as a
+    fresh tensor: the same operations in the same order, updated in place."""
+    if "exp_inf" in state:
+        return state["exp_inf"] + group["eps"]
+    t = float(state["step"])  # a 0-dim CPU tensor in torch's optimizers: no sync
+    v = state["max_exp_avg_sq"] if group.get("amsgrad") else state["exp_avg_sq"]
+    return (v / (1 - group["betas"][1] ** t)).sqrt_().add_(group["eps"])
+
+
+def adam_ratios(optimizer: torch.optim.Optimizer) -> list[torch.Tensor] | None:
+    """r = m_hat / (sqrt(v_hat) + eps) of every parameter with Adam state; None for other
+    optimizers."""
+    states = adam_states(optimizer)
+    ratios = []
+    for _, state, group in states or ():
+        t = float(state["step"])
+        m_hat = state["exp_avg"] / (1 - group["betas"][0] ** t)
+        ratios.append(m_hat.div_(adam_denominator(state, group)))
     return ratios or None
 
 
@@ -128,25 +145,31 @@ class StepProbe:
         buffers = momentum_buffers(self.optimizer)
         momentum = _total(_norms(buffers)) if buffers else torch.tensor(NAN)
         device = param_norms.device
-        values = torch.stack([t.to(device, torch.float32) for t in (
-            _total(self.grad_norms), _total(param_norms), _total(update_norms),
-            _total(update_norms) / _total(param_norms).clamp_min(1e-30),
-            layer_relative.max() if w else torch.tensor(NAN), layer_angles.mean(),
-            layer_angles.max() if w else torch.tensor(NAN), *r_stats, momentum)])
+        stats = {  # the columns of STEP_STATS, by name
+            "grad_norm": _total(self.grad_norms), "param_norm": _total(param_norms),
+            "update_norm": _total(update_norms),
+            "relative_update": _total(update_norms) / _total(param_norms).clamp_min(1e-30),
+            "max_layer_relative_update": layer_relative.max() if w else torch.tensor(NAN),
+            "angular_update_mean": layer_angles.mean(),
+            "angular_update_max": layer_angles.max() if w else torch.tensor(NAN),
+            **dict(zip(("r_abs_mean", "r_frac_above_half", "r_abs_max"), r_stats)),
+            "momentum_norm": momentum}
+        values = torch.stack([stats[c].to(device, torch.float32) for c in STEP_STATS])
+        layer_stats = {"relative_update": layer_relative, "angular_update": layer_angles,
+                       "grad_norm": self.grad_norms[w].to(device)}
         if with_layers:
-            per_layer = torch.stack([layer_relative, layer_angles,
-                                     self.grad_norms[w].to(device)])
-            values = torch.cat([values, per_layer.flatten()])
+            values = torch.cat([values, torch.stack([layer_stats[c] for c in LAYER_STATS])
+                                .flatten()])
         numbers = values.tolist()  # host sync: the one transfer of a log step
         self.before_params = []
-        row = dict(zip(DIAGNOSTIC_COLUMNS[1:12], numbers[:11]), step=step)
-        row.update(sharpness=NAN, preconditioned_sharpness=NAN, sharpness_threshold=NAN)
+        row = {"step": step, **dict(zip(STEP_STATS, numbers)),
+               **dict.fromkeys(SHARPNESS_STATS, NAN)}
         layers = []
         if with_layers:
             n = len(w)
-            rel, ang, grad = numbers[11:11 + n], numbers[11 + n:11 + 2 * n], numbers[11 + 2 * n:]
-            layers = [{"step": step, "layer": name, "relative_update": rel[i],
-                       "angular_update": ang[i], "grad_norm": grad[i]}
+            per_layer = {c: numbers[len(STEP_STATS) + i * n:len(STEP_STATS) + (i + 1) * n]
+                         for i, c in enumerate(LAYER_STATS)}
+            layers = [{"step": step, "layer": name, **{c: per_layer[c][i] for c in LAYER_STATS}}
                       for i, name in enumerate(self.layer_names)]
         return row, layers
 
@@ -238,19 +261,13 @@ class Sharpness:
 def preconditioner_scales(optimizer: torch.optim.Optimizer,
                           params: list[torch.Tensor]) -> list[torch.Tensor] | None:
     """P^-1/2 per parameter, P = sqrt(v_hat) + eps (Adam's preconditioner); None when the
-    optimizer keeps no second moment yet (or is no Adam)."""
-    scales = []
-    for group in optimizer.param_groups:
-        if "betas" not in group:
-            return None
-        for p in group["params"]:
-            state = optimizer.state.get(p)
-            if not state or "exp_avg_sq" not in state:
-                return None
-            t = float(state["step"])
-            v = state["max_exp_avg_sq"] if group.get("amsgrad") else state["exp_avg_sq"]
-            scales.append(((v / (1 - group["betas"][1] ** t)).sqrt() + group["eps"]).rsqrt())
-    by_param = dict(zip((p for g in optimizer.param_groups for p in g["params"]), scales))
+    optimizer keeps no second moment yet (or is no Adam, or is Adamax)."""
+    states = adam_states(optimizer)
+    every = [p for g in optimizer.param_groups for p in g["params"]]
+    if not states or len(states) != len(every) or any("exp_avg_sq" not in s for _, s, _ in
+                                                      states):
+        return None
+    by_param = {p: adam_denominator(state, group).rsqrt_() for p, state, group in states}
     return [by_param[p] for p in params]
 
 

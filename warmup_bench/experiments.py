@@ -144,12 +144,10 @@ def _fail(path: Path, message: str):
 
 def _check_settings(path: Path, where: str, settings: dict) -> None:
     """Every key a known setting, every value of its type, every name in its registry."""
-    from .data import AUGMENTATIONS
-    from .plugins import FIELDS
-    from .tasks import REGISTRIES
+    from .config import NAMES
+    from .registry import Registry
 
-    registries = {FIELDS[kind]: registry for kind, registry in REGISTRIES.items()
-                  if kind != "task"} | {"augment": AUGMENTATIONS}
+    registries = {key: Registry.by_kind[kind] for kind, key in NAMES.items() if kind != "task"}
     for key, value in settings.items():
         if key not in SETTINGS:
             _fail(path, f"unknown setting {key!r} in {where}; valid: {', '.join(SETTINGS)}.")

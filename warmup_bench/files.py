@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import UserError
+
 TEMP_SUFFIX = ".tmp"
 
 
@@ -44,7 +46,7 @@ def write_json_atomic(path: str | Path, data: object) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-class OutputError(ValueError):
+class OutputError(UserError):
     """An output path that cannot be written: a one-line message naming it and why."""
 
 

@@ -11,6 +11,8 @@ import torch
 
 from .config import ConfigError, TrainConfig
 from .data import DATASETS, Dataset, load_dataset
+from .data.custom import open_data_source
+from .data.loader import Normalization
 from .files import atomic_path
 from .models import build_model
 from .runs import RunDir
@@ -30,36 +32,41 @@ class Trained:
     class_names: tuple[str, ...]
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (N, C, H, W) -> the float input the model was trained on."""
-        mean = torch.tensor(self.data.mean).view(1, -1, 1, 1)
-        std = torch.tensor(self.data.std).view(1, -1, 1, 1)
-        return (images.float() / 255 - mean) / std
+        """uint8 (N, C, H, W) -> the float input the model was trained on (the training
+        loader's own normalisation, the same floats)."""
+        return Normalization(self.data.mean, self.data.std)(images)
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return torch.softmax(self.model(self.normalize(images)).float(), dim=1)
 
 
-def load_trained(run_dir: Path, data_dir: Path | None = None) -> Trained:
+def load_trained(run_dir: Path, data_dir: Path | None = None, data=None) -> Trained:
     """The saved model of the run in `run_dir`; ConfigError (one line) when the folder is
-    no run, has no saved model, or its model does not load."""
+    no run, has no saved model, or its model does not load. A run trained on the user's
+    own data reads it where its meta.json says (or from `data`, an opened DataSource, when
+    the files moved); a changed file is refused by its recorded hash."""
     run = RunDir(Path(run_dir))
     cfg = run.read_config()
     if cfg is None:
         raise ConfigError(f"{run.path} is not a run folder (no readable config.json).")
-    validate(cfg)
+    location = run.read_meta().get("data_source")
+    if data is None and isinstance(location, str) and cfg.dataset not in DATASETS:
+        data = open_data_source(location)
+    validate(cfg, data)
     if not run.model_path.is_file():
         raise ConfigError(f"{run.path} has no saved model: train it with --save-model.")
-    data = load_dataset(cfg.dataset, data_dir)
-    model = build_model(cfg.model, data.num_classes, data.input_shape[0])
+    spec = data.spec if data is not None else DATASETS[cfg.dataset]
+    dataset = load_dataset(cfg.dataset, data_dir, spec)
+    model = build_model(cfg.model, dataset.num_classes, dataset.input_shape[0])
     try:
         model.load_state_dict(torch.load(run.model_path, map_location="cpu", weights_only=True))
     except Exception as error:  # corrupt file, or weights of another model
         first = (str(error).strip().splitlines() or [""])[0][:160]
         raise ConfigError(f"{run.model_path} does not load ({type(error).__name__}: "
                           f"{first}).") from None
-    names = DATASETS[cfg.dataset].class_names or tuple(map(str, range(data.num_classes)))
-    return Trained(run, cfg, model.eval(), data, names)
+    names = spec.class_names or tuple(map(str, range(dataset.num_classes)))
+    return Trained(run, cfg, model.eval(), dataset, names)
 
 
 def predict_test_images(trained: Trained, count: int):
@@ -70,18 +77,21 @@ def predict_test_images(trained: Trained, count: int):
 
 
 def read_image(path: Path, shape: tuple[int, int, int]) -> torch.Tensor:
-    """An image file as uint8 (1, C, H, W) in the task's shape (grey or RGB, resized)."""
-    from PIL import Image, UnidentifiedImageError
+    """An image file as uint8 (1, C, H, W) in the task's shape (grey or RGB, resized),
+    opened as folder data sets' files are (data/images.py); ConfigError otherwise."""
+    from PIL import Image
+
+    from .data import DataError
+    from .data.images import load_image
 
     channels, height, width = shape
     try:
-        with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-            if image.size != (width, height):
-                image = image.resize((width, height), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as error:
-        raise ConfigError(f"--image {path}: not a readable image ({error}).") from None
+        image = load_image(path, "L" if channels == 1 else "RGB")
+    except DataError as error:
+        raise ConfigError(f"--image {error}") from None
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    array = np.asarray(image, dtype=np.uint8)
     array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
     return torch.from_numpy(array.copy())[None]
 

@@ -2,7 +2,8 @@
 the object and states its own rules (what it needs, how the papers label it).
 
 Adding an optimizer, warmup or schedule is one entry here: the CLI, `list`, config
-validation (tasks.validate) and the report's labels all read these entries.
+validation (tasks.validate calls each entry's `check`) and the report's labels all read
+these entries.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import torch
 from torch.optim import lr_scheduler
 
 from . import warmup as wu
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
+from .registry import Registry
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,9 @@ class OptimizerEntry:
     # takes it. The same update, rounded differently in the last bits
     fused: bool = False
 
+    def check(self, cfg: TrainConfig) -> None:
+        """The rules this optimizer states about a config (none yet)."""
+
     def build(self, params, cfg: TrainConfig, fused: bool = False) -> torch.optim.Optimizer:
         betas = {"betas": (cfg.beta1, cfg.beta2), "eps": cfg.eps} if self.has_betas else {}
         kernel = {"fused": True} if fused and self.fused else \
@@ -49,7 +54,7 @@ def optimizer_kernel(optimizer: torch.optim.Optimizer) -> str:
         "foreach" if optimizer.defaults.get("foreach") else "for-loop"
 
 
-OPTIMIZERS: dict[str, OptimizerEntry] = {
+OPTIMIZERS: Registry[OptimizerEntry] = Registry("optimizer", "--opt", {
     "sgd": OptimizerEntry("SGD, momentum 0.9, L2 weight decay", "SGD", torch.optim.SGD,
                           {"momentum": 0.9}, has_betas=False, fused=True),
     "adam": OptimizerEntry("Adam, L2 weight decay", "Adam", torch.optim.Adam, fused=True),
@@ -65,7 +70,7 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
                              foreach=False),
     "radam": OptimizerEntry("RAdam, L2 weight decay", "RAdam", torch.optim.RAdam,
                             rectified=True, foreach=False),
-}
+})
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,19 @@ class WarmupEntry:
     needs_betas: bool = False
     min_beta2: float | None = None  # exclusive lower bound on beta2, where there is one
 
+    def check(self, cfg: TrainConfig) -> None:
+        """What this warmup needs: a period, an optimizer with beta2, a large beta2."""
+        if self.needs_period and cfg.warmup_period is None:
+            raise ConfigError(f"--warmup {cfg.warmup} needs --warmup-period (a positive int).")
+        if self.needs_betas and not OPTIMIZERS[cfg.opt].has_betas:
+            with_betas = [n for n, o in OPTIMIZERS.items() if o.has_betas]
+            raise ConfigError(f"--warmup {cfg.warmup} derives its period from beta2, which "
+                              f"--opt {cfg.opt} does not have; use one of: "
+                              f"{', '.join(with_betas)}.")
+        if self.min_beta2 is not None and not cfg.beta2 > self.min_beta2:
+            raise ConfigError(f"--warmup {cfg.warmup} needs --beta2 > {self.min_beta2}, "
+                              f"got {cfg.beta2}.")
+
     def label_for(self, period: int | None) -> str:
         """'Linear-10k' for a tuned period of 10000, the bare label otherwise."""
         if not self.needs_period or period is None:
@@ -88,7 +106,7 @@ class WarmupEntry:
             f"{self.label}-{period}"
 
 
-WARMUPS: dict[str, WarmupEntry] = {
+WARMUPS: Registry[WarmupEntry] = Registry("warmup", "--warmup", {
     "none": WarmupEntry("no warmup", "none", "no warmup",
                         lambda optimizer, *, period: wu.NoWarmup(optimizer), lambda cfg: 0),
     "linear": WarmupEntry("min(1, t / period)", "Linear", "linear",
@@ -112,7 +130,7 @@ WARMUPS: dict[str, WarmupEntry] = {
         lambda optimizer, *, period: wu.RAdamWarmup(optimizer),
         lambda cfg: wu.untuned_linear_period(cfg.beta2), needs_betas=True,
         min_beta2=wu.MIN_BETA2),
-}
+})
 
 
 @dataclass(frozen=True)
@@ -124,6 +142,13 @@ class ScheduleEntry:
     per_epoch: bool = False
     needs_milestones: bool = False
     needs_period: bool = False  # reads --warmup-period (inverse-sqrt: its peak)
+
+    def check(self, cfg: TrainConfig) -> None:
+        """What this schedule needs: its period (peak), or milestones."""
+        if self.needs_period and cfg.warmup_period is None:
+            raise ConfigError(f"--schedule {cfg.schedule} needs --warmup-period (its peak).")
+        if self.needs_milestones and not cfg.milestones:
+            raise ConfigError(f"--schedule {cfg.schedule} needs --milestones (epochs).")
 
 
 def _inverse_sqrt(optimizer, *, cfg, iters_per_epoch, total, delay):
@@ -152,7 +177,7 @@ def _cosine_epoch(optimizer, *, cfg, iters_per_epoch, total, delay):
     return lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.eta_min)
 
 
-SCHEDULES: dict[str, ScheduleEntry] = {
+SCHEDULES: Registry[ScheduleEntry] = Registry("schedule", "--schedule", {
     "constant": ScheduleEntry("the base LR throughout", "constant", _constant),
     "multistep": ScheduleEntry("x gamma at each milestone epoch, applied per iteration",
                                "multistep", _multistep, needs_milestones=True),
@@ -162,7 +187,7 @@ SCHEDULES: dict[str, ScheduleEntry] = {
                                   "cosine (per epoch)", _cosine_epoch, per_epoch=True),
     "inverse-sqrt": ScheduleEntry("linear rise to the LR at --warmup-period, then 1/sqrt(t)",
                                   "inverse sqrt", _inverse_sqrt, needs_period=True),
-}
+})
 
 
 @dataclass

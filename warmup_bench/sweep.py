@@ -18,13 +18,15 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
 from .config import ConfigError, TrainConfig
+from .execution import RunOptions
 from .runs import RunBusy, RunDir, Status
 
 BUSY = "busy"  # a JobResult outcome that is no run status: another process holds the run
@@ -33,18 +35,14 @@ RAY_CONNECT_SECONDS = 30.0
 
 @dataclass(frozen=True)
 class Job:
-    """One run to execute: what (config), where (out, data_dir, device), with how many
-    CPU threads (recorded: CPU results are reproducible per thread count)."""
+    """One run to execute: what (config), where (out), how (options: its device, its CPU
+    threads, recorded since CPU results are reproducible per thread count), and the
+    plugin files a worker loads before training."""
 
     config: TrainConfig
     out: Path
-    data_dir: Path | None
-    device: str
-    threads: int
-    diagnostics: bool = True
-    sharpness_every: int | None = None
-    tensorboard: bool = False
-    plugins: tuple[Path, ...] = ()  # plugin files a worker loads before training
+    options: RunOptions
+    plugins: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,18 +57,14 @@ def run_job(job: Job) -> JobResult:
     """Runs one config to its end (resuming if it can) and reports how it ended; never
     raises but for an interrupt. A top-level function so process pools and Ray can ship it."""
     from .plugins import load_plugins
-    from .train import RunFailed, RunOptions, train
+    from .train import RunFailed, train
 
     if _stopping:  # a job the pool had queued before the interrupt: never start it
         raise KeyboardInterrupt
-    options = RunOptions(device=job.device, data_dir=job.data_dir, resume=True,
-                         threads=job.threads, diagnostics=job.diagnostics,
-                         sharpness_every=job.sharpness_every, tensorboard=job.tensorboard,
-                         on_note=lambda _: None)
     name = RunDir.of(job.out, job.config).name
     try:
         load_plugins(job.plugins)  # a fresh worker process has only the built-ins
-        result = train(job.config, job.out, options)
+        result = train(job.config, job.out, job.options)
         return JobResult(name, result.status.value, result.summary.best_test_acc,
                          result.summary.error)
     except RunBusy as error:
@@ -94,13 +88,61 @@ def plan(configs: list[TrainConfig], out: Path) -> tuple[list[TrainConfig], list
     return done, todo
 
 
-def make_jobs(configs: list[TrainConfig], out: Path, data_dir: Path | None,
-              devices: list[str], threads: int, diagnostics: bool = True,
-              sharpness_every: int | None = None, tensorboard: bool = False,
+DRY_RUN_ROWS = 50  # a dry run lists this many runs, then counts the rest
+
+
+def dry_run_rows(configs: list[TrainConfig], done: list[TrainConfig], out: Path
+                 ) -> list[tuple[str, str, str]]:
+    """(run name, task, what a sweep would do) for the first DRY_RUN_ROWS runs."""
+    finished = set(done)
+    return [(RunDir.of(out, cfg).name, cfg.task,
+             "finished (skip)" if cfg in finished else "to run")
+            for cfg in configs[:DRY_RUN_ROWS]]
+
+
+def make_jobs(configs: list[TrainConfig], out: Path, options: RunOptions, devices: list[str],
               plugins: tuple[Path, ...] = ()) -> list[Job]:
-    return [Job(cfg, Path(out), data_dir, devices[i % len(devices)], threads, diagnostics,
-                sharpness_every, tensorboard, tuple(p.resolve() for p in plugins))
+    """One job per config, the devices taken in turn; every job resumes what it can and
+    reports nothing but its result."""
+    return [Job(cfg, Path(out), dataclasses.replace(options, device=devices[i % len(devices)],
+                                                    resume=True, on_note=None,
+                                                    on_progress=None),
+                tuple(Path(p).resolve() for p in plugins))
             for i, cfg in enumerate(configs)]
+
+
+def threads_per_run(parallel: int, threads: int | None = None, ray_cpus: float | None = None
+                    ) -> int:
+    """CPU threads for each run: as asked, else the cores Ray reserves per run, else the
+    machine's cores shared among the runs in parallel (concurrent runs with all threads
+    each thrash)."""
+    if threads is not None:
+        return threads
+    if ray_cpus is not None:
+        return max(1, int(ray_cpus))
+    return max(1, (os.cpu_count() or 1) // parallel)
+
+
+def final_statuses(configs: list[TrainConfig], out: Path) -> dict[Status | None, int]:
+    """How many of the grid's runs end in each status (None: no readable summary)."""
+    counts: dict[Status | None, int] = {}
+    for cfg in configs:
+        status = getattr(RunDir.of(out, cfg).read_summary(), "status", None)
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a sweep the way Ctrl-C does (runs in flight are left interrupted)."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _interrupt_once(signum, frame) -> None:
@@ -224,7 +266,8 @@ def run_ray(jobs: list[Job], address: str | None, cpus: float, gpus: float,
     try:
         remote = ray.remote(num_cpus=cpus, num_gpus=gpus)(run_job)
         # device "auto": Ray sets CUDA_VISIBLE_DEVICES to the GPUs it granted each task
-        pending = [remote.remote(dataclasses.replace(job, device="auto")) for job in jobs]
+        pending = [remote.remote(dataclasses.replace(
+            job, options=dataclasses.replace(job.options, device="auto"))) for job in jobs]
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             on_result(ray.get(ready[0]))

@@ -4,127 +4,170 @@ training configuration: a preset with every user override applied and validated.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
-from .config import MAX_SEED, SETTINGS, ConfigError, TrainConfig, check_choice, check_value_type
-from .data import AUGMENTATIONS, DATASETS
-from .models import MODELS
-from .optim import OPTIMIZERS, SCHEDULES, WARMUPS
-from .plugins import check_recorded, plugins_for
+from . import data as _data  # noqa: F401  (the registries: data sets, augmentations,
+from . import models as _models  # noqa: F401  models, optimizers, warmups, schedules)
+from . import optim
+from .config import NAMES, SETTINGS, ConfigError, TrainConfig, check_value_type, check_values
+from .registry import Provider, Registry
 
-TASKS: dict[str, TrainConfig] = {
-    "cifar10-resnet20": TrainConfig(
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """A preset: the config a task starts from, and what it is."""
+
+    config: TrainConfig
+    description: str
+
+    @property
+    def label(self) -> str:
+        return self.config.task
+
+    def check(self, cfg: TrainConfig) -> None:
+        """The rules a task states about a config (none: its settings are defaults)."""
+
+
+TASKS: Registry[TaskEntry] = Registry("task", "--task", {
+    "cifar10-resnet20": TaskEntry(TrainConfig(
         task="cifar10-resnet20", dataset="cifar10", model="resnet20", opt="adamw",
         warmup="untuned-linear", schedule="multistep", milestones=(81, 122), lr=0.01,
         weight_decay=1e-4, epochs=186, batch_size=128, augment="crop-flip"),
-    "emnist-cnn": TrainConfig(
+        "ResNet-20 (or --model resnetN) on CIFAR-10, Ma & Yarats' recipe"),
+    "emnist-cnn": TaskEntry(TrainConfig(
         task="emnist-cnn", dataset="emnist", model="emnist-cnn", opt="adamw",
         warmup="untuned-linear", schedule="cosine", eta_min=1e-5, lr=0.01, weight_decay=0.01,
-        epochs=10, batch_size=64),
-    "mnist-vit": TrainConfig(
+        epochs=10, batch_size=64), "the pytorch_warmup EMNIST-balanced CNN recipe"),
+    "mnist-vit": TaskEntry(TrainConfig(
         task="mnist-vit", dataset="mnist", model="vit", opt="adamw", warmup="none",
         schedule="cosine-epoch", lr=1e-3, weight_decay=1e-4, epochs=20, batch_size=128,
-        # "none": what the write-up's code ran, not what its text says (see TASK_DESCRIPTIONS)
+        # "none": what the write-up's code ran, not what its text says
         label_smoothing=0.1, grad_clip=1.0, augment="none", val_fraction=0.1),
-    "digits": TrainConfig(
+        "ViT (1.8M params) on MNIST, 90/10 train/val split; no augmentation, as the "
+        "write-up's code ran (its text describes rotation + translation, but its val "
+        "transform also replaced the train subset's: --augment rotate-translate for the "
+        "described one)"),
+    "digits": TaskEntry(TrainConfig(
         task="digits", dataset="digits", model="digits-net", opt="adamw",
         warmup="untuned-linear", schedule="cosine", lr=0.01, weight_decay=1e-4, epochs=30,
         batch_size=32, test_batch_size=512),
-}
-TASKS["fashion-mnist-vit"] = dataclasses.replace(
-    TASKS["mnist-vit"], task="fashion-mnist-vit", dataset="fashion-mnist")
-# every registry a config names an entry of, by the kind of entry (what plugins register)
-REGISTRIES = {"task": TASKS, "optimizer": OPTIMIZERS, "warmup": WARMUPS, "schedule": SCHEDULES,
-              "model": MODELS, "dataset": DATASETS}
-TASK_DESCRIPTIONS = {
-    "cifar10-resnet20": "ResNet-20 (or --model resnetN) on CIFAR-10, Ma & Yarats' recipe",
-    "emnist-cnn": "the pytorch_warmup EMNIST-balanced CNN recipe",
-    "mnist-vit": "ViT (1.8M params) on MNIST, 90/10 train/val split; no augmentation, as the "
-                 "write-up's code ran (its text describes rotation + translation, but its "
-                 "val transform also replaced the train subset's: --augment "
-                 "rotate-translate for the described one)",
-    "fashion-mnist-vit": "the ViT recipe on Fashion-MNIST",
-    "digits": "small conv net on scikit-learn's embedded 8x8 digits (seconds on a CPU)",
-}
+        "small conv net on scikit-learn's embedded 8x8 digits (seconds on a CPU)"),
+})
+TASKS["fashion-mnist-vit"] = TaskEntry(dataclasses.replace(
+    TASKS["mnist-vit"].config, task="fashion-mnist-vit", dataset="fashion-mnist"),
+    "the ViT recipe on Fashion-MNIST")
 
 
-def resolve_config(task: str, overrides: dict | None = None) -> TrainConfig:
-    """The preset of `task` with `overrides` (None values ignored), validated. Its
-    `plugins` are derived: those providing the names it uses."""
-    check_choice("--task", task, TASKS)
+def registry_of(kind: str) -> Registry:
+    return Registry.by_kind[kind]
+
+
+def _provider(kind: str, name: str, data) -> Provider | None:
+    """Who provides `name`: the user's data (a data.custom.DataSource) for its data set's
+    name, else the registry's record (None: built in)."""
+    if kind == "dataset" and data is not None and name == data.name:
+        return data.provider
+    return registry_of(kind).provider(name)
+
+
+def plugins_for(cfg: TrainConfig, data=None) -> tuple[str, ...]:
+    """The refs of the plugins (and data files) that provide a name `cfg` uses, sorted."""
+    providers = (_provider(kind, getattr(cfg, key), data) for kind, key in NAMES.items())
+    return tuple(sorted({p.ref for p in providers if p is not None}))
+
+
+def check_recorded(cfg: TrainConfig, data=None) -> None:
+    """A config read back from a run (or handed in) must use the plugins it was made with:
+    ConfigError naming a plugin that is missing or whose source changed."""
+    loaded = {ref.split("#")[0]: ref for ref in plugins_for(cfg, data)}
+    for ref in cfg.plugins:
+        name = ref.split("#")[0]
+        if name not in loaded:
+            load = f"--data {name.split(':')[0]}:PATH" if ":" in name else \
+                f"--plugin PATH/{name} (or install its package)"
+            raise ConfigError(f"this run needs plugin {ref}, which is not loaded: pass {load}.")
+        if loaded[name] != ref:
+            raise ConfigError(f"this run was made with plugin {ref}; the loaded {name} is "
+                              f"{loaded[name].split('#')[1]} (its source changed).")
+    extra = set(loaded.values()) - set(cfg.plugins)
+    if extra:
+        raise ConfigError(f"this config uses names from plugin(s) {', '.join(sorted(extra))} "
+                          "but does not record them.")
+
+
+def resolve_config(task: str, overrides: dict | None = None, data=None) -> TrainConfig:
+    """The preset of `task` with `overrides` (None values ignored) and, when given, the
+    user's `data` (a data.custom.DataSource) as its data set; validated. Its `plugins`
+    are derived: those (and the data files) providing the names it uses."""
+    preset = TASKS.lookup(task)
     given = {k: v for k, v in (overrides or {}).items() if v is not None and k != "plugins"}
+    if data is not None:
+        given["dataset"] = data.name
     unknown = set(given) - set(SETTINGS)
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))}.")
     canonical = {key: check_value_type(key, value) for key, value in given.items()}
-    cfg = dataclasses.replace(TASKS[task], **canonical)
-    cfg = dataclasses.replace(cfg, plugins=plugins_for(cfg))
-    validate(cfg)  # every field's type, range and the registries' rules
+    cfg = dataclasses.replace(preset.config, **canonical)
+    cfg = dataclasses.replace(cfg, plugins=plugins_for(cfg, data))
+    validate(cfg, data)
     return cfg
 
 
-def validate(cfg: TrainConfig) -> None:
-    """Every name against its registry, every value against its range, and the rules the
-    chosen entries state (what a warmup or schedule needs)."""
+def validate(cfg: TrainConfig, data=None) -> None:
+    """Every value's type and range (as its setting declares), every name against its
+    registry (the data set's may be `data`'s, the user's own), and the rules the chosen
+    entries state (what a warmup or schedule needs)."""
     for key, value in cfg.to_dict().items():
         check_value_type(key, value)
-    check_recorded(cfg)  # first: a name from a plugin that is not loaded names the plugin
-    for option, value, registry in (
-            ("--opt", cfg.opt, OPTIMIZERS), ("--warmup", cfg.warmup, WARMUPS),
-            ("--schedule", cfg.schedule, SCHEDULES), ("--model", cfg.model, MODELS),
-            ("dataset", cfg.dataset, DATASETS), ("augment", cfg.augment, AUGMENTATIONS)):
-        check_choice(option, value, registry)
-    positive = {"--lr": cfg.lr, "--epochs": cfg.epochs, "--batch-size": cfg.batch_size,
-                "--test-batch-size": cfg.test_batch_size, "--log-interval": cfg.log_interval}
-    for option, value in positive.items():
-        if not value > 0:
-            raise ConfigError(f"{option} {value} must be positive.")
-    if not cfg.eps > 0:
-        raise ConfigError(f"--eps {cfg.eps} must be positive.")
-    for option, value in (("--weight-decay", cfg.weight_decay), ("--eta-min", cfg.eta_min),
-                          ("--gamma", cfg.gamma)):
-        if value < 0:
-            raise ConfigError(f"{option} {value} must be >= 0.")
-    for option, value in (("--seed", cfg.seed), ("--val-split-seed", cfg.val_split_seed)):
-        if not 0 <= value <= MAX_SEED:
-            raise ConfigError(f"{option} {value} must be in 0..2^63-1.")
-    if not 0.0 <= cfg.label_smoothing < 1.0:
-        raise ConfigError(f"--label-smoothing {cfg.label_smoothing} must be in [0, 1).")
-    for option, value in (("--beta1", cfg.beta1), ("--beta2", cfg.beta2)):
-        if not 0.0 <= value < 1.0:
-            raise ConfigError(f"{option} {value} must be in [0, 1).")
-    if cfg.warmup_period is not None and cfg.warmup_period < 1:
-        raise ConfigError(f"--warmup-period {cfg.warmup_period} must be a positive int.")
-    optimizer, warmup, schedule = OPTIMIZERS[cfg.opt], WARMUPS[cfg.warmup], SCHEDULES[cfg.schedule]
-    if warmup.needs_period and cfg.warmup_period is None:
-        raise ConfigError(f"--warmup {cfg.warmup} needs --warmup-period (a positive int).")
-    if schedule.needs_period and cfg.warmup_period is None:
-        raise ConfigError(f"--schedule {cfg.schedule} needs --warmup-period (its peak).")
-    if warmup.needs_betas and not optimizer.has_betas:
-        with_betas = [n for n, o in OPTIMIZERS.items() if o.has_betas]
-        raise ConfigError(f"--warmup {cfg.warmup} derives its period from beta2, which "
-                          f"--opt {cfg.opt} does not have; use one of: {', '.join(with_betas)}.")
-    if warmup.min_beta2 is not None and not cfg.beta2 > warmup.min_beta2:
-        raise ConfigError(f"--warmup {cfg.warmup} needs --beta2 > {warmup.min_beta2}, "
-                          f"got {cfg.beta2}.")
-    if schedule.needs_milestones and not cfg.milestones:
-        raise ConfigError(f"--schedule {cfg.schedule} needs --milestones (epochs).")
-    if any(m < 1 for m in cfg.milestones):
-        raise ConfigError(f"--milestones {list(cfg.milestones)} must be positive epochs.")
-    if not 0.0 <= cfg.val_fraction < 1.0:
-        raise ConfigError(f"val_fraction {cfg.val_fraction} must be in [0, 1).")
-    if cfg.train_samples is not None and cfg.train_samples < 1:
-        raise ConfigError(f"--train-samples {cfg.train_samples} must be positive.")
-    if cfg.grad_clip is not None and cfg.grad_clip <= 0:
-        raise ConfigError(f"--grad-clip {cfg.grad_clip} must be positive.")
+    check_recorded(cfg, data)  # first: a name from a plugin that is not loaded names it
+    own = {"dataset": data.name} if data is not None else {}
+    for kind, key in NAMES.items():
+        if own.get(kind) != getattr(cfg, key):
+            registry_of(kind).lookup(getattr(cfg, key))
+    check_values(cfg)
+    for kind, key in NAMES.items():
+        entry = data.spec if kind in own and own[kind] == getattr(cfg, key) else \
+            registry_of(kind)[getattr(cfg, key)]
+        entry.check(cfg)
+
+
+def recorded_data(cfg: TrainConfig) -> RecordedData | None:
+    """For a run made from the user's own data: the data as its config records it (name
+    and hash), enough to validate and report the run without opening the data."""
+    ref = next((r for r in cfg.plugins if r.split("#")[0] == cfg.dataset), None)
+    if ref is None or ":" not in cfg.dataset:
+        return None
+    name, _, sha = ref.partition("#sha256:")
+    return RecordedData(Provider(name, sha))
+
+
+@dataclass(frozen=True)
+class RecordedData:
+    """A data source known only from a run's config (see recorded_data)."""
+
+    provider: Provider
+
+    @property
+    def name(self) -> str:
+        return self.provider.name
+
+    @property
+    def spec(self):
+        return _NoRules()
+
+
+class _NoRules:
+    def check(self, cfg: TrainConfig) -> None:
+        """A data set's rules need its files; a recorded one has none to check."""
 
 
 def redundant_warmup_note(cfg: TrainConfig) -> str | None:
     """A note when the warmup repeats what the optimizer already does (RAdam on RAdam)."""
-    if cfg.warmup == "radam" and OPTIMIZERS[cfg.opt].rectified:
+    if cfg.warmup == "radam" and optim.OPTIMIZERS[cfg.opt].rectified:
         return (f"note: --warmup radam on --opt {cfg.opt} is redundant: the optimizer already "
                 "applies RAdam's rectification.")
     return None
 
 
-__all__ = ["TASKS", "TASK_DESCRIPTIONS", "TrainConfig", "ConfigError", "resolve_config",
-           "validate", "redundant_warmup_note"]
+__all__ = ["TASKS", "TaskEntry", "TrainConfig", "ConfigError", "resolve_config", "validate",
+           "redundant_warmup_note", "plugins_for", "check_recorded"]

@@ -29,7 +29,7 @@ def check_available() -> None:
 
 class TensorBoardMirror:
     def __init__(self, folder: Path, first_step: int, iters_per_epoch: int):
-        check_available()
+        # RunOptions.check has checked the package is there, before the run started
         from torch.utils.tensorboard import SummaryWriter
 
         self.iters_per_epoch = iters_per_epoch

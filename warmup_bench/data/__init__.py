@@ -12,8 +12,10 @@ from .catalog import (
     get_spec,
     load_dataset,
     locate,
+    pixel_statistics,
 )
 from .download import download
+from .images import image_info, load_image, open_regular
 from .loader import BatchLoader, epoch_generator, split_train_val
 from .readers import DataError, read_cifar_binary, read_cifar_pickle, read_idx
 from .verify import check_dataset, md5_of, sha256_of
@@ -22,7 +24,7 @@ __all__ = [
     "AUGMENTATIONS", "CropFlip", "RotateTranslate", "affine", "DATASETS", "Dataset",
     "DEBIAN_FASHION_MNIST",
     "DatasetSpec", "Split", "check_dataset", "folder_size", "default_data_dir", "get_spec",
-    "load_dataset", "locate",
+    "load_dataset", "locate", "pixel_statistics", "image_info", "load_image", "open_regular",
     "download", "md5_of", "sha256_of", "BatchLoader", "epoch_generator", "split_train_val",
     "DataError",
     "read_cifar_binary", "read_cifar_pickle", "read_idx",

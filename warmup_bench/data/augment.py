@@ -8,9 +8,13 @@ a few tensor ops (`__call__`); no per-image Python anywhere.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from ..registry import Registry
 
 
 class CropFlip:
@@ -80,8 +84,24 @@ def affine(images: torch.Tensor, angles_deg: torch.Tensor, shifts: torch.Tensor)
     return out.to(torch.uint8)
 
 
-AUGMENTATIONS = {
-    "none": lambda: None,
-    "crop-flip": CropFlip,
-    "rotate-translate": RotateTranslate,
-}
+@dataclass(frozen=True)
+class AugmentEntry:
+    factory: Callable[[], object]  # () -> the augmentation (None: none)
+    description: str
+    label: str
+
+    def __call__(self):
+        return self.factory()
+
+    def check(self, cfg) -> None:
+        """The rules an augmentation states about a config (none)."""
+
+
+AUGMENTATIONS: Registry[AugmentEntry] = Registry("augmentation", "--augment", {
+    "none": AugmentEntry(lambda: None, "no augmentation", "none"),
+    "crop-flip": AugmentEntry(CropFlip, "random crop (4-pixel zero padding) + horizontal "
+                              "flip: CIFAR's", "crop-flip"),
+    "rotate-translate": AugmentEntry(RotateTranslate, "rotation within 7 degrees + "
+                                     "translation within 10%: the ViT write-up's",
+                                     "rotate-translate"),
+})

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..config import check_choice
+from ..registry import Registry
 from .readers import (
     DataError,
     read_cifar_binary,
@@ -105,8 +106,25 @@ class DatasetSpec:
     expected_files: str = ""  # for the "put these files there" message
     class_names: tuple[str, ...] = ()  # label -> name (default: the label's number)
 
+    @property
+    def label(self) -> str:
+        return self.title
+
+    @property
+    def description(self) -> str:
+        return self.title
+
+    def check(self, cfg) -> None:
+        """The rules a data set states about a config (none: the model's fit to its images
+        is checked once both are built)."""
+
     def candidate_folders(self, data_dir: Path) -> list[Path]:
         return [data_dir / f for f in self.folders] + list(self.extra_folders)
+
+    def find(self, data_dir: Path) -> Path | None:
+        """The first folder holding a complete copy (None if none does)."""
+        return next((f for f in self.candidate_folders(data_dir) if self.layout.complete(f)),
+                    None)
 
 
 def _idx_file(folder: Path, name: str) -> Path | None:
@@ -201,7 +219,7 @@ def mnist_family(name: str, title: str, folder: str, base_url: str, md5s: tuple[
         class_names=class_names)
 
 
-DATASETS: dict[str, DatasetSpec] = {
+DATASETS: Registry[DatasetSpec] = Registry("dataset", "data set", {
     "cifar10": DatasetSpec(
         name="cifar10", title="CIFAR-10", num_classes=10, shape=(3, 32, 32),
         sizes=(50_000, 10_000), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
@@ -240,7 +258,7 @@ DATASETS: dict[str, DatasetSpec] = {
         layout=EmbeddedLayout(read_sklearn_digits, "scikit-learn (bundled)"),
         class_names=DIGITS,
     ),
-}
+})
 
 
 def custom_spec(name: str, read, num_classes: int, shape: tuple[int, int, int],
@@ -268,8 +286,7 @@ def locate(name: str, data_dir: Path | None = None) -> Path | None:
     spec = get_spec(name)
     if spec.layout.embedded:
         return None
-    data_dir = default_data_dir() if data_dir is None else Path(data_dir)
-    return next((f for f in spec.candidate_folders(data_dir) if spec.layout.complete(f)), None)
+    return spec.find(default_data_dir() if data_dir is None else Path(data_dir))
 
 
 def not_found_message(spec: DatasetSpec, data_dir: Path) -> str:
@@ -277,14 +294,16 @@ def not_found_message(spec: DatasetSpec, data_dir: Path) -> str:
             f"(--data-dir or WARMUP_BENCH_DATA), or run `warmup-bench data download {spec.name}`.")
 
 
-def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
-    """Reads a whole data set into memory (CPU uint8 tensors)."""
-    spec = get_spec(name)
+def load_dataset(name: str, data_dir: Path | None = None,
+                 spec: DatasetSpec | None = None) -> Dataset:
+    """Reads a whole data set into memory (CPU uint8 tensors): a registered one by name,
+    or the one `spec` describes (the user's own data, opened from its source)."""
+    spec = spec or get_spec(name)
     data_dir = default_data_dir() if data_dir is None else Path(data_dir)
     if spec.layout.embedded:
         folder, source = None, spec.layout.source
     else:
-        folder = locate(name, data_dir)
+        folder = spec.find(data_dir)
         if folder is None:
             raise DataError(not_found_message(spec, data_dir))
         source = str(folder)
@@ -293,12 +312,7 @@ def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
         check_split(source, split, images, labels, spec)
     mean, std = spec.mean, spec.std
     if not mean:  # no published statistics: those of the train split, per channel
-        scaled = train_x.astype(np.float64) / 255.0
-        if scaled.shape[1] == 1:
-            mean, std = (float(scaled.mean()),), (float(scaled.std()),)
-        else:
-            mean = tuple(map(float, scaled.mean(axis=(0, 2, 3))))
-            std = tuple(map(float, scaled.std(axis=(0, 2, 3))))
+        mean, std = pixel_statistics(train_x, source)
 
     def split(images, labels) -> Split:
         # parsed arrays may view read-only file buffers: copy those; and one memory layout
@@ -316,6 +330,35 @@ def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
                    num_classes=spec.num_classes, mean=mean, std=std, source=source)
 
 
+STATS_CHUNK = 1 << 18  # pixels per np.bincount call, whose int64 copy is then 2 MiB
+
+
+def pixel_statistics(images: np.ndarray, source: str = "data") -> tuple[tuple[float, ...],
+                                                                         tuple[float, ...]]:
+    """Per-channel mean and (population) std of uint8 images (N, C, H, W) on the 0..1
+    scale, from exact integer histograms: no float copy of the split, and each value
+    within an ulp or so of exact, so their float32 casts (what the loader uses) are those
+    of the former `(images / 255).mean()`, `.std()` (tested: digits, random arrays).
+    A constant channel (std 0) is refused: normalising it would give NaN."""
+    count, channels = images.shape[0], images.shape[1]
+    pixels = math.prod(images.shape[2:])
+    step = max(1, STATS_CHUNK // max(pixels, 1))
+    means, stds = [], []
+    for c in range(channels):
+        histogram = sum((np.bincount(images[i:i + step, c].ravel(), minlength=256)
+                         for i in range(0, count, step)), np.zeros(256, np.int64)).tolist()
+        n = count * pixels
+        total = sum(v * k for v, k in enumerate(histogram))  # Python ints: exact
+        squares = sum(v * v * k for v, k in enumerate(histogram))
+        spread = n * squares - total * total  # n^2 * 255^2 * variance, exact
+        if spread == 0:
+            raise DataError(f"{source}: every train pixel of channel {c} is {total // n}; "
+                            "constant images cannot be normalised (their std is 0).")
+        means.append(total / (255 * n))  # int / int: correctly rounded
+        stds.append(math.sqrt(spread / (255 * n) ** 2))
+    return tuple(means), tuple(stds)
+
+
 def check_split(source: str, split: str, images, labels, spec: DatasetSpec) -> None:
     """What the loader relies on, whoever read the arrays: uint8 images of the spec's
     shape, one integer label in 0..classes-1 per image, at least one image."""
@@ -328,6 +371,9 @@ def check_split(source: str, split: str, images, labels, spec: DatasetSpec) -> N
                         f"expected {spec.shape}.")
     if len(images) == 0:
         raise DataError(f"{source}: the {split} split holds no images.")
+    if 0 in images.shape[1:]:
+        raise DataError(f"{source}: {split} images are {tuple(images.shape[1:])} (C, H, W); "
+                        "an image needs at least one pixel.")
     if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu" \
             or labels.shape != (len(images),):
         raise DataError(f"{source}: {split} labels must be {len(images)} integers, got "

@@ -29,6 +29,21 @@ def split_train_val(split: Split, val_fraction: float, seed: int) -> tuple[Split
     return split.subset(order[n_val:]), split.subset(order[:n_val])
 
 
+class Normalization:
+    """uint8 images -> the float input models train on, (x / 255 - mean) / std per channel,
+    computed as one multiply-subtract: what training, evaluation and inference all use."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...],
+                 device: torch.device | str | None = None):
+        mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.scale = 1.0 / (255.0 * std_t)
+        self.shift = mean_t / std_t
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(-self.shift, images.float(), self.scale)
+
+
 class BatchLoader:
     """Normalised float batches of one split: shuffled, augmented and full-size only when
     `train`; in order and covering every sample once otherwise."""
@@ -45,12 +60,15 @@ class BatchLoader:
         self.augment = augment
         self.seed = seed
         self.memory_format = memory_format
-        device = self.split.images.device
-        mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        # (x / 255 - mean) / std as one multiply-subtract
-        self.scale = 1.0 / (255.0 * std_t)
-        self.shift = mean_t / std_t
+        self.normalization = Normalization(mean, std, self.split.images.device)
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.normalization.scale
+
+    @property
+    def shift(self) -> torch.Tensor:
+        return self.normalization.shift
 
     @property
     def device(self) -> torch.device:
@@ -69,8 +87,7 @@ class BatchLoader:
         return n // b if self.train else -(-n // b)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        out = torch.addcmul(-self.shift, images.float(), self.scale)
-        return out.contiguous(memory_format=self.memory_format)
+        return self.normalization(images).contiguous(memory_format=self.memory_format)
 
     def probe_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The first batch in storage order, unaugmented: a fixed batch for probes."""

@@ -1,12 +1,15 @@
-"""Model registry: name -> factory(num_classes, in_channels)."""
+"""Model registry: a name maps to a ModelEntry (a factory(num_classes, in_channels) and
+what the model is)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 from torch import nn
 
+from ..registry import Registry
 from .cnn import DigitsNet, EmnistCNN
 from .dropout import Dropout, mask_source
 from .resnet_cifar import CifarResNet
@@ -14,18 +17,39 @@ from .vit import VisionTransformer
 
 RESNET_DEPTHS = (20, 32, 44, 56, 110, 1202)
 
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    **{f"resnet{d}": partial(CifarResNet, d) for d in RESNET_DEPTHS},
-    "emnist-cnn": EmnistCNN,
-    "vit": VisionTransformer,
-    "digits-net": DigitsNet,
-}
-CONV_NETS = {name for name in MODELS if name != "vit"}  # channels_last (CUDA, CPU) helps these
+
+@dataclass(frozen=True)
+class ModelEntry:
+    factory: Callable[..., nn.Module]  # (num_classes=, in_channels=) -> the model
+    description: str
+    label: str
+    # a conv net: trained channels_last on CUDA and CPUs, where oneDNN's and cuDNN's NHWC
+    # kernels are faster (one fwd/bwd/step of ResNet-20 1.29x on an AMD EPYC)
+    channels_last: bool = False
+
+    def check(self, cfg) -> None:
+        """The rules a model states about a config (none yet: the image size is checked
+        against the data once both are built)."""
+
+
+def _entry(factory, channels_last: bool) -> ModelEntry:
+    """An entry described by its factory's class (or function) and first docstring line."""
+    base = getattr(factory, "func", factory)
+    return ModelEntry(factory, (base.__doc__ or "").strip().split("\n")[0], base.__name__,
+                      channels_last)
+
+
+MODELS: Registry[ModelEntry] = Registry("model", "--model", {
+    **{f"resnet{d}": _entry(partial(CifarResNet, d), True) for d in RESNET_DEPTHS},
+    "emnist-cnn": _entry(EmnistCNN, True),
+    "vit": _entry(VisionTransformer, False),
+    "digits-net": _entry(DigitsNet, True),
+})
 
 
 def build_model(name: str, num_classes: int, in_channels: int) -> nn.Module:
-    return MODELS[name](num_classes=num_classes, in_channels=in_channels)
+    return MODELS[name].factory(num_classes=num_classes, in_channels=in_channels)
 
 
-__all__ = ["MODELS", "CONV_NETS", "RESNET_DEPTHS", "build_model", "Dropout", "mask_source",
+__all__ = ["MODELS", "ModelEntry", "RESNET_DEPTHS", "build_model", "Dropout", "mask_source",
            "CifarResNet", "EmnistCNN", "DigitsNet", "VisionTransformer"]

@@ -20,26 +20,20 @@ killed process never leaves a file that a reader would misparse.
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 import errno
 import hashlib
-import io
 import json
-import math
 import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
-from typing import NamedTuple
 
-import numpy as np
 import pandas as pd
 
-from .config import ADDED_SETTINGS, SETTINGS, ConfigError, TrainConfig
-from .files import (
+from ..config import ADDED_SETTINGS, SETTINGS, ConfigError, TrainConfig
+from ..errors import UserError
+from ..files import (
     TEMP_SUFFIX,
     OutputError,
     atomic_path,
@@ -47,6 +41,17 @@ from .files import (
     writable_ancestor,
     write_json_atomic,
 )
+from .csvlogs import (
+    EPOCH_COLUMNS_SINCE_0_1,
+    STEP_COLUMNS,
+    CsvLog,
+    RunFileError,
+    count_rows,
+    epoch_columns,
+    read_csv,
+    truncate_rows,
+)
+from .summary import Summary
 
 CONFIG, META, SUMMARY = "config.json", "meta.json", "summary.json"
 STEPS, EPOCHS = "steps.csv", "epochs.csv"
@@ -60,87 +65,12 @@ CHECKPOINT_KEYS = {"format", "config_hash", "model", "optimizer", "scheduler", "
                    "epoch", "wall_seconds", "results", "rows"}
 
 
-class RunBusy(Exception):
+class RunBusy(UserError):
     """Another live process holds the run folder's lock."""
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint that cannot be resumed: unreadable, or not this run's."""
-
-STEP_COLUMNS = ["step", "epoch", "lr", "warmup_factor", "loss"]
-EPOCH_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5",
-                 "seconds", "images_per_second"]
-VAL_COLUMNS = ["val_loss", "val_acc", "val_top5"]
-
-
-def epoch_columns(has_val: bool) -> list[str]:
-    return EPOCH_COLUMNS[:6] + (VAL_COLUMNS if has_val else []) + EPOCH_COLUMNS[6:]
-
-
-class Status(str, Enum):
-    """A run's state as summary.json records it (the values are the JSON strings)."""
-
-    RUNNING = "running"
-    COMPLETE = "complete"
-    DIVERGED = "diverged"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
-
-    @property
-    def final(self) -> bool:
-        """A final result: sweeps never redo it (a diverged run would diverge again)."""
-        return self in (Status.COMPLETE, Status.DIVERGED)
-
-
-@dataclass
-class Summary:
-    status: Status = Status.RUNNING
-    best_test_acc: float | None = None
-    best_epoch: int | None = None
-    final_test_acc: float | None = None
-    final_val_acc: float | None = None
-    best_val_acc: float | None = None
-    best_val_epoch: int | None = None
-    test_acc_at_best_val: float | None = None  # the ViT write-up's "Test Acc"
-    test_top5_at_best_val: float | None = None
-    epochs_done: int = 0
-    wall_seconds: float = 0.0
-    error: str | None = None
-    diverged_at: dict | None = None  # {"epoch": e, "step": s}
-
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "status": self.status.value}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> Summary:
-        """Tolerant of keys it does not know (written by another version); ValueError for
-        a value of the wrong type, so a damaged file is never averaged into a table."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        fields = {k: v for k, v in values.items() if k in known}
-        for key in ("best_test_acc", "final_test_acc", "final_val_acc", "best_val_acc",
-                    "test_acc_at_best_val", "test_top5_at_best_val", "wall_seconds"):
-            value = fields.get(key)
-            if value is not None and not (_is_number(value) and math.isfinite(value)):
-                raise ValueError(f"{key} {value!r} is not a number")
-            high = math.inf if key == "wall_seconds" else 1.0  # accuracies are fractions
-            if value is not None and not 0.0 <= value <= high:
-                raise ValueError(f"{key} {value!r} is outside [0, {high:g}]")
-        for key in ("best_epoch", "best_val_epoch", "epochs_done"):
-            value = fields.get(key)
-            if value is not None and not (isinstance(value, int) and
-                                          not isinstance(value, bool) and value >= 0):
-                raise ValueError(f"{key} {value!r} is not a count")
-        return cls(**{**fields, "status": Status(values.get("status"))})
-
-
-# --metric choices -> Summary fields: best test accuracy over epochs ([W]'s tables), the
-# last epoch's, and the test accuracy of the best-validation epoch ([V]'s "Test Acc")
-METRICS = {"best": "best_test_acc", "final": "final_test_acc",
-           "at-best-val": "test_acc_at_best_val"}
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def run_name(cfg: TrainConfig) -> str:
@@ -159,139 +89,11 @@ def config_hash(cfg: TrainConfig) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
 
-class CsvLog:
-    """An append-only CSV: the header once, then whole rows, flushed as they are written."""
-
-    def __init__(self, path: Path, columns: list[str], mirror=None):
-        self.path, self.columns, self.mirror = path, columns, mirror
-        if not path.exists() or path.stat().st_size == 0:
-            path.write_text(",".join(columns) + "\n")
-        self.rows = _count_rows(path)  # data rows in the file (checkpoints record it)
-        self.handle = path.open("a", newline="")
-        self.writer = csv.writer(self.handle, lineterminator="\n")
-
-    def append(self, row: dict) -> None:
-        self.writer.writerow([_format(row[c]) for c in self.columns])
-        self.handle.flush()
-        self.rows += 1
-        if self.mirror is not None:  # the same row, to TensorBoard
-            self.mirror(row)
-
-    def close(self) -> None:
-        self.handle.close()
-
-
-def _format(value) -> str:
-    return repr(value) if isinstance(value, float) else str(value)  # repr: exact round trip
-
-
-def _count_rows(path: Path) -> int:
-    """Complete data rows (a torn last line, from a kill mid-write, is not counted). Bytes,
-    not text: a damaged encoding must not stop a resume that drops those rows anyway."""
-    return max(0, path.read_bytes().count(b"\n") - 1) if path.exists() else 0
-
-
-def _truncate_rows(path: Path, rows: int) -> None:
-    """Keeps the header and the first `rows` rows (drops what a resumed run will redo)."""
-    if path.exists():
-        lines = path.read_bytes().split(b"\n")
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(b"\n".join(lines[: rows + 1]) + b"\n")
-
-
 def _read_json(path: Path):
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-class Bound(NamedTuple):
-    """The values a CSV column may hold: within [low, high], whole numbers if `integer`,
-    and NaN / inf only where `nonfinite` (a diagnostic that does not apply is empty)."""
-
-    low: float = -math.inf
-    high: float = math.inf
-    integer: bool = False
-    nonfinite: bool = False
-
-
-COUNT, SIZE, FRACTION = Bound(1, integer=True), Bound(0), Bound(0, 1)
-ANY = Bound(nonfinite=True)
-# every numeric column of a run's CSVs and its bound; a value outside is damage
-BOUNDS = {"step": COUNT, "epoch": COUNT, "lr": SIZE, "warmup_factor": FRACTION, "loss": SIZE,
-          "train_loss": SIZE, "train_acc": FRACTION, "test_loss": SIZE, "test_acc": FRACTION,
-          "test_top5": FRACTION, "val_loss": SIZE, "val_acc": FRACTION, "val_top5": FRACTION,
-          "seconds": SIZE, "images_per_second": SIZE}
-# the columns every version of warmup-bench wrote (0.1.0's epochs.csv had no top-5)
-REQUIRED = {STEPS: STEP_COLUMNS, EPOCHS: ["epoch", "train_loss", "train_acc", "test_loss",
-                                          "test_acc", "seconds", "images_per_second"],
-            DIAGNOSTICS: ["step"], LAYERS: ["step", "layer"]}
-TEXT_COLUMNS = {"layer"}
-
-
-class RunFileError(Exception):
-    """A run file that cannot be trusted: unreadable, damaged, or a number out of range."""
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    """A run's CSV, every value checked against its column's bound; RunFileError naming
-    the file and the first bad value otherwise. Rows are written whole, each ending in a
-    newline, so a last line without one is torn (its writer was killed mid-row) and is
-    dropped. A missing file is an empty frame. Empty cells (a diagnostic that does not
-    apply) read as NaN."""
-    if not path.exists():
-        return pd.DataFrame()
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as error:
-        raise RunFileError(f"{path}: cannot read ({error.strerror or error}).") from None
-    except UnicodeDecodeError:
-        raise RunFileError(f"{path}: not UTF-8 text (the file is damaged).") from None
-    text = text[: text.rfind("\n") + 1]
-    try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except (ValueError, pd.errors.ParserError) as error:
-        first = (str(error).strip().splitlines() or [""])[0]
-        raise RunFileError(f"{path}: not a readable CSV ({first}).") from None
-    except pd.errors.EmptyDataError:
-        raise RunFileError(f"{path}: empty (no header).") from None
-    missing = [c for c in REQUIRED.get(path.name, []) if c not in frame.columns]
-    if missing:
-        raise RunFileError(f"{path}: no {', '.join(missing)} column(s).")
-    checked = {}
-    for column in frame.columns:
-        if column in TEXT_COLUMNS:
-            continue
-        bound = BOUNDS.get(column, ANY)
-        values = pd.to_numeric(frame[column].replace("", "nan"), errors="coerce")
-        text_cells = values.isna() & ~frame[column].isin(["", "nan", "NaN"])
-        if text_cells.any():
-            row = int(text_cells.idxmax())
-            raise RunFileError(f"{path}: {column} {frame[column][row]!r} in row {row + 1} is "
-                               "not a number.")
-        finite = np.isfinite(values)
-        if not bound.nonfinite and not finite.all():
-            row = int((~finite).idxmax())
-            raise RunFileError(f"{path}: {column} {frame[column][row]!r} in row {row + 1} is "
-                               "not a finite number.")
-        bad = finite & ((values < bound.low) | (values > bound.high))
-        if bound.integer:
-            bad |= finite & (values != np.round(values))
-        if bad.any():
-            row = int(bad.idxmax())
-            kind = "a whole number in" if bound.integer else "in"
-            raise RunFileError(f"{path}: {column} {frame[column][row]!r} in row {row + 1} is "
-                               f"not {kind} [{bound.low:g}, {bound.high:g}].")
-        checked[column] = values.astype(np.int64) if bound.integer else values
-    frame = frame.assign(**checked)
-    key = frame.columns[0] if len(frame.columns) else None
-    # rows are logged in order, once each (layers.csv: a row per layer of a step)
-    keys = frame[key].to_numpy() if key in ("step", "epoch") else np.zeros(0)
-    steps = np.diff(keys)
-    if (steps < 0).any() or (path.name != LAYERS and (steps == 0).any()):
-        raise RunFileError(f"{path}: its {key} column is not increasing (the file is damaged).")
-    return frame.reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -362,7 +164,7 @@ class RunDir:
         """Back to a checkpoint: drops the CSV rows logged after it (they will be redone)."""
         remove_temporaries(self.path)
         for name, file in LOGS.items():
-            _truncate_rows(self.path / file, rows[name])
+            truncate_rows(self.path / file, rows[name])
 
     def open_logs(self, has_val: bool, diagnostics: bool, tensorboard: bool = False,
                   first_step: int = 1, iters_per_epoch: int = 1) -> Logs:
@@ -370,15 +172,15 @@ class RunDir:
         `diagnostics` (their rows are left as they are otherwise). With `tensorboard`,
         every row is also written as TensorBoard scalars (`first_step`: the iteration
         this attempt starts at)."""
-        from .diagnostics import DIAGNOSTIC_COLUMNS, LAYER_COLUMNS
-        from .trackers import TensorBoardMirror
+        from ..diagnostics import DIAGNOSTIC_COLUMNS, LAYER_COLUMNS
+        from ..trackers import TensorBoardMirror
 
         board = TensorBoardMirror(self.path / TENSORBOARD, first_step, iters_per_epoch) \
             if tensorboard else None
 
         def extra(file: str, columns: list[str], mirror=None) -> CsvLog | int:
             return CsvLog(self.path / file, columns, mirror) if diagnostics else \
-                _count_rows(self.path / file)
+                count_rows(self.path / file)
 
         return Logs(CsvLog(self.path / STEPS, STEP_COLUMNS, board and board.steps),
                     CsvLog(self.path / EPOCHS, epoch_columns(has_val), board and board.epochs),
@@ -422,7 +224,7 @@ class RunDir:
             raise CheckpointError(f"{path} belongs to another run (its config hash differs "
                                   "from this folder's); refusing to resume from it.")
         epoch, rows = state["epoch"], state["rows"]
-        logged = {name: _count_rows(self.path / file) for name, file in LOGS.items()}
+        logged = {name: count_rows(self.path / file) for name, file in LOGS.items()}
         if not (isinstance(epoch, int) and 0 <= epoch <= cfg.epochs and isinstance(rows, dict)
                 and all(isinstance(rows.get(k), int) and 0 <= rows[k] <= logged[k]
                         for k in logged) and rows["epochs"] == epoch):
@@ -475,16 +277,16 @@ class RunDir:
             if isinstance(legacy, dict) else {}
 
     def read_steps(self) -> pd.DataFrame:
-        return _read_csv(self.path / STEPS)
+        return read_csv(self.path / STEPS, STEP_COLUMNS)
 
     def read_epochs(self) -> pd.DataFrame:
-        return _read_csv(self.path / EPOCHS)
+        return read_csv(self.path / EPOCHS, EPOCH_COLUMNS_SINCE_0_1)
 
     def read_diagnostics(self) -> pd.DataFrame:
-        return _read_csv(self.path / DIAGNOSTICS)
+        return read_csv(self.path / DIAGNOSTICS, ["step"])
 
     def read_layers(self) -> pd.DataFrame:
-        return _read_csv(self.path / LAYERS)
+        return read_csv(self.path / LAYERS, ["step", "layer"], one_row_per_key=False)
 
 
 def _save_torch(path: Path, state: dict) -> None:

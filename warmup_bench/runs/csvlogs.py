@@ -1,0 +1,154 @@
+"""The run folder's CSV logs: written a whole row at a time (so a killed writer leaves at
+most a torn last line, which readers drop), read back with every value checked."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UserError
+from ..files import atomic_path
+
+STEP_COLUMNS = ["step", "epoch", "lr", "warmup_factor", "loss"]
+EPOCH_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5",
+                 "seconds", "images_per_second"]
+VAL_COLUMNS = ["val_loss", "val_acc", "val_top5"]
+
+
+def epoch_columns(has_val: bool) -> list[str]:
+    return EPOCH_COLUMNS[:6] + (VAL_COLUMNS if has_val else []) + EPOCH_COLUMNS[6:]
+
+
+class CsvLog:
+    """An append-only CSV: the header once, then whole rows, flushed as they are written."""
+
+    def __init__(self, path: Path, columns: list[str], mirror=None):
+        self.path, self.columns, self.mirror = path, columns, mirror
+        if not path.exists() or path.stat().st_size == 0:
+            path.write_text(",".join(columns) + "\n")
+        self.rows = count_rows(path)  # data rows in the file (checkpoints record it)
+        self.handle = path.open("a", newline="")
+        self.writer = csv.writer(self.handle, lineterminator="\n")
+
+    def append(self, row: dict) -> None:
+        self.writer.writerow([_format(row[c]) for c in self.columns])
+        self.handle.flush()
+        self.rows += 1
+        if self.mirror is not None:  # the same row, to TensorBoard
+            self.mirror(row)
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _format(value) -> str:
+    return repr(value) if isinstance(value, float) else str(value)  # repr: exact round trip
+
+
+def count_rows(path: Path) -> int:
+    """Complete data rows (a torn last line, from a kill mid-write, is not counted). Bytes,
+    not text: a damaged encoding must not stop a resume that drops those rows anyway."""
+    return max(0, path.read_bytes().count(b"\n") - 1) if path.exists() else 0
+
+
+def truncate_rows(path: Path, rows: int) -> None:
+    """Keeps the header and the first `rows` rows (drops what a resumed run will redo)."""
+    if path.exists():
+        lines = path.read_bytes().split(b"\n")
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(b"\n".join(lines[: rows + 1]) + b"\n")
+
+
+class Bound(NamedTuple):
+    """The values a CSV column may hold: within [low, high], whole numbers if `integer`,
+    and NaN / inf only where `nonfinite` (a diagnostic that does not apply is empty)."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    integer: bool = False
+    nonfinite: bool = False
+
+
+COUNT, SIZE, FRACTION = Bound(1, integer=True), Bound(0), Bound(0, 1)
+ANY = Bound(nonfinite=True)
+# every numeric column of a run's CSVs and its bound; a value outside is damage
+BOUNDS = {"step": COUNT, "epoch": COUNT, "lr": SIZE, "warmup_factor": FRACTION, "loss": SIZE,
+          "train_loss": SIZE, "train_acc": FRACTION, "test_loss": SIZE, "test_acc": FRACTION,
+          "test_top5": FRACTION, "val_loss": SIZE, "val_acc": FRACTION, "val_top5": FRACTION,
+          "seconds": SIZE, "images_per_second": SIZE}
+# the epochs.csv columns every version of warmup-bench wrote (0.1.0's had no top-5)
+EPOCH_COLUMNS_SINCE_0_1 = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc",
+                           "seconds", "images_per_second"]
+TEXT_COLUMNS = {"layer"}
+
+
+class RunFileError(UserError):
+    """A run file that cannot be trusted: unreadable, damaged, or a number out of range."""
+
+
+def read_csv(path: Path, required: list[str] = (), one_row_per_key: bool = True
+             ) -> pd.DataFrame:
+    """A run's CSV, every value checked against its column's bound; RunFileError naming
+    the file and the first bad value otherwise. Rows are written whole, each ending in a
+    newline, so a last line without one is torn (its writer was killed mid-row) and is
+    dropped. A missing file is an empty frame. Empty cells (a diagnostic that does not
+    apply) read as NaN. `required`: the columns it must have; `one_row_per_key`: whether
+    its key column (step or epoch) increases strictly."""
+    if not path.exists():
+        return pd.DataFrame()
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as error:
+        raise RunFileError(f"{path}: cannot read ({error.strerror or error}).") from None
+    except UnicodeDecodeError:
+        raise RunFileError(f"{path}: not UTF-8 text (the file is damaged).") from None
+    text = text[: text.rfind("\n") + 1]
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as error:
+        first = (str(error).strip().splitlines() or [""])[0]
+        raise RunFileError(f"{path}: not a readable CSV ({first}).") from None
+    except pd.errors.EmptyDataError:
+        raise RunFileError(f"{path}: empty (no header).") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise RunFileError(f"{path}: no {', '.join(missing)} column(s).")
+    checked = {}
+    for column in frame.columns:
+        if column in TEXT_COLUMNS:
+            continue
+        bound = BOUNDS.get(column, ANY)
+        values = pd.to_numeric(frame[column].replace("", "nan"), errors="coerce")
+        text_cells = values.isna() & ~frame[column].isin(["", "nan", "NaN"])
+        if text_cells.any():
+            row = int(text_cells.idxmax())
+            raise RunFileError(f"{path}: {column} {frame[column][row]!r} in row {row + 1} is "
+                               "not a number.")
+        finite = np.isfinite(values)
+        if not bound.nonfinite and not finite.all():
+            row = int((~finite).idxmax())
+            raise RunFileError(f"{path}: {column} {frame[column][row]!r} in row {row + 1} is "
+                               "not a finite number.")
+        bad = finite & ((values < bound.low) | (values > bound.high))
+        if bound.integer:
+            bad |= finite & (values != np.round(values))
+        if bad.any():
+            row = int(bad.idxmax())
+            kind = "a whole number in" if bound.integer else "in"
+            raise RunFileError(f"{path}: {column} {frame[column][row]!r} in row {row + 1} is "
+                               f"not {kind} [{bound.low:g}, {bound.high:g}].")
+        checked[column] = values.astype(np.int64) if bound.integer else values
+    frame = frame.assign(**checked)
+    key = frame.columns[0] if len(frame.columns) else None
+    # rows are logged in order, once each (layers.csv: a row per layer of a step)
+    keys = frame[key].to_numpy() if key in ("step", "epoch") else np.zeros(0)
+    steps = np.diff(keys)
+    if (steps < 0).any() or (one_row_per_key and (steps == 0).any()):
+        raise RunFileError(f"{path}: its {key} column is not increasing (the file is damaged).")
+    return frame.reset_index(drop=True)

@@ -1,0 +1,88 @@
+"""A run's state after its last completed epoch, and its checkpoint: saved every epoch,
+restored on --resume so that the resumed run's files equal an uninterrupted run's."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+
+from ..diagnostics import Sharpness
+from ..runs import CheckpointError, Logs, RunDir, Summary
+from .build import Net
+
+# the Summary fields a checkpoint carries (its "results"), as it has since 0.1.0
+RESULT_KEYS = ("best_test_acc", "best_epoch", "final_test_acc", "final_val_acc",
+               "best_val_acc", "best_val_epoch", "test_acc_at_best_val", "test_top5_at_best_val")
+
+
+@dataclass
+class RunState:
+    """Where a run stands after its last completed epoch: its summary so far."""
+
+    summary: Summary = field(default_factory=Summary)
+
+    @property
+    def epoch(self) -> int:
+        return self.summary.epochs_done
+
+    def record(self, row: dict) -> bool:
+        """Takes an epoch's row into the summary; True when the epoch is the one to keep:
+        the best validation accuracy where there is a val split (the checkpoint the ViT
+        write-up tests), else the best test accuracy (pytorch_warmup's tables)."""
+        s = self.summary
+        best_test = s.best_test_acc is None or row["test_acc"] > s.best_test_acc
+        if best_test:
+            s.best_test_acc, s.best_epoch = row["test_acc"], row["epoch"]
+        s.final_test_acc, s.final_val_acc = row["test_acc"], row.get("val_acc")
+        s.epochs_done = row["epoch"]
+        if "val_acc" not in row:
+            return best_test
+        best_val = s.best_val_acc is None or row["val_acc"] > s.best_val_acc
+        if best_val:
+            s.best_val_acc, s.best_val_epoch = row["val_acc"], row["epoch"]
+            s.test_acc_at_best_val, s.test_top5_at_best_val = row["test_acc"], row["test_top5"]
+        return best_val
+
+
+def checkpoint_state(net: Net, state: RunState, logs: Logs,
+                     sharpness: Sharpness | None) -> dict:
+    scheduler = net.training.lr_schedule.scheduler.state_dict()
+    if "milestones" in scheduler:  # a Counter, which weights_only loading refuses
+        scheduler["milestones"] = dict(scheduler["milestones"])
+    rng = {"cpu": torch.get_rng_state()}
+    if net.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(net.device)
+    summary = state.summary
+    return {"model": net.model.state_dict(), "optimizer": net.training.optimizer.state_dict(),
+            "scheduler": scheduler, "warmup": net.training.warmup.state_dict(), "rng": rng,
+            "epoch": summary.epochs_done, "wall_seconds": summary.wall_seconds,
+            "results": {key: getattr(summary, key) for key in RESULT_KEYS},
+            "rows": logs.rows()} | ({"sharpness": sharpness.state_dict()} if sharpness else {})
+
+
+def restore(run: RunDir, cfg, net: Net, sharpness: Sharpness | None) -> RunState:
+    """Loads the verified checkpoint into the objects, then drops the log rows written
+    after it. Anything that does not fit raises CheckpointError before the folder is
+    touched."""
+    state = run.load_checkpoint(cfg, net.device)
+    try:
+        net.model.load_state_dict(state["model"])
+        net.training.optimizer.load_state_dict(state["optimizer"])
+        scheduler = state["scheduler"]
+        if "milestones" in scheduler:
+            scheduler = {**scheduler, "milestones": Counter(scheduler["milestones"])}
+        net.training.lr_schedule.scheduler.load_state_dict(scheduler)
+        net.training.warmup.load_state_dict(state["warmup"])
+        torch.set_rng_state(state["rng"]["cpu"])
+        if net.device.type == "cuda" and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], net.device)
+        if sharpness is not None and "sharpness" in state:  # its warm-start vectors
+            sharpness.load_state_dict(state["sharpness"])
+    except Exception as error:
+        raise CheckpointError(f"{run.name}: the checkpoint does not fit this run's model "
+                              f"or optimizer ({type(error).__name__}).") from None
+    run.rewind(state["rows"])
+    return RunState(Summary(epochs_done=state["epoch"], wall_seconds=state["wall_seconds"],
+                            **state["results"]))
