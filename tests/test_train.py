@@ -330,3 +330,44 @@ def test_default_command_trains_resnet20_on_cifar_files(tmp_path) -> None:
     assert json.loads((directory / "meta.json").read_text())["iterations_per_epoch"] == 2
     steps = read_csv(directory / "steps.csv")
     assert float(steps[0]["lr"]) == 0.01 * (1 / 1999)  # untuned linear: tau = int(2 / 0.001)
+
+
+def test_preset_run_names_are_those_older_versions_gave() -> None:
+    """Settings added since 0.1.0 (eps, plugins, momentum) stay out of the hash at their
+    defaults: these are the names warmup-bench 0.1.0-0.2 gave (4ce7d0a)."""
+    from warmup_bench.runs import run_name
+    from warmup_bench.tasks import TASKS
+
+    assert {t: run_name(resolve_config(t)) for t in TASKS} == {
+        "cifar10-resnet20": "adamw-untuned-linear-multistep-lr0.01-b0.999-s1-834c3764",
+        "emnist-cnn": "adamw-untuned-linear-cosine-lr0.01-b0.999-s1-2766f9ec",
+        "mnist-vit": "adamw-none-cosine-epoch-lr0.001-b0.999-s1-f1933675",
+        "digits": "adamw-untuned-linear-cosine-lr0.01-b0.999-s1-a62e27e7",
+        "fashion-mnist-vit": "adamw-none-cosine-epoch-lr0.001-b0.999-s1-b4a1b903"}
+    sgd = {"opt": "sgd", "warmup": "linear", "warmup_period": 100, "lr": 0.1}
+    assert run_name(resolve_config("digits", sgd)) == \
+        "sgd-linear-p100-cosine-lr0.1-b0.999-s1-0e793db7"
+    assert run_name(resolve_config("digits", {**sgd, "momentum": 0.5})) != \
+        run_name(resolve_config("digits", sgd))
+
+
+def test_momentum_is_one_setting_sgd_takes(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from warmup_bench.cli import app
+    from warmup_bench.optim import OPTIMIZERS
+
+    cfg = resolve_config("digits", {"opt": "sgd", "warmup": "none", "momentum": 0.5})
+    optimizer = OPTIMIZERS["sgd"].build([torch.nn.Parameter(torch.zeros(2))], cfg)
+    assert optimizer.param_groups[0]["momentum"] == 0.5
+    adamw = OPTIMIZERS["adamw"].build([torch.nn.Parameter(torch.zeros(2))], cfg)
+    assert "momentum" not in adamw.param_groups[0]  # Adam takes betas, not momentum
+    bad = CliRunner().invoke(app, ["train", "--task", "digits", "--momentum", "1",
+                                   "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "--momentum 1.0 must be in [0, 1)" in bad.output
+    result = CliRunner().invoke(app, ["train", "--task", "digits", "--opt", "sgd", "--warmup",
+                                      "none", "--lr", "0.05", "--momentum", "0.5", "--epochs",
+                                      "1", "--no-progress", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (folder,) = (tmp_path / "digits").iterdir()
+    assert json.loads((folder / "config.json").read_text())["momentum"] == 0.5

@@ -92,6 +92,7 @@ class TrainConfig:
     beta1: float = setting(0.9, "Adam beta1.", below_one)
     beta2: float = setting(0.999, "Adam beta2.", below_one)
     eps: float = setting(1e-8, "Adam epsilon.", positive, added=True)
+    momentum: float = setting(0.9, "SGD momentum.", below_one, added=True)
     weight_decay: float = setting(0.0, "Weight decay.", at_least_zero)
     epochs: int = setting(10, "Epochs.", positive)
     batch_size: int = setting(128, "Training batch size.", positive)

@@ -27,6 +27,7 @@ class OptimizerEntry:
     factory: type[torch.optim.Optimizer]
     options: dict = field(default_factory=dict)  # fixed extra keyword arguments
     has_betas: bool = True
+    has_momentum: bool = False  # takes --momentum (SGD)
     rectified: bool = False  # applies RAdam's rectification itself
     # pass foreach=True: torch's multi-tensor implementation, its default on CUDA already;
     # on CPU far fewer dispatches (AdamW step of the EMNIST CNN 1.5 -> 0.4 ms) and, for
@@ -41,10 +42,12 @@ class OptimizerEntry:
         """The rules this optimizer states about a config (none yet)."""
 
     def build(self, params, cfg: TrainConfig, fused: bool = False) -> torch.optim.Optimizer:
-        betas = {"betas": (cfg.beta1, cfg.beta2), "eps": cfg.eps} if self.has_betas else {}
+        settings = {"betas": (cfg.beta1, cfg.beta2), "eps": cfg.eps} if self.has_betas else {}
+        if self.has_momentum:
+            settings["momentum"] = cfg.momentum
         kernel = {"fused": True} if fused and self.fused else \
             {"foreach": True} if self.foreach else {}
-        return self.factory(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **betas,
+        return self.factory(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **settings,
                             **kernel, **self.options)
 
 
@@ -55,8 +58,8 @@ def optimizer_kernel(optimizer: torch.optim.Optimizer) -> str:
 
 
 OPTIMIZERS: Registry[OptimizerEntry] = Registry("optimizer", "--opt", {
-    "sgd": OptimizerEntry("SGD, momentum 0.9, L2 weight decay", "SGD", torch.optim.SGD,
-                          {"momentum": 0.9}, has_betas=False, fused=True),
+    "sgd": OptimizerEntry("SGD with momentum (--momentum, 0.9), L2 weight decay", "SGD",
+                          torch.optim.SGD, has_betas=False, has_momentum=True, fused=True),
     "adam": OptimizerEntry("Adam, L2 weight decay", "Adam", torch.optim.Adam, fused=True),
     "adamw": OptimizerEntry("AdamW (decoupled weight decay)", "AdamW", torch.optim.AdamW,
                             fused=True),
