@@ -520,3 +520,24 @@ def test_a_plugin_warmup_bad_from_the_first_step_writes_nothing(tmp_path) -> Non
                                      "Odd.warmup_factor returned -1.0 at iteration 1")
     assert "plugin odd_first.py (line 7)" in result.stderr  # the line building the warmup
     assert not out.exists()
+
+
+def test_predict_and_export_find_the_runs_own_data_without_data(saved_model, tmp_path) -> None:
+    """The run recorded where its .npz was read (meta.json's data_source): no --data."""
+    meta = json.loads((saved_model / "meta.json").read_text())
+    assert meta["data_source"] == f"npz:{(saved_model.parents[2] / 'math.npz').resolve()}"
+    predicted = run_cli(["predict", str(saved_model), "--out", str(tmp_path / "p.png")])
+    assert predicted.exit_code == 0, predicted.output
+    exported = run_cli(["export", str(saved_model), "--out", str(tmp_path / "m.onnx")])
+    assert exported.exit_code == 0, exported.output
+
+
+def test_predict_refuses_a_runs_data_file_that_changed(saved_model, tmp_path) -> None:
+    import numpy as np
+
+    moved = tmp_path / "math.npz"
+    with np.load(saved_model.parents[2] / "math.npz") as arrays:
+        np.savez(moved, **{k: arrays[k] for k in arrays.files}, extra=np.zeros(1))
+    result = run_cli(["predict", str(saved_model), "--data", f"npz:{moved}",
+                      "--out", str(tmp_path / "p.png")])
+    assert_one_line_error(result, 2, "(its source changed)")
