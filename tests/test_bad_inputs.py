@@ -157,7 +157,7 @@ GOOD_GRID = 'title = "t"\ntask = "digits"\n[fixed]\nepochs = 1\ntrain_samples = 
 OTHER_COMMANDS = [
     (["sweep", "{grid}", "--jobs", "0"], "--jobs 0 must be at least 1"),
     (["sweep", "{grid}", "--epochs", "0"], "--epochs 0 must be at least 1"),
-    (["sweep", "{grid}", "--backend", "slurm"], "--backend 'slurm' is not valid"),
+    (["sweep", "{grid}", "--backend", "mpi"], "--backend 'mpi' is not valid"),
     (["sweep", "{grid}", "--devices", ",,,"], "--devices names no device"),
     (["sweep", "{grid}", "--devices", "cpu,tpu"], "--device 'tpu'"),
     (["sweep", "{grid}", "--devices", "cpu,cuda:3"], "--device cuda:3"),

@@ -30,7 +30,8 @@ from warmup_bench.train import (
 
 def test_multi_tensor_optimizers_are_the_bit_identical_ones() -> None:
     assert [n for n, e in OPTIMIZERS.items() if e.foreach] == ["sgd", "adam", "adamw",
-                                                                 "amsgradw", "adamax"]
+                                                                 "amsgradw", "adamax",
+                                                                 "gi-adamw"]
 
 
 @pytest.mark.parametrize("name", [n for n, e in OPTIMIZERS.items() if e.foreach])
@@ -65,7 +66,8 @@ def test_conv_nets_run_channels_last_on_cpu_and_the_vit_does_not() -> None:
 
 def test_fused_step_is_the_cpu_default_where_torch_has_one() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert [n for n, e in OPTIMIZERS.items() if e.fused] == ["sgd", "adam", "adamw", "amsgradw"]
+    assert [n for n, e in OPTIMIZERS.items() if e.fused] == ["sgd", "adam", "adamw", "amsgradw",
+                                                             "gi-adamw"]
     assert choose_kernels(resolve_config("digits"), cpu).fused_optimizer
     assert not choose_kernels(resolve_config("digits"), cpu, fused=False).fused_optimizer
     assert not choose_kernels(resolve_config("digits"), cuda).fused_optimizer

@@ -214,6 +214,7 @@ def test_a_full_disk_mid_run_ends_failed_with_one_line(tmp_path, monkeypatch) ->
 
     monkeypatch.setattr(runs.CsvLog, "append", append)
     result = CliRunner().invoke(app, ["train", "--task", "digits", "--epochs", "2",
+                                      "--warmup", "none",  # no long-warmup warning
                                       "--no-progress", "--out", str(tmp_path)])
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 1 and len(lines) == 1, result.output

@@ -105,7 +105,8 @@ def test_a_results_folder_naming_a_plugin_never_imports_it(tmp_path) -> None:
 
 # ---- failures during a run: plugin code, checkpoint writes ---------------------------
 
-DIGITS = ["train", "--task", "digits", "--train-samples", "320", "--no-progress"]
+DIGITS = ["train", "--task", "digits", "--train-samples", "320", "--no-progress",
+          "--warmup", "none"]  # a short run: no warmup, so no warning about its length
 
 
 def only_run(out: Path) -> Path:

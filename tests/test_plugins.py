@@ -60,7 +60,7 @@ def test_example_plugin_grid_is_swept_reported_and_listed(tmp_path) -> None:
     assert report.exit_code == 0, report.output
     rows = [line for line in report.output.splitlines() if line.startswith("| AdamW/")]
     assert sorted(r.split("|")[1].strip() for r in rows) == ["AdamW/Cosine", "AdamW/Expo",
-                                                             "AdamW/Linear", "AdamW/none"]
+                                                             "AdamW/Linear", "AdamW/None"]
     assert all("(2)" in r for r in rows)  # both seeds of every cell
 
     listed = invoke("list", "warmups", "--plugin", EXAMPLE / "cosine_warmup.py")

@@ -71,15 +71,16 @@ def test_table_values_exact(fixture_runs) -> None:
     assert any("status 'running'" in w for w in warnings)
     assert any("unreadable config.json" in w for w in warnings)
     table = build_table("t", runs, ("opt", "warmup"), "lr", "best")
-    adamw = table.cells[("AdamW/none", "0.1")]
-    assert adamw.errors == pytest.approx([10.0, 8.0, 9.0]) and adamw.diverged == 1
+    adamw = table.cells[("AdamW/None", "0.1")]
+    assert adamw.values == pytest.approx([10.0, 8.0, 9.0]) and adamw.diverged == 1
     assert adamw.mean == pytest.approx(9.0) and adamw.std == pytest.approx(1.0)
-    assert table.cells[("SGD/none", "0.1")].errors == pytest.approx([5.0])
+    assert table.cells[("SGD/None", "0.1")].values == pytest.approx([5.0])
     final = build_table("t", runs, ("opt", "warmup"), "lr", "final")
-    assert final.cells[("AdamW/none", "0.1")].mean == pytest.approx(10.0)
-    assert render(table, "markdown", compare=False) == (
-        "**t**\n\n| | lr 0.1 |\n|---|---:|\n"
-        "| AdamW/none | 9.00 ± 1.00 (3) [1 diverged] |\n| SGD/none | 5.00 ± 0.00 (1) |\n")
+    assert final.cells[("AdamW/None", "0.1")].mean == pytest.approx(10.0)
+    assert render(table, "markdown", compare=False) == (  # the papers' order: SGD first
+        "**t** — top-1 error (%) from best test accuracy\n\n"
+        "| Optimizer / Warmup | α = 0.1 |\n|---|---:|\n"
+        "| SGD/None | 5.00 (1) |\n| AdamW/None | 9.00 ± 1.00 (3) [1 diverged] |\n")
     latex = render(table, "latex", compare=False)
     assert r"9.00 $\pm$ 1.00 (3) [1 diverged]" in latex and latex.count(r"\\") == 3
 
@@ -87,7 +88,7 @@ def test_table_values_exact(fixture_runs) -> None:
 def test_cli_report_formats_and_plots(fixture_runs, tmp_path) -> None:
     result = runner.invoke(app, ["report", str(fixture_runs), "--format", "csv"])
     assert result.exit_code == 0, result.output
-    assert "AdamW/none,0.1,9.0,1.0,3,1," in result.output
+    assert "AdamW/None,0.1,9.0,1.0,3,1," in result.output
     assert result.output.count("warning: skipping") == 3
     out = tmp_path / "report"
     result = runner.invoke(app, ["report", str(fixture_runs), "--out", str(out)])
@@ -96,15 +97,22 @@ def test_cli_report_formats_and_plots(fixture_runs, tmp_path) -> None:
     pngs = sorted(p.relative_to(out / "plots").as_posix() for p in (out / "plots").rglob("*.png"))
     assert "errors_cifar10-resnet20.png" in pngs
     assert any(p.startswith("lr_") for p in pngs) and any(p.startswith("accuracy_") for p in pngs)
-    assert sum(p.startswith("runs/") for p in pngs) == 5
+    # per-run figures by default only for the diverged run; all of them on request
+    assert [p for p in pngs if p.startswith("runs/")] == [
+        p for p in pngs if p.startswith("runs/") and "-s4-" in p] and \
+        sum(p.startswith("runs/") for p in pngs) == 1
     assert all((out / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    every = runner.invoke(app, ["report", str(fixture_runs), "--out", str(out),
+                                "--run-figures", "all"])
+    assert every.exit_code == 0, every.output
+    assert len(list((out / "plots" / "runs").glob("*.png"))) == 5
 
 
 def published_fixture(root: Path, shift_sigmas: float = 0.0) -> None:
     """Five runs per published cell whose mean and std are the published ones (shifted)."""
     grid = load_experiment(NO_WARMUP)
     for cfg in grid.configs():
-        label = f"{OPTIMIZERS[cfg.opt].label}/none"
+        label = OPTIMIZERS[cfg.opt].label
         mean, std = grid.published[label][f"{cfg.lr:g}"]
         error = mean + std * Z5[cfg.seed - 1] + shift_sigmas * std
         write_run(root, cfg, 1.0 - error / 100.0)
@@ -132,9 +140,9 @@ def test_compare_flags_shifted_numbers(tmp_path) -> None:
 
 
 def test_cells_without_published_value_are_marked(tmp_path) -> None:
-    cell = Cell(errors=[9.0, 10.0])
+    cell = Cell(values=[9.0, 10.0])
     assert cell.parts(compare=True) == ["9.50 ± 0.71 (2)", "no published value"]
-    assert Cell(errors=[8.0], published=(8.0, 0.1)).within_band is True
+    assert Cell(values=[8.0], published=(8.0, 0.1)).within_band is True
     assert statistics.fmean(Z5) == pytest.approx(0) and statistics.stdev(Z5) == pytest.approx(1)
 
 
@@ -195,5 +203,19 @@ def test_run_folder_written_before_meta_json_is_still_reported(tmp_path) -> None
     assert RunDir(directory).read_meta()["iterations_per_epoch"] == 390
     result = runner.invoke(app, ["report", str(tmp_path), "--format", "csv"])
     assert result.exit_code == 0, result.output
-    assert "AdamW/none,0.01,9.0,0.08485281374" in result.output  # errors 8.94 and 9.06
+    assert "AdamW/None,0.01,9.0,0.08485281374" in result.output  # errors 8.94 and 9.06
     assert ",2,0," in result.output and "warning" not in result.output
+
+
+def test_report_out_refuses_a_folder_holding_another_experiments_report(fixture_runs,
+                                                                         tmp_path) -> None:
+    out = tmp_path / "report"
+    first = runner.invoke(app, ["report", str(fixture_runs), "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, ["report", str(fixture_runs), "--out", str(out)])
+    assert again.exit_code == 0, again.output  # the same report, redrawn
+    before = sorted(p.name for p in out.rglob("*"))
+    other = runner.invoke(app, ["report", str(fixture_runs), "--experiment", str(NO_WARMUP),
+                                "--out", str(out)])
+    assert other.exit_code == 2 and "holds the report of another experiment" in other.output
+    assert sorted(p.name for p in out.rglob("*")) == before

@@ -371,3 +371,36 @@ def test_momentum_is_one_setting_sgd_takes(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     (folder,) = (tmp_path / "digits").iterdir()
     assert json.loads((folder / "config.json").read_text())["momentum"] == 0.5
+
+
+def test_a_complete_run_can_be_restarted_to_save_its_model(tmp_path) -> None:
+    """`--save-model` on a finished run says how to get the model; --restart trains it
+    again (the same numbers: a run is a function of its config) and saves it."""
+    from typer.testing import CliRunner
+
+    from warmup_bench.cli import app
+
+    args = ["train", "--task", "digits", "--epochs", "2", "--warmup", "none", "--no-progress",
+            "--out", str(tmp_path)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    (folder,) = (tmp_path / "digits").iterdir()
+    steps = (folder / "steps.csv").read_bytes()
+    again = CliRunner().invoke(app, [*args, "--save-model"])
+    assert again.exit_code == 0 and "add --restart to train it again with --save-model" in \
+        again.output and not (folder / "model.pt").exists()
+    predict = CliRunner().invoke(app, ["predict", str(folder)])
+    assert predict.exit_code == 2 and "--save-model --restart" in predict.output
+    restarted = CliRunner().invoke(app, [*args, "--save-model", "--restart"])
+    assert restarted.exit_code == 0, restarted.output
+    assert (folder / "model.pt").is_file() and (folder / "steps.csv").read_bytes() == steps
+    assert CliRunner().invoke(app, ["predict", str(folder)]).exit_code == 0
+
+
+def test_speed_hints_name_the_numbers_and_stay_quiet_otherwise() -> None:
+    from warmup_bench.train.device import busy_note, slowdown_note
+
+    assert "load average 2.3 on 2 cores" in busy_note(2.3, 2, 2)
+    assert busy_note(0.2, 2, 2) is None and busy_note(4.0, 2, 1) is None  # idle; 1 thread
+    note = slowdown_note(3, 250.0, 1000.0, 2)
+    assert "epoch 3 trained at 250 images/s, 4x slower than this run's fastest (1,000)" in note
+    assert "--threads 1" in note and slowdown_note(3, 900.0, 1000.0, 2) is None

@@ -4,11 +4,13 @@ execution.RunOptions); policy (threads per run, signals, counting) lives in swee
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
 
 from . import __version__
+from .cli_slurm import slurm_options, slurm_parameters, sweep_on_slurm
 from .cli_support import (
     ALLOW_PLUGINS_HELP,
     PLUGIN_HELP,
@@ -86,7 +88,8 @@ def train(
     overrides = given({k: v for k, v in settings.items() if k in DECLARED and v != []})
     bar = RunBar(task, progress and console.is_terminal)
     options = RunOptions(**given({k: v for k, v in settings.items() if k not in DECLARED}),
-                         data=own, on_note=say, on_progress=bar.update)
+                         data=own, on_note=say, on_progress=bar.update,
+                         on_hint=say if sys.stderr.isatty() else None)
     with user_errors():
         try:
             cfg = resolve_config(task, {**overrides, "dataset": source if own is None else None},
@@ -112,7 +115,9 @@ def train(
         raise typer.Exit(1) from None
     s = result.summary
     if result.already_complete:
-        console.print(f"already complete, not retrained: {result.run.path}")
+        missing = " It has no saved model: add --restart to train it again with " \
+            "--save-model." if options.save_model and not result.run.model_path.is_file() else ""
+        console.print(f"already complete, not retrained: {result.run.path}.{missing}")
     if result.status is Status.DIVERGED:
         say(f"diverged: {s.error}; files in {result.run.path}")
         raise typer.Exit(1)
@@ -123,13 +128,13 @@ def train(
 
 
 @app.command()
-@with_parameters(execution_parameters("sweep"))
+@with_parameters(execution_parameters("sweep"), slurm_parameters())
 def sweep(
     experiment: Path = typer.Argument(..., help="Experiment grid (experiments/*.toml)."),
     out: Path = typer.Option(Path("results"), help=OUT_HELP),
     jobs: int = typer.Option(1, help="Runs in parallel (local backend)."),
     devices: str = typer.Option("auto", help="Comma-separated devices the runs rotate over."),
-    backend: str = typer.Option("local", help="local or ray."),
+    backend: str = typer.Option("local", help="local, ray or slurm."),
     ray_address: str = typer.Option(None, help="Ray cluster address (default: a local Ray)."),
     ray_cpus: float = typer.Option(1.0, help="CPUs Ray reserves per run."),
     ray_gpus: float = typer.Option(0.0, help="GPUs Ray reserves per run."),
@@ -137,6 +142,10 @@ def sweep(
     plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP + " Grid files list theirs."),
     allow_plugins: bool = typer.Option(False, help=ALLOW_PLUGINS_HELP),
     dry_run: bool = typer.Option(False, help="List what would run; train nothing."),
+    wait: bool = typer.Option(False, help="Slurm: follow the tasks to their end (exit 1 when "
+                              "a run failed); without it, submit and return."),
+    shared_out: bool = typer.Option(False, help="Slurm: --out is on a file system every node "
+                                    "shares, even though it looks node-local (/tmp, tmpfs)."),
     **execution,
 ) -> None:
     """Run a whole grid; finished runs are skipped and interrupted ones resumed."""
@@ -145,14 +154,16 @@ def sweep(
     from .experiments import PluginConsent, load_experiment
     from .progress import SweepBar
     from .runs import Status, check_output_root
+    from .tasks import long_warmups_note
     from .terminal import SafeTable as Table
     from .train import DEVICE_FORMS, resolve_device
 
-    check_choice("--backend", backend, ("local", "ray"))
+    check_choice("--backend", backend, ("local", "ray", "slurm"))
     if jobs < 1:
         fail(f"--jobs {jobs} must be at least 1.")
     if epochs is not None and epochs < 1:
         fail(f"--epochs {epochs} must be at least 1.")
+    slurm_given = {k: execution.pop(k) for k in list(execution) if k.startswith("slurm_")}
     options = RunOptions(**given(execution))
     device_list = [d.strip() for d in devices.split(",") if d.strip()]
     if not device_list:
@@ -166,6 +177,10 @@ def sweep(
             options.tensorboard = grid.tensorboard
         for device in device_list:
             resolve_device(device)
+        if backend == "ray" and ray_address is not None:
+            sweeping.check_ray_address(ray_address)
+        slurm = slurm_options(grid.slurm, slurm_given, out, shared_out) \
+            if backend == "slurm" else None
         options.check({cfg.log_interval for cfg in configs})
     done, todo = sweeping.plan(configs, out)
     console.print(f"{grid.title}: {len(configs)} runs, {len(done)} already finished, "
@@ -175,6 +190,8 @@ def sweep(
     if grid.duplicates:
         console.print(f"note: {grid.duplicates} grid entries repeat an earlier run; each run "
                       "is trained once.")
+    if (note := long_warmups_note(configs)) is not None:
+        say(note)
     if dry_run:
         table = Table("run", "task", "status")
         for row in sweeping.dry_run_rows(configs, done, out):
@@ -183,9 +200,12 @@ def sweep(
         if len(configs) > sweeping.DRY_RUN_ROWS:
             console.print(f"... and {len(configs) - sweeping.DRY_RUN_ROWS:,} more runs.")
         return
-    options.threads = sweeping.threads_per_run(jobs, options.threads,
-                                               ray_cpus if backend == "ray" else None)
+    cpus = ray_cpus if backend == "ray" else slurm.cpus_per_task if slurm else None
+    options.threads = sweeping.threads_per_run(jobs, options.threads, cpus)
     work = sweeping.make_jobs(todo, out, options, device_list, (*(plugin or ()), *grid.plugins))
+    if slurm is not None:  # one array job; its tasks get their GPUs from Slurm
+        sweep_on_slurm(work, out, grid, slurm, wait, shared_out)
+        return
     results = []
     try:
         with sweeping.sigterm_as_interrupt(), SweepBar(len(work), jobs,
@@ -203,10 +223,11 @@ def sweep(
             "checkpointed at their last epoch; rerun the sweep to continue.")
         raise typer.Exit(130) from None
     if results:
-        table = Table("run", "outcome", "best test acc", "error")
+        errors = any(r.error for r in results)  # a column only where there is something
+        table = Table("run", "outcome", "best test acc", *(["error"] if errors else []))
         for r in sorted(results, key=lambda r: r.run):
             acc = f"{100 * r.best_test_acc:.2f}%" if r.best_test_acc is not None else "-"
-            table.add_row(r.run, r.outcome, acc, r.error or "")
+            table.add_row(r.run, r.outcome, acc, *([r.error or ""] if errors else []))
         console.print(table)
     final = sweeping.final_statuses(configs, out)
     failed = sum(r.outcome == Status.FAILED.value for r in results)
@@ -222,9 +243,11 @@ def sweep(
 def report(
     results_dir: Path = typer.Argument(Path("results"), help="Folder of run directories."),
     experiment: Path = typer.Option(None, help="Lay out (and restrict to) this grid."),
-    metric: str = typer.Option(None, help="best (test accuracy over epochs), final, or "
-                               "at-best-val (test accuracy of the best-validation epoch); "
-                               "default: the grid's [table] metric, else best."),
+    metric: str = typer.Option(None, help="best (test accuracy over epochs), final, "
+                               "at-best-val (test accuracy of the best-validation epoch), or "
+                               "steps-to:ACC, epochs-to:ACC, seconds-to:ACC (time until the "
+                               "accuracy first reaches ACC %); default: the grid's [table] "
+                               "metric, else best."),
     fmt: str = typer.Option("table", "--format", help="table, markdown, csv or latex."),
     compare: bool = typer.Option(False, help="Compare with the published numbers."),
     out: Path = typer.Option(None, help="Write the table and the plots into this folder."),
@@ -233,6 +256,8 @@ def report(
     epochs: int = typer.Option(None, help="The --epochs override the sweep ran with."),
     speed: bool = typer.Option(False, help="Instead: seconds per epoch, images/s, total time "
                                "and accuracy per task and device, with speed-ups."),
+    run_figures: str = typer.Option("diverged", help="Per-run history figures with --out: "
+                                    "diverged (only those runs'), all, or none."),
     plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP),
     allow_plugins: bool = typer.Option(False, help=ALLOW_PLUGINS_HELP),
 ) -> None:
@@ -241,12 +266,15 @@ def report(
     from . import report as reporting
     from .experiments import PluginConsent, load_experiment
     from .files import writing
+    from .report.metrics import parse_metric
     from .runs import check_output_root
 
     if metric is not None:
-        check_choice("--metric", metric, reporting.METRICS)
+        with user_errors():
+            parse_metric(metric)
     check_choice("--format", fmt, reporting.FORMATS)
     check_choice("--plot-format", plot_format, plots.FIGURE_FORMATS)
+    check_choice("--run-figures", run_figures, reporting.RUN_FIGURES)
     if not results_dir.is_dir():
         fail(f"results folder {results_dir} does not exist.")
     if compare and experiment is None:
@@ -258,6 +286,7 @@ def report(
             grid = load_experiment(experiment, PluginConsent(allow_plugins, tuple(plugin or ())))
         if out is not None:
             check_output_root(out)
+            reporting.claim_folder(out, results_dir, experiment, write=False)
 
     def warn(text: str) -> None:
         say(f"warning: {text}")
@@ -274,18 +303,22 @@ def report(
             if out is not None:
                 console.print(f"wrote {reporting.write_speed(frame, out)}")
         return
-    metric = metric or (grid.metric if grid is not None else "best")
-    tables = reporting.build_tables(results_dir, runs, metric, grid, compare, epochs, warn)
+    chosen = parse_metric(metric or (grid.metric if grid is not None else "best"))
+    if compare and chosen.time_to_target:
+        say(f"note: no published numbers of {chosen.name} exist: nothing to compare.")
+        compare = False
+    tables = reporting.build_tables(results_dir, runs, chosen, grid, compare, epochs, warn)
     if not any(table_runs for _, table_runs in tables):
         fail(f"no finished runs under {results_dir}"
              + (f" belong to {experiment}" if grid else "") + ".")
     for table, _ in tables:
         if fmt == "table":
-            console.print(reporting.rich_table(table, metric, compare))
+            console.print(reporting.rich_table(table, compare))
         else:
             typer.echo(reporting.render(table, fmt, compare))
     if out is not None:
         with user_errors(), writing(out):
+            reporting.claim_folder(out, results_dir, experiment)
             written = reporting.write_report(tables, out, fmt, compare, plot_format, log_x,
-                                             warn)
+                                             warn, chosen, run_figures)
         console.print(f"wrote {written} and figures in {out / 'plots'}")

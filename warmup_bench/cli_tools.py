@@ -58,8 +58,10 @@ def plot_periods(
     factors = factor_curves(beta2, steps)
     with user_errors(), writing(out):
         written = [
-            plots.plot_warmup_periods(beta2s, periods, out / f"warmup_periods.{fmt}", fmt),
-            plots.plot_warmup_factors(factors, beta2, out / f"warmup_factors.{fmt}", fmt),
+            plots.save_figure(plots.warmup_periods_figure(beta2s, periods),
+                              out / f"warmup_periods.{fmt}", fmt),
+            plots.save_figure(plots.warmup_factors_figure(factors, beta2),
+                              out / f"warmup_factors.{fmt}", fmt),
             _write_csv(pd.DataFrame({"beta2": beta2s, **periods}), out / "warmup_periods.csv"),
             _write_csv(pd.DataFrame({"t": range(1, steps + 1), **factors}),
                        out / "warmup_factors.csv"),
@@ -150,20 +152,38 @@ def data_check(
 
 
 @list_app.command("tasks")
-def list_tasks(plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP)) -> None:
+def list_tasks(plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP),
+               wide: bool = typer.Option(False, help="One table row per task, every "
+                                         "setting in its own column (a wide terminal).")
+               ) -> None:
     """Task presets with their reference hyperparameters."""
+    from rich.padding import Padding
+    from rich.text import Text
+
     from .tasks import TASKS
     from .terminal import SafeTable as Table
+    from .terminal import printable
 
     load_plugins(plugin)
-    table = Table("task", "data", "model", "opt", "warmup", "schedule", "lr", "wd", "epochs",
-                  "batch", "description", "from")
+    if wide:
+        table = Table("task", "data", "model", "opt", "warmup", "schedule", "lr", "wd",
+                      "epochs", "batch", "description", "from")
+        for name, entry in TASKS.items():
+            c = entry.config
+            table.add_row(name, c.dataset, c.model, c.opt, c.warmup, c.schedule, f"{c.lr:g}",
+                          f"{c.weight_decay:g}", str(c.epochs), str(c.batch_size),
+                          entry.description, TASKS.origin(name))
+        console.print(table)
+        return
+    # a block per task: readable at 80 columns, and in a pipe
     for name, entry in TASKS.items():
         c = entry.config
-        table.add_row(name, c.dataset, c.model, c.opt, c.warmup, c.schedule, f"{c.lr:g}",
-                      f"{c.weight_decay:g}", str(c.epochs), str(c.batch_size),
-                      entry.description, TASKS.origin(name))
-    console.print(table)
+        console.print(Text(name, style="bold"), f" {c.dataset} / {c.model}  ({TASKS.origin(name)})")
+        recipe = (f"{c.opt}, {c.warmup} warmup, {c.schedule} schedule, lr {c.lr:g}, wd "
+                  f"{c.weight_decay:g}, {c.epochs} epochs, batch {c.batch_size}")
+        for text, style in ((recipe, ""), (entry.description, "dim")):
+            console.print(Padding(Text(printable(text), style=style), (0, 0, 0, 2)),
+                          soft_wrap=False)
 
 
 def _print_registry(kind: str, plugin: list[Path] | None) -> None:
@@ -172,6 +192,8 @@ def _print_registry(kind: str, plugin: list[Path] | None) -> None:
     from .terminal import SafeTable as Table
 
     load_plugins(plugin)
+    from . import tasks  # noqa: F401  (imports every registry)
+
     registry = Registry.by_kind[kind]
     table = Table(kind, "label", "description", "from")
     for name, entry in registry.items():

@@ -54,6 +54,17 @@ def positive_int(name: str, value) -> None:
         raise ConfigError(f"{name} {value} must be a positive int.")
 
 
+def fraction(name: str, value) -> None:
+    if not 0.0 < value <= 1.0:
+        raise ConfigError(f"{name} {value} must be in (0, 1].")
+
+
+def one_of(*choices: str) -> Check:
+    def check(name: str, value) -> None:
+        check_choice(name, value, choices)
+    return check
+
+
 def positive_epochs(name: str, value) -> None:
     if any(m < 1 for m in value):
         raise ConfigError(f"{name} {list(value)} must be positive epochs.")
@@ -101,7 +112,12 @@ class TrainConfig:
     milestones: tuple[int, ...] = setting((), "Multistep milestones in epochs.",
                                           positive_epochs)
     gamma: float = setting(0.1, "Multistep decay factor.", at_least_zero)
-    eta_min: float = setting(0.0, "Cosine schedules' final LR.", at_least_zero)
+    eta_min: float = setting(0.0, "The final LR of the cosine schedules and of WSD's "
+                             "cooldown.", at_least_zero)
+    cooldown_fraction: float = setting(0.2, "WSD: the share of training its cooldown takes.",
+                                       fraction, added=True)
+    cooldown_shape: str = setting("linear", "WSD: the cooldown's shape: linear, cosine or "
+                                  "1-sqrt.", one_of("linear", "cosine", "1-sqrt"), added=True)
     label_smoothing: float = setting(0.0, "Label smoothing.", below_one)
     grad_clip: float | None = setting(None, "Gradient-norm clipping threshold.", positive)
     augment: str = setting("none", "Training augmentation (default: the task's).",

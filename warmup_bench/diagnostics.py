@@ -285,7 +285,8 @@ class Monitor:
         self.probe.before()
 
     def after_step(self, step: int, lr: float) -> None:
-        with_layers = (step - 1) // self.log_interval % LAYER_EVERY == 0
+        log_step = (step - 1) % self.log_interval == 0  # else one of the first, dense steps
+        with_layers = log_step and (step - 1) // self.log_interval % LAYER_EVERY == 0
         row, layers = self.probe.after(step, with_layers)
         if self.sharpness is not None and (step - 1) % self.sharpness_every == 0:
             row.update(self.sharpness.estimate(self.probe.optimizer, lr))

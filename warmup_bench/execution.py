@@ -36,6 +36,9 @@ class RunOptions:
     data_dir: Path | None = option(None, DATA_DIR_HELP)
     resume: bool = option(False, "Continue an interrupted run from its checkpoint.",
                           ("train",))
+    restart: bool = option(False, "Train the run again from scratch, even a complete one "
+                           "(e.g. to add --save-model): what its folder held is replaced.",
+                           ("train",))
     save_model: bool = option(False, "Keep the best epoch's weights in the run folder.")
     threads: int | None = option(None, "CPU threads per run (default: torch's, all cores; "
                                  "a sweep gives each run the cores divided by --jobs). CPU "
@@ -46,6 +49,9 @@ class RunOptions:
     fused_optimizer: bool | None = option(None, "The optimizer's fused step, where torch "
                                           "has one (default: on CPUs, where it is faster).",
                                           flag="--fused-optimizer/--no-fused-optimizer")
+    deterministic: bool = option(False, "torch's deterministic algorithms (CUDA: bit-identical "
+                                 "reruns and resumes, somewhat slower).",
+                                 flag="--deterministic/--no-deterministic")
     diagnostics: bool = option(True, "Log update sizes, Adam step ratios, angular updates "
                                "per log step (diagnostics.csv, layers.csv).",
                                flag="--diagnostics/--no-diagnostics")
@@ -59,6 +65,7 @@ class RunOptions:
     data: object | None = None
     on_note: Callable[[str], None] | None = print
     on_progress: Callable | None = None  # (Progress) -> None, see train.loop
+    on_hint: Callable[[str], None] | None = None  # speed hints, for a person at a terminal
 
     def check(self, log_intervals: set[int]) -> None:
         """ConfigError (one line) for options that cannot work for runs logging every

@@ -20,7 +20,11 @@ A grid file:
     [table]                      # how `report --experiment` lays the results out
     rows = ["opt", "warmup"]
     columns = "lr"
-    metric = "best"              # best | final | at-best-val (report --metric overrides)
+    split = "opt"                # one table per optimizer (a row setting), as the papers do
+    metric = "best"              # best | final | at-best-val | steps-to:ACC | ... (see
+                                 # report.metrics; report --metric overrides)
+    [slurm]                      # sweep --backend slurm: what each run asks for (see
+    partition = "gpu"            # warmup_bench.slurm.SlurmOptions; --slurm-* overrides)
     [published]                  # top-1 error (%) [mean, std] per row label and column
     "SGD/none" = { "0.1" = [8.23, 0.25], "0.01" = [10.70, 0.14] }
 """
@@ -37,7 +41,6 @@ from pathlib import Path
 from .config import MAX_SEED, ConfigError, TrainConfig, check_choice, check_value_type
 from .config import SETTINGS as CONFIG_SETTINGS
 from .plugins import load_plugins
-from .runs import METRICS
 from .tasks import TASKS, resolve_config
 
 if sys.version_info >= (3, 11):
@@ -46,9 +49,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 FILE_KEYS = ("title", "description", "plugins", "tensorboard", "task", "seeds", "fixed", "grid",
-             "table", "published")
+             "table", "published", "slurm")
 SETTINGS = tuple(name for name in CONFIG_SETTINGS if name not in ("task", "plugins"))
-TABLE_KEYS = ("opt", "warmup", "lr", "model", "beta2", "schedule", "weight_decay")
+TABLE_KEYS = tuple(k for k in CONFIG_SETTINGS if k not in ("task", "seed", "plugins"))
+TABLE_FILE_KEYS = ("rows", "columns", "split", "metric")
 
 
 class ExperimentError(ConfigError):
@@ -107,6 +111,8 @@ class Experiment:
     published: dict = field(default_factory=dict)  # {row label: {column: (mean, std)}}
     description: str = ""
     metric: str = "best"  # report's default --metric for this table
+    split: str | None = None  # a row setting: one table per value of it
+    slurm: dict = field(default_factory=dict)  # [slurm]: what each run asks a cluster for
     resolved: tuple[TrainConfig, ...] = ()  # every distinct run, in grid order
     duplicates: int = 0  # grid entries that resolved to a run listed before them
     plugins: tuple[Path, ...] = ()  # plugin files, loaded before anything is validated
@@ -240,13 +246,16 @@ def load_experiment(path: Path, consent: PluginConsent = PluginConsent()) -> Exp
                             value if isinstance(value, dict) else {key: value})
     table = _expect(path, "[table]", raw.get("table", {}), dict, "a table")
     for key in table:
-        if key not in ("rows", "columns", "metric"):
-            _fail(path, f"unknown key {key!r} in [table]; valid keys: rows, columns, metric.")
+        if key not in TABLE_FILE_KEYS:
+            _fail(path, f"unknown key {key!r} in [table]; valid keys: "
+                        f"{', '.join(TABLE_FILE_KEYS)}.")
     metric = table.get("metric", "best")
     try:
-        check_choice("[table] metric", metric, METRICS)
+        from .report.metrics import parse_metric
+
+        parse_metric(_expect(path, "[table] metric", metric, str, "a metric name"))
     except ConfigError as error:
-        _fail(path, str(error))
+        _fail(path, str(error).replace("--metric", "[table] metric"))
     rows = table.get("rows", ["opt", "warmup"])
     if not isinstance(rows, list) or not rows or not all(isinstance(r, str) for r in rows):
         _fail(path, f"[table] rows must be a non-empty list of setting names, got {rows!r}.")
@@ -257,6 +266,16 @@ def load_experiment(path: Path, consent: PluginConsent = PluginConsent()) -> Exp
             check_choice("[table] key", key, TABLE_KEYS)
         except ConfigError as error:
             _fail(path, str(error))
+    slurm = raw.get("slurm", {})
+    try:
+        from .slurm.options import SlurmOptions
+
+        SlurmOptions.from_table(slurm)
+    except ConfigError as error:
+        _fail(path, str(error))
+    split = table.get("split")
+    if split is not None and (split not in rows or len(rows) < 2):
+        _fail(path, f"[table] split {split!r} must be one of several rows ({', '.join(rows)}).")
     experiment = Experiment(path, title, task, tuple(seeds), fixed, grid, tuple(rows), columns,
                             _published(path, raw.get("published", {})), description, metric)
     resolved = []
@@ -268,4 +287,4 @@ def load_experiment(path: Path, consent: PluginConsent = PluginConsent()) -> Exp
     distinct = tuple(dict.fromkeys(resolved))  # a run listed twice is one run
     return dataclasses.replace(experiment, resolved=distinct,
                                duplicates=len(resolved) - len(distinct), plugins=plugin_files,
-                               tensorboard=tensorboard)
+                               tensorboard=tensorboard, split=split, slurm=dict(slurm))

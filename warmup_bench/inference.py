@@ -55,7 +55,8 @@ def load_trained(run_dir: Path, data_dir: Path | None = None, data=None) -> Trai
         data = open_data_source(location)
     validate(cfg, data)
     if not run.model_path.is_file():
-        raise ConfigError(f"{run.path} has no saved model: train it with --save-model.")
+        raise ConfigError(f"{run.path} has no saved model: train it with --save-model (a run "
+                          "that is already complete: with --save-model --restart).")
     spec = data.spec if data is not None else DATASETS[cfg.dataset]
     dataset = load_dataset(cfg.dataset, data_dir, spec)
     model = build_model(cfg.model, dataset.num_classes, dataset.input_shape[0])
@@ -104,8 +105,9 @@ def classify(trained: Trained, path: Path, top: int = 5) -> list[tuple[str, floa
 
 
 def export_onnx(trained: Trained, out: Path, check_images: int = 64) -> float:
-    """Writes the model as ONNX with a dynamic batch axis, then runs it with onnxruntime
-    on test images and returns the largest absolute difference from PyTorch's logits."""
+    """Writes the model as one self-contained ONNX file (weights inside, so the file alone
+    can be copied and run) with a dynamic batch axis, then runs it with onnxruntime on
+    test images and returns the largest absolute difference from PyTorch's logits."""
     try:
         import onnx  # noqa: F401  (the exporter needs it)
         import onnxruntime
@@ -124,7 +126,7 @@ def export_onnx(trained: Trained, out: Path, check_images: int = 64) -> float:
     batch = torch.export.Dim("batch")
     with atomic_path(out) as tmp:
         torch.onnx.export(trained.model, (example,), str(tmp), dynamo=True,
-                          dynamic_shapes=({0: batch},), verbose=False)
+                          dynamic_shapes=({0: batch},), verbose=False, external_data=False)
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     inputs = trained.normalize(trained.data.test.images[:check_images])
     onnx_logits = session.run(None, {session.get_inputs()[0].name: inputs.numpy()})[0]

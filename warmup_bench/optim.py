@@ -17,6 +17,7 @@ from torch.optim import lr_scheduler
 
 from . import warmup as wu
 from .config import ConfigError, TrainConfig
+from .gi_adam import GIAdamW
 from .registry import Registry
 
 
@@ -28,6 +29,9 @@ class OptimizerEntry:
     options: dict = field(default_factory=dict)  # fixed extra keyword arguments
     has_betas: bool = True
     has_momentum: bool = False  # takes --momentum (SGD)
+    # schedule-free (Defazio et al. 2024): trains at an interpolation y, evaluates at the
+    # averaged weights x; the loop switches it with optimizer.train() / optimizer.eval()
+    schedule_free: bool = False
     rectified: bool = False  # applies RAdam's rectification itself
     # pass foreach=True: torch's multi-tensor implementation, its default on CUDA already;
     # on CPU far fewer dispatches (AdamW step of the EMNIST CNN 1.5 -> 0.4 ms) and, for
@@ -39,7 +43,14 @@ class OptimizerEntry:
     fused: bool = False
 
     def check(self, cfg: TrainConfig) -> None:
-        """The rules this optimizer states about a config (none yet)."""
+        """The rules this optimizer states about a config: a schedule-free one needs its
+        package, and replaces the LR schedule (constant only)."""
+        if self.schedule_free:
+            _schedulefree()
+            if cfg.schedule != "constant":
+                raise ConfigError(f"--opt {cfg.opt} is schedule-free: it replaces the LR "
+                                  f"schedule, so it takes --schedule constant, not "
+                                  f"{cfg.schedule} (warmups apply as usual).")
 
     def build(self, params, cfg: TrainConfig, fused: bool = False) -> torch.optim.Optimizer:
         settings = {"betas": (cfg.beta1, cfg.beta2), "eps": cfg.eps} if self.has_betas else {}
@@ -49,6 +60,26 @@ class OptimizerEntry:
             {"foreach": True} if self.foreach else {}
         return self.factory(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **settings,
                             **kernel, **self.options)
+
+
+def _schedulefree():
+    """The optional schedulefree package; ConfigError naming the extra without it."""
+    try:
+        import schedulefree
+    except ImportError:
+        raise ConfigError("the schedule-free optimizers need the schedulefree package: pip "
+                          "install 'warmup-bench[schedulefree]'.") from None
+    return schedulefree
+
+
+def _from_schedulefree(name: str) -> Callable[..., torch.optim.Optimizer]:
+    """A factory of schedulefree's optimizer `name`. Its own warmup_steps stays 0: our
+    warmup dampens the LR it reads, the same arithmetic (linear over tau is exactly its
+    warmup_steps = tau, and the averaging weights follow the dampened LR as with it)."""
+    def build(params, **settings):
+        return getattr(_schedulefree(), name)(params, warmup_steps=0, **settings)
+    build.__name__ = name
+    return build
 
 
 def optimizer_kernel(optimizer: torch.optim.Optimizer) -> str:
@@ -73,6 +104,16 @@ OPTIMIZERS: Registry[OptimizerEntry] = Registry("optimizer", "--opt", {
                              foreach=False),
     "radam": OptimizerEntry("RAdam, L2 weight decay", "RAdam", torch.optim.RAdam,
                             rectified=True, foreach=False),
+    "gi-adamw": OptimizerEntry("GI-Adam: AdamW with v_0 = g_1^2 (Kalra & Barkeshli 2024)",
+                               "GI-AdamW", GIAdamW, fused=True),
+    "adamw-schedule-free": OptimizerEntry(
+        "schedule-free AdamW (Defazio et al. 2024): evaluates the averaged weights",
+        "SF-AdamW", _from_schedulefree("AdamWScheduleFree"), foreach=False,
+        schedule_free=True),
+    "sgd-schedule-free": OptimizerEntry(
+        "schedule-free SGD with momentum (--momentum; Defazio et al. 2024)", "SF-SGD",
+        _from_schedulefree("SGDScheduleFree"), has_betas=False, has_momentum=True,
+        foreach=False, schedule_free=True),
 })
 
 
@@ -110,7 +151,7 @@ class WarmupEntry:
 
 
 WARMUPS: Registry[WarmupEntry] = Registry("warmup", "--warmup", {
-    "none": WarmupEntry("no warmup", "none", "no warmup",
+    "none": WarmupEntry("no warmup", "None", "no warmup",
                         lambda optimizer, *, period: wu.NoWarmup(optimizer), lambda cfg: 0),
     "linear": WarmupEntry("min(1, t / period)", "Linear", "linear",
                           lambda optimizer, *, period: wu.LinearWarmup(optimizer, period),
@@ -180,6 +221,50 @@ def _cosine_epoch(optimizer, *, cfg, iters_per_epoch, total, delay):
     return lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.eta_min)
 
 
+COOLDOWN_SHAPES = {  # s: progress through the cooldown, 0..1 -> the share of the LR left
+    "linear": lambda s: 1.0 - s,
+    "cosine": lambda s: (1.0 + math.cos(math.pi * s)) / 2.0,
+    "1-sqrt": lambda s: 1.0 - math.sqrt(s),
+}
+
+
+class WarmupStableDecay(lr_scheduler.LRScheduler):
+    """Warmup-stable-decay (MiniCPM; Hägele et al. 2024), the warmup being ours: the base
+    LR for the first T - C of the schedule's T iterations, then a cooldown over the last
+    C = round(fraction T) down to eta_min, at iteration t of the cooldown (1..C)
+
+        lr = eta_min + (lr0 - eta_min) shape(t / C),
+
+    so the last iteration trains at exactly eta_min."""
+
+    def __init__(self, optimizer, total: int, fraction: float, shape: str, eta_min: float):
+        # the shape's name, not its function: the state dict goes into checkpoints
+        self.total, self.shape, self.eta_min = total, shape, eta_min
+        self.cooldown = self.cooldown_length(total, fraction)
+        self.start = total - self.cooldown  # iterations of the stable phase
+        super().__init__(optimizer)
+
+    @staticmethod
+    def cooldown_length(total: int, fraction: float) -> int:
+        return max(1, round(fraction * total))
+
+    def factor(self, step: int) -> float | None:
+        """The cooldown's shape at scheduler step `step` (0-based: it sets the LR of
+        iteration step + 1), or None in the stable phase."""
+        done = step + 1 - self.start
+        return None if done <= 0 else COOLDOWN_SHAPES[self.shape](min(1.0, done / self.cooldown))
+
+    def get_lr(self) -> list[float]:
+        share = self.factor(self.last_epoch)
+        return [base if share is None else self.eta_min + (base - self.eta_min) * share
+                for base in self.base_lrs]
+
+
+def _wsd(optimizer, *, cfg, iters_per_epoch, total, delay):
+    return WarmupStableDecay(optimizer, max(1, total - delay), cfg.cooldown_fraction,
+                             cfg.cooldown_shape, cfg.eta_min)
+
+
 SCHEDULES: Registry[ScheduleEntry] = Registry("schedule", "--schedule", {
     "constant": ScheduleEntry("the base LR throughout", "constant", _constant),
     "multistep": ScheduleEntry("x gamma at each milestone epoch, applied per iteration",
@@ -190,6 +275,8 @@ SCHEDULES: Registry[ScheduleEntry] = Registry("schedule", "--schedule", {
                                   "cosine (per epoch)", _cosine_epoch, per_epoch=True),
     "inverse-sqrt": ScheduleEntry("linear rise to the LR at --warmup-period, then 1/sqrt(t)",
                                   "inverse sqrt", _inverse_sqrt, needs_period=True),
+    "wsd": ScheduleEntry("warmup-stable-decay: constant, then a cooldown over the last "
+                         "--cooldown-fraction to eta_min (--cooldown-shape)", "WSD", _wsd),
 })
 
 
@@ -199,6 +286,7 @@ class Training:
     `WarmupScheduler`, stepped once per iteration after optimizer.step())."""
 
     lr_schedule: wu.WarmupScheduler
+    schedule_free: bool = False  # evaluate at optimizer.eval()'s averaged weights
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -214,12 +302,15 @@ def build_training(model: torch.nn.Module, cfg: TrainConfig, iters_per_epoch: in
     """Optimizer, schedule, then warmup: the warmup must be created after the scheduler.
     A per-epoch schedule steps every `iters_per_epoch` iterations; --delay-schedule holds
     it until the warmup's length. `fused`: the optimizer's fused step, where it has one."""
-    optimizer = OPTIMIZERS[cfg.opt].build(model.parameters(), cfg, fused)
+    entry = OPTIMIZERS[cfg.opt]
+    optimizer = entry.build(model.parameters(), cfg, fused)
+    if entry.schedule_free:
+        optimizer.train()  # it steps only in train mode
     delay = WARMUPS[cfg.warmup].length(cfg) if cfg.delay_schedule else 0
-    entry = SCHEDULES[cfg.schedule]
-    scheduler = entry.build(optimizer, cfg=cfg, iters_per_epoch=iters_per_epoch,
-                            total=iters_per_epoch * cfg.epochs, delay=delay)
+    schedule = SCHEDULES[cfg.schedule]
+    scheduler = schedule.build(optimizer, cfg=cfg, iters_per_epoch=iters_per_epoch,
+                               total=iters_per_epoch * cfg.epochs, delay=delay)
     warmup = WARMUPS[cfg.warmup].build(optimizer, period=cfg.warmup_period)
     return Training(wu.WarmupScheduler(
-        warmup, scheduler, scheduler_every=iters_per_epoch if entry.per_epoch else 1,
-        scheduler_delay=delay))
+        warmup, scheduler, scheduler_every=iters_per_epoch if schedule.per_epoch else 1,
+        scheduler_delay=delay), entry.schedule_free)

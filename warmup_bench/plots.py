@@ -1,7 +1,10 @@
-"""Every matplotlib figure of warmup-bench; each function draws one figure into a file."""
+"""Every matplotlib figure of warmup-bench. Each `*_figure` function builds one figure
+from numbers and returns it (tests read its lines, labels and legend); `save_figure`
+writes it. Callers never draw on a figure they did not build."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
@@ -12,14 +15,18 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from .files import atomic_path  # noqa: E402
-from .optim import WARMUPS  # noqa: E402
+
+FIGURE_FORMATS = ("png", "pdf", "svg")
+STYLES = ("-", "--", ":", "-.")  # one per line where lines may coincide
+BAND = "band: min to max over seeds"
+STD_BAND = "band: ± 1 std over seeds"
 
 
 def warmup_title(name: str) -> str:
     """A warmup's legend name, from its registry entry."""
-    return WARMUPS[name].title if name in WARMUPS else name
+    from .optim import WARMUPS
 
-FIGURE_FORMATS = ("png", "pdf", "svg")
+    return WARMUPS[name].title if name in WARMUPS else name
 
 
 def save_figure(fig: plt.Figure, path: Path, fmt: str) -> Path:
@@ -29,93 +36,121 @@ def save_figure(fig: plt.Figure, path: Path, fmt: str) -> Path:
     return path
 
 
-def finish_line_plot(fig: plt.Figure, ax: plt.Axes, xlabel: str, ylabel: str, title: str,
-                     path: Path, fmt: str) -> Path:
+def _finish(ax: plt.Axes, xlabel: str, ylabel: str, title: str) -> None:
     """Labels, a light grid and a legend: what every line plot here ends with."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    return save_figure(fig, path, fmt)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
 
 
-def plot_warmup_periods(beta2s: np.ndarray, periods: dict[str, np.ndarray], path: Path,
-                        fmt: str = "png") -> Path:
-    """T(omega) against beta2, both on log-type axes (the paper's 'warmup period' figure)."""
+def warmup_periods_figure(beta2s: np.ndarray, periods: dict[str, np.ndarray]) -> plt.Figure:
+    """T(omega) against beta2, both on log-type axes (the paper's 'warmup period' figure).
+    The untuned schedules' periods nearly coincide, hence one line style each."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for name, values in periods.items():
-        ax.plot(beta2s, values, label=warmup_title(name))
+    for (name, values), style in zip(periods.items(), STYLES):
+        ax.plot(beta2s, values, style, label=warmup_title(name), lw=1.6)
     ax.set_xscale("logit")  # spreads 0.99 .. 0.9999 evenly, like log(1 - beta2)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_yscale("log")
-    return finish_line_plot(fig, ax, r"$\beta_2$", r"effective warmup period $\mathcal{T}(\omega)$",
-                            "", path, fmt)
+    _finish(ax, r"$\beta_2$", r"effective warmup period $\mathcal{T}(\omega)$",
+            r"effective warmup period $\mathcal{T}(\omega) = \sum_t (1 - \omega_t)$")
+    return fig
 
 
-def plot_warmup_factors(factors: dict[str, np.ndarray], beta2: float, path: Path,
-                        fmt: str = "png") -> Path:
+def warmup_factors_figure(factors: dict[str, np.ndarray], beta2: float) -> plt.Figure:
     """omega_t against t for each schedule at one beta2."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for name, values in factors.items():
-        ax.plot(np.arange(1, len(values) + 1), values, label=warmup_title(name))
+    for (name, values), style in zip(factors.items(), STYLES):
+        ax.plot(np.arange(1, len(values) + 1), values, style, label=warmup_title(name))
     ax.set_ylim(0, 1.02)
-    return finish_line_plot(fig, ax, "iteration $t$", r"warmup factor $\omega_t$",
-                            rf"$\beta_2 = {beta2:g}$", path, fmt)
+    _finish(ax, "iteration $t$", r"warmup factor $\omega_t$",
+            rf"warmup factor $\omega_t$ at $\beta_2 = {beta2:g}$")
+    return fig
 
 
-def plot_error_bars(table, path: Path, fmt: str = "png") -> Path:
-    """Top-1 error per row, bars grouped by column, error bars of one std (the papers'
-    bar charts); a published value, where there is one, is drawn as a black tick."""
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(table.rows) * len(table.columns)), 4))
+def _common_prefix(labels: list[str]) -> str:
+    """The "AdamW/" every row label starts with (shown once, in the title)."""
+    heads = {label.split("/", 1)[0] for label in labels}
+    return f"{heads.pop()}/" if len(heads) == 1 and all("/" in x for x in labels) else ""
+
+
+def error_bars_figure(table) -> plt.Figure:
+    """The table's cells as bars grouped by column, error bars of one std over seeds, n
+    under each row; a published value, where there is one, as a black tick."""
+    prefix = _common_prefix(table.rows)
+    rows = [r[len(prefix):] for r in table.rows]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(rows) * len(table.columns)), 4))
     width = 0.8 / max(1, len(table.columns))
-    x = np.arange(len(table.rows))
+    x = np.arange(len(rows))
+    published_drawn = False
     for j, column in enumerate(table.columns):
         cells = [table.cells.get((r, column)) for r in table.rows]
         means = [c.mean if c and c.n else np.nan for c in cells]
-        stds = [c.std if c and c.n else 0.0 for c in cells]
+        stds = [c.std if c and c.n > 1 else 0.0 for c in cells]
         offset = x + (j - (len(table.columns) - 1) / 2) * width
-        ax.bar(offset, means, width, yerr=stds, capsize=3, label=f"{table.column_key} {column}")
+        ax.bar(offset, means, width, yerr=stds, capsize=3, label=table.column_label(column))
         published = [c.published[0] if c and c.published else np.nan for c in cells]
-        ax.scatter(offset, published, marker="_", s=200, color="black", zorder=3,
-                   label="published" if j == 0 else None)
-    ax.set_xticks(x, table.rows, rotation=30, ha="right")
-    ax.set_ylabel("top-1 error (%)")
-    ax.set_title(table.title, fontsize=9)
+        if not np.isnan(published).all():
+            ax.scatter(offset, published, marker="_", s=200, color="black", zorder=3,
+                       label=None if published_drawn else "published")
+            published_drawn = True
+    counts = [sorted({table.cells[(r, c)].n for c in table.columns if (r, c) in table.cells})
+              for r in table.rows]
+    ticks = [f"{row}\n(n={'/'.join(map(str, n))})" for row, n in zip(rows, counts)]
+    ax.set_xticks(x, ticks, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(table.metric_title)
+    ax.set_title(f"{table.title}" + (f" — {prefix[:-1]}" if prefix else "")
+                 + "\nmean over n seeds, error bars ± 1 std", fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    return save_figure(fig, path, fmt)
+    return fig
 
 
-def plot_lr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, path: Path,
-                   fmt: str = "png", log_x: bool = False) -> Path:
-    """The LR the optimizer used against the iteration, one line per warmup."""
+def lr_curves_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str,
+                     log_x: bool = False, marks: tuple[tuple[float, str], ...] = ()
+                     ) -> plt.Figure:
+    """The LR the optimizer used against the iteration, one line per warmup; `marks`
+    (iteration, what starts there) as dotted vertical lines, e.g. WSD's phases."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for label, (steps, lrs) in curves.items():
-        ax.plot(steps, lrs, label=label)
+    for (label, (steps, lrs)), style in zip(curves.items(), STYLES * len(curves)):
+        ax.plot(steps, lrs, style, label=label)
+    for x, text in marks:
+        ax.axvline(x, color="grey", ls=":", lw=1)
+        ax.annotate(text, (x, 0.02), xycoords=("data", "axes fraction"), rotation=90,
+                    fontsize=7, color="grey", ha="right", va="bottom")
     if log_x:
         ax.set_xscale("log")
-    return finish_line_plot(fig, ax, "iteration", "learning rate", title, path, fmt)
+    ax.set_ylim(bottom=0)  # a constant LR reads as constant, not as noise around it
+    _finish(ax, "iteration", "learning rate (warmup included)", title)
+    return fig
 
 
-def plot_accuracy_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-                         title: str, path: Path, fmt: str = "png") -> Path:
-    """Test accuracy against the epoch, one line per warmup: mean over seeds, +-1 std band."""
+def accuracy_curves_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                           title: str) -> plt.Figure:
+    """Test accuracy against the epoch, one line per warmup: mean over seeds, ± 1 std."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for label, (epochs, mean, std) in curves.items():
         (line,) = ax.plot(epochs, 100 * mean, label=label)
         ax.fill_between(epochs, 100 * (mean - std), 100 * (mean + std), alpha=0.2,
                         color=line.get_color())
-    return finish_line_plot(fig, ax, "epoch", "test accuracy (%)", title, path, fmt)
+    _finish(ax, "epoch", "test accuracy (%)", f"{title}\nmean over seeds, {STD_BAND}")
+    return fig
 
 
-def plot_run_history(steps, epochs, title: str, path: Path, fmt: str = "png") -> Path:
-    """One run: LR and loss per logged step, accuracy per epoch with its maximum marked."""
+def run_history_figure(steps, epochs, title: str) -> plt.Figure:
+    """One run: LR and loss (log scale) per logged step, accuracy per epoch with its
+    maximum marked."""
     fig, (ax_lr, ax_loss, ax_acc) = plt.subplots(1, 3, figsize=(13, 3.6))
     if len(steps):
         ax_lr.plot(steps["step"], steps["lr"])
+        ax_lr.set_ylim(bottom=0)
         ax_loss.plot(steps["step"], steps["loss"], lw=0.8)
+        if (steps["loss"] > 0).all():
+            ax_loss.set_yscale("log")  # what happens below 0.1 stays visible
     ax_lr.set(xlabel="iteration", ylabel="learning rate", title="LR used")
     ax_loss.set(xlabel="iteration", ylabel="training loss", title="loss")
     if len(epochs):
@@ -129,79 +164,149 @@ def plot_run_history(steps, epochs, title: str, path: Path, fmt: str = "png") ->
     for ax in (ax_lr, ax_loss, ax_acc):
         ax.grid(True, alpha=0.3)
     fig.suptitle(title, fontsize=9)
-    return save_figure(fig, path, fmt)
+    return fig
 
 
-def _band(ax: plt.Axes, band, label: str, color=None, style: str = "-", log: bool = True):
-    """A mean line with a min-max band; on a log axis, values <= 0 (a negative eigenvalue
-    estimate) are left out rather than drawn to minus infinity."""
-    def shown(values):
-        return np.where(values > 0, values, np.nan) if log else values
-
-    (line,) = ax.plot(band.x, shown(band.mean), style, label=label, color=color, lw=1.2)
+def _band(ax: plt.Axes, band, label: str, color=None, style: str = "-"):
+    """A mean line with a min-max band."""
+    (line,) = ax.plot(band.x, band.mean, style, label=label, color=color, lw=1.2)
     if len(band.x) and (band.high > band.low).any():
-        ax.fill_between(band.x, shown(band.low), shown(band.high), alpha=0.15,
-                        color=line.get_color(), lw=0)
+        ax.fill_between(band.x, band.low, band.high, alpha=0.15, color=line.get_color(), lw=0)
     return line.get_color()
 
 
-def plot_diagnostics(series: dict[str, dict], title: str, path: Path, fmt: str = "png") -> Path:
+# the diagnostics panels: (what a run logged, its axis label, log-scale y)
+DIAGNOSTIC_PANELS = (
+    ("relative_update", r"relative update $\|\Delta\theta\| / \|\theta\|$", True),
+    ("r_abs_mean", r"Adam step ratio: mean $|r|$, $r = \hat m / (\sqrt{\hat v} + \epsilon)$",
+     False),
+    ("r_frac_above_half", r"Adam step ratio: share of coordinates with $|r| > 0.5$", False),
+    ("angular_update_mean", "mean angular update of weight matrices (rad)", True),
+    ("sharpness_ratio", "sharpness / its stability threshold (Adam: of $P^{-1}H$, 38/lr)",
+     "symlog"),
+)
+
+
+def diagnostics_figure(series: dict[str, dict], title: str) -> plt.Figure:
     """Why warmup matters, per warmup (mean over seeds, band from min to max), against a
-    log-scale step axis: the relative update size, Adam's per-coordinate step ratio |r|,
-    the angular update of the weight matrices, and the sharpness against its stability
-    threshold (dashed) where it was estimated."""
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
-    (ax_rel, ax_r), (ax_ang, ax_sharp) = axes
-    for label, bands in series.items():
-        color = None
-        if bands.get("relative_update") is not None:
-            color = _band(ax_rel, bands["relative_update"], label)
-        if bands.get("r_abs_mean") is not None:
-            color = _band(ax_r, bands["r_abs_mean"], f"{label}: mean |r|", color, log=False)
-            if bands.get("r_frac_above_half") is not None:
-                _band(ax_r, bands["r_frac_above_half"], f"{label}: share |r| > 0.5", color, "--",
-                      log=False)
-        if bands.get("angular_update_mean") is not None:
-            _band(ax_ang, bands["angular_update_mean"], label, color)
-        sharp = bands.get("preconditioned_sharpness") or bands.get("sharpness")
-        if sharp is not None:
-            color = _band(ax_sharp, sharp, f"{label}: sharpness", color)
-            if bands.get("sharpness_threshold") is not None:
-                _band(ax_sharp, bands["sharpness_threshold"], f"{label}: threshold", color, "--")
-    panels = ((ax_rel, r"relative update $\|\Delta\theta\| / \|\theta\|$", True),
-              (ax_r, r"Adam step ratio $|r| = |\hat m| / (\sqrt{\hat v} + \epsilon)$", False),
-              (ax_ang, "mean angular update of weight matrices (rad)", True),
-              (ax_sharp, "top Hessian eigenvalue (Adam: of $P^{-1}H$) vs threshold", True))
-    for ax, ylabel, log_y in panels:
-        ax.set_xscale("log")
-        if log_y and ax.lines:
+    log-scale step axis, one panel per quantity the runs logged: the relative update,
+    Adam's step ratio |r| (its mean, and the share above 1/2), the angular update, and
+    the sharpness as a ratio to its stability threshold (a line at 1: above it, the step
+    is unstable; negative estimates shown on a symmetric-log axis)."""
+    panels = [p for p in DIAGNOSTIC_PANELS if any(b.get(p[0]) is not None
+                                                   for b in series.values())]
+    columns = 2 if len(panels) > 1 else 1
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        fig.delaxes(ax)
+    for ax, (key, ylabel, scale) in zip(axes.flat, panels):
+        for (label, bands), style in zip(series.items(), STYLES * len(series)):
+            if bands.get(key) is not None:
+                _band(ax, bands[key], label, style=style)
+        if key == "sharpness_ratio":
+            ax.axhline(1.0, color="black", lw=0.8, ls=":", label="threshold")
+            ax.set_yscale("symlog", linthresh=1e-2)
+        elif scale:
             ax.set_yscale("log")
-        ax.set_xlabel("iteration")
+        ax.set_xscale("log")
         ax.set_ylabel(ylabel, fontsize=8)
-        ax.grid(True, which="both", alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=7)
-        else:
-            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
-    fig.suptitle(title, fontsize=9)
+        _finish(ax, "iteration", ax.get_ylabel(), "")
+    fig.suptitle(f"{title}\nmean over seeds, {BAND}", fontsize=9)
     fig.tight_layout()
-    return save_figure(fig, path, fmt)
+    return fig
 
 
-def plot_update_size(series: dict, horizon: int, title: str, path: Path,
-                     fmt: str = "png") -> Path:
+def update_size_figure(series: dict, horizon: int, title: str) -> plt.Figure:
     """The update size ||delta theta|| over the first `horizon` = 2 / (1 - beta2)
-    iterations, one line per warmup (mean over seeds, band from min to max): Ma & Yarats'
-    argument that early Adam updates are large without warmup."""
+    iterations (or as far as the runs logged), one line per warmup (mean over seeds, band
+    from min to max): Ma & Yarats' argument that early Adam updates are large without
+    warmup. The title says the iterations actually shown."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for label, band in series.items():
+    shown = 0
+    for (label, band), style in zip(series.items(), STYLES * len(series)):
         keep = band.x <= horizon
+        shown = max(shown, int(band.x[keep].max()) if keep.any() else 0)
         _band(ax, band._replace(x=band.x[keep], mean=band.mean[keep], low=band.low[keep],
-                                high=band.high[keep]), label)
+                                high=band.high[keep]), label, style=style)
     ax.set_yscale("log")
-    return finish_line_plot(fig, ax, "iteration",
-                            r"update size $\|\Delta\theta_t\|_2$ (mean, min-max over seeds)",
-                            f"{title} — first 2/(1-β2) = {horizon} iterations", path, fmt)
+    extent = f"the first 2/(1-β2) = {horizon:,} iterations" if shown >= horizon else \
+        f"iterations 1-{shown:,} (of 2/(1-β2) = {horizon:,}: the runs ended sooner)"
+    _finish(ax, "iteration", r"update size $\|\Delta\theta_t\|_2$",
+            f"{title} — {extent}\nmean over seeds, {BAND}")
+    return fig
+
+
+def lr_sensitivity_figure(curves: dict[str, tuple], title: str, ylabel: str) -> plt.Figure:
+    """The metric against the LR (log axis), a line per warmup: mean over seeds with a
+    min-max band; an LR where a run diverged is marked with an x at the top of the axis
+    (DeepOBS's sensitivity plot: how much warmup flattens the curve)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    markers = []
+    for (label, (lrs, mean, low, high, diverged)), style in zip(curves.items(),
+                                                               STYLES * len(curves)):
+        (line,) = ax.plot(lrs, mean, style, marker="o", ms=3, label=label)
+        ax.fill_between(lrs, low, high, alpha=0.15, color=line.get_color(), lw=0)
+        markers.append((diverged, line.get_color()))
+    ax.set_xscale("log")
+    top = ax.get_ylim()[1]
+    labelled = False
+    for diverged, color in markers:
+        if diverged:
+            ax.scatter(diverged, [top] * len(diverged), marker="x", color=color, zorder=4,
+                       clip_on=False, label=None if labelled else "diverged")
+            labelled = True
+    ax.set_ylim(top=top)
+    _finish(ax, "learning rate α", ylabel, f"{title}\nmean over seeds, {BAND}")
+    return fig
+
+
+def phase_diagram_figure(grid: dict, title: str, metric_title: str,
+                         annotate_up_to: int = 144) -> plt.Figure:
+    """The metric over target LR (columns, log-spaced) x warmup length (rows, 0 = no
+    warmup at the bottom): colour = the mean over seeds (log scale when it spans more
+    than a decade), diverged cells hatched in grey with a legend entry, cells not run
+    left blank; the numbers in the cells when there are at most `annotate_up_to`."""
+    from matplotlib.colors import LogNorm, Normalize
+    from matplotlib.patches import Patch
+
+    mean, diverged, runs = grid["mean"], grid["diverged"], grid["runs"]
+    shape = mean.shape
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.75 * shape[1] + 2.5),
+                                    max(3.5, 0.5 * shape[0] + 1.8)))
+    finite = mean[np.isfinite(mean)]
+    log = len(finite) and finite.min() > 0 and finite.max() / finite.min() > 10
+    limits = (finite.min(), finite.max()) if len(finite) else (0, 1)
+    norm = LogNorm(*limits) if log else Normalize(*limits)
+    image = ax.imshow(np.ma.masked_invalid(mean), origin="lower", aspect="auto",
+                      cmap="viridis_r", norm=norm)
+    fig.colorbar(image, ax=ax, label=metric_title)
+    all_diverged = (diverged > 0) & ~np.isfinite(mean)
+    for i, j in zip(*np.nonzero(diverged)):
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="lightgrey" if
+                                   all_diverged[i, j] else "none", hatch="xx",
+                                   edgecolor="dimgrey", lw=0))
+    if mean.size <= annotate_up_to:
+        for i in range(shape[0]):
+            for j in range(shape[1]):
+                if not runs[i, j]:
+                    continue
+                text = f"{mean[i, j]:.3g}" if np.isfinite(mean[i, j]) else "div."
+                if diverged[i, j] and np.isfinite(mean[i, j]):
+                    text += f"\n{diverged[i, j]}/{runs[i, j]} div."
+                ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                        color="black" if not np.isfinite(mean[i, j]) else "white")
+    ax.set_xticks(range(shape[1]), [f"{lr:g}" for lr in grid["lrs"]], rotation=45,
+                  fontsize=8)
+    ax.set_yticks(range(shape[0]), [f"{n:,}  ({w})" for n, w in zip(grid["lengths"],
+                                                                  grid["warmups"])], fontsize=8)
+    ax.set_xlabel("target learning rate α (log-spaced)")
+    ax.set_ylabel("warmup length (iterations)")
+    ax.legend(handles=[Patch(facecolor="lightgrey", hatch="xx", edgecolor="dimgrey",
+                             label="diverged")], loc="upper left", bbox_to_anchor=(0, -0.22),
+              fontsize=8, frameon=False)
+    ax.set_title(f"{title}\n{metric_title}: mean over seeds", fontsize=9)
+    return fig
 
 
 def predictions_figure(images: np.ndarray, labels: list[int], predicted: list[int],
@@ -224,3 +329,10 @@ def predictions_figure(images: np.ndarray, labels: list[int], predicted: list[in
     fig.suptitle(title, fontsize=9, parse_math=False)
     fig.tight_layout()
     return fig
+
+
+def draw(builder: str, path: Path, fmt: str, *args) -> Path:
+    """Builds the figure `builder` names (a function of this module) and saves it: the
+    unit of work a report hands to its worker processes."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    return save_figure(globals()[builder](*args), path, fmt)

@@ -106,7 +106,7 @@ def make_jobs(configs: list[TrainConfig], out: Path, options: RunOptions, device
     reports nothing but its result."""
     return [Job(cfg, Path(out), dataclasses.replace(options, device=devices[i % len(devices)],
                                                     resume=True, on_note=None,
-                                                    on_progress=None),
+                                                    on_progress=None, on_hint=None),
                 tuple(Path(p).resolve() for p in plugins))
             for i, cfg in enumerate(configs)]
 
@@ -210,7 +210,7 @@ def _stop_workers(pool: ProcessPoolExecutor, grace: float = 120.0) -> None:
             worker.kill()
 
 
-def _check_ray_address(address: str) -> None:
+def check_ray_address(address: str) -> None:
     """Fails fast (ConfigError) when nothing listens at a host:port Ray address: ray.init
     would otherwise retry for minutes."""
     if address in ("auto", "local"):
@@ -260,7 +260,7 @@ def run_ray(jobs: list[Job], address: str | None, cpus: float, gpus: float,
     started_here = not ray.is_initialized()
     if started_here:
         if address is not None:
-            _check_ray_address(address)
+            check_ray_address(address)
         _ray_init(ray, address)
     pending = []
     try:

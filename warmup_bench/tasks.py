@@ -161,6 +161,55 @@ class _NoRules:
         """A data set's rules need its files; a recorded one has none to check."""
 
 
+# a warmup that lasts longer than this share of training is said to be too long: its LR
+# stays below the target for much of the run, and a table then measures under-training
+LONG_WARMUP = 0.25
+
+
+def planned_iterations(cfg: TrainConfig) -> int | None:
+    """The run's optimizer steps, from its data set's declared train size (None where the
+    size is known only once the data is read)."""
+    spec = _data.DATASETS.get(cfg.dataset)
+    if spec is None or spec.sizes is None:
+        return None
+    train = spec.sizes[0] - int(round(cfg.val_fraction * spec.sizes[0]))
+    if cfg.train_samples is not None:
+        train = min(train, cfg.train_samples)
+    return train // cfg.batch_size * cfg.epochs
+
+
+def long_warmup_note(cfg: TrainConfig, iterations: int | None) -> str | None:
+    """One line when the warmup lasts more than LONG_WARMUP of the run's `iterations`."""
+    if not iterations:
+        return None
+    length = optim.WARMUPS[cfg.warmup].length(cfg)
+    if length <= LONG_WARMUP * iterations:
+        return None
+    return (f"warning: --warmup {cfg.warmup} lasts {length:,} iterations, "
+            f"{length / iterations:.0%} of the run's {iterations:,}: its LR stays below the "
+            "target for much of training; train longer (--epochs), or shorten the warmup "
+            "(--warmup-period; a smaller --beta2 for the untuned ones).")
+
+
+def long_warmups_note(configs: list[TrainConfig]) -> str | None:
+    """One line for a grid: the runs whose warmup lasts more than LONG_WARMUP of their
+    planned iterations, by warmup."""
+    found: dict[tuple[str, int, int], int] = {}
+    for cfg in configs:
+        iterations = planned_iterations(cfg)
+        length = optim.WARMUPS[cfg.warmup].length(cfg)
+        if iterations and length > LONG_WARMUP * iterations:
+            found[(cfg.warmup, length, iterations)] = found.get((cfg.warmup, length,
+                                                                 iterations), 0) + 1
+    if not found:
+        return None
+    parts = [f"{name} {length:,} of {iterations:,} iterations ({count} runs)"
+             for (name, length, iterations), count in found.items()]
+    return (f"warning: in {sum(found.values())} runs the warmup lasts longer than "
+            f"{LONG_WARMUP:.0%} of training: {'; '.join(parts)}. Their LR stays below the "
+            "target for much of training: train longer, or shorten the warmup.")
+
+
 def redundant_warmup_note(cfg: TrainConfig) -> str | None:
     """A note when the warmup repeats what the optimizer already does (RAdam on RAdam)."""
     if cfg.warmup == "radam" and optim.OPTIMIZERS[cfg.opt].rectified:
@@ -170,4 +219,5 @@ def redundant_warmup_note(cfg: TrainConfig) -> str | None:
 
 
 __all__ = ["TASKS", "TaskEntry", "TrainConfig", "ConfigError", "resolve_config", "validate",
-           "redundant_warmup_note", "plugins_for", "check_recorded"]
+           "redundant_warmup_note", "long_warmup_note", "long_warmups_note",
+           "planned_iterations", "plugins_for", "check_recorded"]

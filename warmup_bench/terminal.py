@@ -23,7 +23,13 @@ def printable(text: object) -> str:
 
 
 class SafeTable(Table):
-    """A rich Table whose string cells are shown as they are (see `printable`)."""
+    """A rich Table whose string cells are shown as they are (see `printable`), and whose
+    columns fold a long cell onto more lines rather than cut it (run names at 80
+    columns keep their seed and hash)."""
+
+    def add_column(self, *args, **kwargs) -> None:
+        kwargs.setdefault("overflow", "fold")
+        super().add_column(*args, **kwargs)
 
     def add_row(self, *cells, **kwargs) -> None:
         super().add_row(*(printable(c) if isinstance(c, str) else c for c in cells), **kwargs)
@@ -33,7 +39,8 @@ class SafeConsole(Console):
     """A rich Console that never reads markup and shows control characters escaped."""
 
     def __init__(self, **kwargs):
-        super().__init__(markup=False, highlight=False, **kwargs)
+        # soft wrap: a long path stays one line to copy; tables still fit the width
+        super().__init__(markup=False, highlight=False, soft_wrap=True, **kwargs)
 
     def print(self, *objects, **kwargs) -> None:
         super().print(*(printable(o) if isinstance(o, str) else o for o in objects), **kwargs)

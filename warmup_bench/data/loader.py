@@ -94,6 +94,15 @@ class BatchLoader:
         n = min(self.batch_size, self.num_samples)
         return self.normalize(self.split.images[:n]), self.split.labels[:n]
 
+    def fixed_batches(self, count: int) -> Iterator[torch.Tensor]:
+        """Up to `count` unaugmented batches of images in one fixed random order (its own
+        generator: no draw from the training's streams, the same images every time)."""
+        order = torch.randperm(self.num_samples, generator=torch.Generator().manual_seed(
+            self.seed * EPOCH_SEED_STRIDE - 1)).to(self.device)
+        for i in range(min(count, -(-self.num_samples // self.batch_size))):
+            yield self.normalize(self.split.images[order[i * self.batch_size:
+                                                         (i + 1) * self.batch_size]])
+
     def batches(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of `epoch` (the same epoch number gives the same batches)."""
         images, labels = self.split.images, self.split.labels

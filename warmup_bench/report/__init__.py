@@ -13,35 +13,87 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..files import write_text_atomic
-from ..runs import METRICS
+from ..files import OutputError, write_text_atomic
+from ..runs import METRICS, RunDir
 from .collect import Run, collect_runs
-from .figures import across_seeds, draw_figures
+from .figures import RUN_FIGURES, across_seeds, draw_all, draw_figures, figure_jobs
+from .metrics import Metric, parse_metric
 from .render import (
     FORMATS,
     SPEED_FORMATS,
+    cell_records,
     long_frame,
     render,
     render_speed,
     rich_table,
     speed_frame,
+    tables_json,
 )
 from .tables import Cell, Table, build_table, build_tables, setting_label, varying_settings
 
-SUFFIXES = {"table": "md", "markdown": "md", "csv": "csv", "latex": "tex"}
+SUFFIXES = {"table": "md", "markdown": "md", "csv": "csv", "latex": "tex", "json": "json"}
+OWNER = ".warmup-bench-report"  # in an --out folder: which results and grid it reports
+
+
+def claim_folder(out: Path, results: Path, experiment: Path | None, write: bool = True) -> None:
+    """Makes `out` the folder of this report (results folder and grid); OutputError when
+    it holds the report of another one, whose figures this one would mix with its own.
+    `write=False` only checks (before any work)."""
+    import json
+
+    owner = {"results": str(Path(results).resolve()),
+             "experiment": str(Path(experiment).resolve()) if experiment else None}
+    marker = Path(out) / OWNER
+    try:
+        previous = json.loads(marker.read_text()) if marker.is_file() else owner
+    except (OSError, ValueError):
+        previous = None
+    if previous != owner:
+        shown = previous.get("experiment") or previous.get("results") \
+            if isinstance(previous, dict) else "an unreadable marker"
+        raise OutputError(f"--out {out} holds the report of another experiment ({shown}); "
+                          "give each report its own folder.")
+    if write:
+        write_text_atomic(marker, json.dumps(owner) + "\n")
 
 
 def write_report(tables: list[tuple[Table, list[Run]]], out: Path, fmt: str, compare: bool,
                  plot_format: str = "png", log_x: bool = False,
-                 warn: Callable[[str], None] = print) -> Path:
+                 warn: Callable[[str], None] = print, metric: Metric | None = None,
+                 run_figures: str = "diverged") -> Path:
     """The tables as one file in `out` (Markdown for the terminal's format) and the
-    figures in `out/plots`; returns the table file's path."""
+    figures in `out/plots`, drawn in parallel; returns the table file's path."""
     text_format = "markdown" if fmt == "table" else fmt
-    for table, runs in tables:
-        draw_figures(table, runs, out / "plots", plot_format, log_x, warn)
+    jobs = [job for table, runs in tables for job in figure_jobs(
+        table, runs, out / "plots", plot_format, log_x, warn, metric, run_figures)]
+    draw_all(list({job[1]: job for job in jobs}.values()), plot_format)  # once per file
     path = out / f"report.{SUFFIXES[fmt]}"
-    write_text_atomic(path, "\n".join(render(t, text_format, compare) for t, _ in tables))
+    text = tables_json([t for t, _ in tables]) if fmt == "json" else \
+        "\n".join(render(t, text_format, compare) for t, _ in tables)
+    write_text_atomic(path, text)
     return path
+
+
+def collect(results: Path, experiment: Path | None = None, metric: str = "best",
+            warn: Callable[[str], None] | None = None,
+            allow_plugins: bool = False) -> pd.DataFrame:
+    """The runs of `results` (of `experiment`'s grid only, when given) that can be
+    trusted, one row each, for a notebook: every setting, the status, the metric's value
+    (None where a run has none, or never reached the target), epochs done, wall seconds
+    and the run folder. Runs skipped are said through `warn` (default: not at all). A
+    grid's plugin files run only with `allow_plugins`, as on the command line."""
+    from ..experiments import PluginConsent, load_experiment
+
+    chosen = parse_metric(metric)
+    runs = collect_runs(Path(results), warn or (lambda _: None))
+    if experiment is not None:
+        grid = load_experiment(Path(experiment), PluginConsent(allow=allow_plugins))
+        wanted = {RunDir.of(results, c).path.resolve() for c in grid.configs()}
+        runs = [r for r in runs if r.directory.resolve() in wanted]
+    return pd.DataFrame.from_records([
+        {**r.config, "status": r.status.value, chosen.name: chosen.value(r),
+         "epochs_done": r.summary.epochs_done, "wall_seconds": r.summary.wall_seconds,
+         "folder": str(r.directory)} for r in runs])
 
 
 def write_speed(frame: pd.DataFrame, out: Path) -> Path:
@@ -53,4 +105,5 @@ def write_speed(frame: pd.DataFrame, out: Path) -> Path:
 __all__ = ["METRICS", "FORMATS", "SPEED_FORMATS", "Run", "Cell", "Table", "collect_runs",
            "build_table", "build_tables", "render", "rich_table", "long_frame", "speed_frame",
            "render_speed", "draw_figures", "across_seeds", "setting_label", "varying_settings",
-           "write_report", "write_speed"]
+           "write_report", "write_speed", "claim_folder", "parse_metric", "Metric",
+           "RUN_FIGURES", "cell_records", "tables_json", "collect"]

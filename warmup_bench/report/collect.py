@@ -37,6 +37,17 @@ class Run:
     def status(self) -> Status:
         return self.summary.status
 
+    @cached_property
+    def meta(self) -> dict:
+        return self.run.read_meta()
+
+    @property
+    def iterations_per_epoch(self) -> int | None:
+        """Optimizer steps per epoch, as meta.json recorded it (None if it did not)."""
+        value = self.meta.get("iterations_per_epoch")
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
+            else None
+
 
 def _config_problem(cfg: TrainConfig | None) -> str | None:
     """Why a run's config cannot be reported (None when it can): unreadable, or naming a

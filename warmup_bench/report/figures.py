@@ -1,19 +1,36 @@
-"""The figures a report draws from its runs: the error bars of a table, and per group
-of runs that differ only in warmup (and seed) the LR, accuracy and diagnostics curves."""
+"""The figures a report draws from its runs, as a list of drawing jobs (a builder of
+plots.py, its numbers, its file) that are then drawn in parallel worker processes:
+
+  errors_*        the table's cells as error bars
+  lr_*, accuracy_*, diagnostics_*, update_size_*
+                  per group of runs that differ only in warmup (and seed)
+  phase_*         the metric over LR x warmup length, where a group varies both
+  sensitivity_*   the metric against the LR, a line per warmup, where a group varies LR
+  runs/*          one history per run: on request (--run-figures all), else only the
+                  diverged runs', which a reader wants to see
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from ..optim import WARMUPS
 from ..runs import RunFileError
 from ..warmup import untuned_linear_period
 from .collect import Run
+from .metrics import Metric, error_metric
 from .tables import Table, setting_label, varying_settings
+
+RUN_FIGURES = ("diverged", "all", "none")
+PARALLEL_FROM = 8  # fewer figures than this are drawn in this process (no start-up cost)
 
 
 def _slug(text: str) -> str:
@@ -39,91 +56,226 @@ def across_seeds(frames: list[pd.DataFrame], key: str, column: str) -> Band | No
         return None
     joined = pd.concat(columns, axis=1, join="inner").dropna()
     values = joined.to_numpy(dtype=float)
-    return Band(joined.index.to_numpy(dtype=float), values.mean(1), values.std(1), values.min(1),
-                values.max(1))
+    return Band(joined.index.to_numpy(dtype=float), values.mean(1), values.std(1),
+                values.min(1), values.max(1))
 
 
-DIAGNOSTIC_PANELS = ("relative_update", "r_abs_mean", "r_frac_above_half",
-                     "angular_update_mean", "sharpness", "preconditioned_sharpness",
-                     "sharpness_threshold", "update_norm")
+BANDED = ("relative_update", "r_abs_mean", "r_frac_above_half", "angular_update_mean",
+          "sharpness_ratio", "update_norm")
 
 
-def steps_or_nothing(run: Run, warn: Callable[[str], None]) -> pd.DataFrame:
-    """steps.csv, or (damaged: said once) nothing to draw."""
+def _read(run: Run, what: str, warn: Callable[[str], None]) -> pd.DataFrame:
+    """steps.csv or diagnostics.csv, or (damaged: said once) nothing to draw."""
     try:
-        return run.run.read_steps()
+        frame = run.run.read_steps() if what == "steps" else run.run.read_diagnostics()
     except RunFileError as error:
-        warn(f"not drawing the steps of {run.directory}: {error}")
+        warn(f"not drawing the {what} of {run.directory}: {error}")
         return pd.DataFrame()
+    if what == "diagnostics" and "sharpness_threshold" in frame:
+        # Adam's preconditioned sharpness where estimated, else the plain one, over the
+        # threshold it is compared with: above 1, the step is unstable
+        sharp = frame.get("preconditioned_sharpness")
+        sharp = sharp.fillna(frame["sharpness"]) if sharp is not None else frame["sharpness"]
+        frame = frame.assign(sharpness_ratio=sharp / frame["sharpness_threshold"])
+    return frame
 
 
-def diagnostics_or_nothing(run: Run, warn: Callable[[str], None]) -> pd.DataFrame:
-    try:
-        return run.run.read_diagnostics()
-    except RunFileError as error:
-        warn(f"not drawing the diagnostics of {run.directory}: {error}")
-        return pd.DataFrame()
+def warmup_length(config: dict) -> int:
+    """The iterations a run's warmup lasts (its entry's own rule: 0 without one)."""
+    from ..config import TrainConfig
+
+    entry = WARMUPS.get(config["warmup"])
+    return int(entry.length(TrainConfig.from_dict(config))) if entry else 0
 
 
-def draw_figures(table: Table, runs: list[Run], out: Path, fmt: str = "png",
-                 log_x: bool = False, warn: Callable[[str], None] = print) -> list[Path]:
-    """The error-bar chart of the table; per group of runs that differ only in warmup
-    (and seed): LR curves, test-accuracy curves, and where runs logged diagnostics, the
-    diagnostics over the first iterations and the update size over the first
-    2 / (1 - beta2) iterations; one history figure per run."""
-    from .. import plots
-
-    history = {r.directory: (steps_or_nothing(r, warn), r.epochs) for r in runs}
-    written = [plots.plot_error_bars(table, out / f"errors_{_slug(table.title)}.{fmt}", fmt)]
+def figure_jobs(table: Table, runs: list[Run], out: Path, fmt: str = "png",
+                log_x: bool = False, warn: Callable[[str], None] = print,
+                metric: Metric | None = None, run_figures: str = "diverged") -> list[tuple]:
+    """What to draw for `table` and its runs: (builder, path, its arguments) each."""
+    metric = metric or error_metric("best")
+    jobs = [("error_bars_figure", out / f"errors_{_slug(table.title)}.{fmt}", table)]
     per_group = {"warmup", "warmup_period", "seed"}
-    # a group's name shows every setting that tells it apart from the other groups
     configs = [r.config for r in runs]
+    # a group's name shows every setting that tells it apart from the other groups
     naming = varying_settings(configs, per_group | {"task", "opt", "lr"})
     grouping = varying_settings(configs, per_group)
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
-        key = tuple(repr(run.config.get(k)) for k in grouping)
-        groups.setdefault(key, []).append(run)
+        groups.setdefault(tuple(repr(run.config.get(k)) for k in grouping), []).append(run)
     for members in groups.values():
         first = members[0].config
         name = " ".join([first["task"], setting_label("opt", first), "lr",
                          setting_label("lr", first)]
                         + [f"{k}={setting_label(k, first)}" for k in naming])
-        lr_curves, acc_curves, diagnostics = {}, {}, {}
-        by_warmup: dict[str, list[Run]] = {}
-        for run in sorted(members, key=lambda r: r.config["seed"]):
-            by_warmup.setdefault(setting_label("warmup", run.config), []).append(run)
-        for label, warm_runs in by_warmup.items():
-            steps = history[warm_runs[0].directory][0]
-            if len(steps):
-                lr_curves[label] = (steps["step"].to_numpy(), steps["lr"].to_numpy())
-            accuracy = across_seeds([history[r.directory][1] for r in warm_runs], "epoch",
-                                    "test_acc")
-            if accuracy is not None:
-                acc_curves[label] = (accuracy.x, accuracy.mean, accuracy.std)
-            logs = [diagnostics_or_nothing(r, warn) for r in warm_runs]
-            bands = {c: across_seeds(logs, "step", c) for c in DIAGNOSTIC_PANELS}
-            if any(b is not None for b in bands.values()):
-                diagnostics[label] = bands
-        if lr_curves:
-            written.append(plots.plot_lr_curves(lr_curves, name, out / f"lr_{_slug(name)}.{fmt}",
-                                                fmt, log_x))
-        if acc_curves:
-            written.append(plots.plot_accuracy_curves(
-                acc_curves, name, out / f"accuracy_{_slug(name)}.{fmt}", fmt))
-        if diagnostics:
-            written.append(plots.plot_diagnostics(
-                diagnostics, name, out / f"diagnostics_{_slug(name)}.{fmt}", fmt))
-            # Ma & Yarats' horizon: the untuned linear warmup's length, 2 / (1 - beta2)
-            horizon = untuned_linear_period(first["beta2"]) if first["beta2"] > 0 else None
-            sizes = {label: bands["update_norm"] for label, bands in diagnostics.items()
-                     if bands["update_norm"] is not None}
-            if sizes and horizon:
-                written.append(plots.plot_update_size(
-                    sizes, horizon, name, out / f"update_size_{_slug(name)}.{fmt}", fmt))
+        jobs += _group_jobs(members, name, out, fmt, log_x, warn)
+    for name, members in _groups_over(runs, {"lr"} | per_group).items():
+        jobs += _analysis_jobs(members, name, out, fmt, metric)
     for run in runs:
-        title = f"{run.config['task']} / {run.directory.name} ({run.status})"
-        written.append(plots.plot_run_history(
-            *history[run.directory], title,
-            out / "runs" / f"{_slug(run.cfg.task)}__{_slug(run.directory.name)}.{fmt}", fmt))
-    return written
+        if run_figures == "all" or run_figures == "diverged" and run.status == "diverged":
+            title = f"{run.config['task']} / {run.directory.name} ({run.status.value})"
+            path = out / "runs" / f"{_slug(run.cfg.task)}__{_slug(run.directory.name)}.{fmt}"
+            jobs.append(("run_history_figure", path, _read(run, "steps", warn), run.epochs,
+                         title))
+    return jobs
+
+
+def _group_jobs(members: list[Run], name: str, out: Path, fmt: str, log_x: bool,
+                warn: Callable[[str], None]) -> list[tuple]:
+    """LR, accuracy and diagnostics curves of runs differing only in warmup and seed."""
+    lr_curves, acc_curves, diagnostics = {}, {}, {}
+    by_warmup: dict[str, list[Run]] = {}
+    for run in sorted(members, key=lambda r: r.config["seed"]):
+        by_warmup.setdefault(setting_label("warmup", run.config), []).append(run)
+    for label, warm_runs in by_warmup.items():
+        steps = _read(warm_runs[0], "steps", warn)
+        if len(steps):
+            lr_curves[label] = (steps["step"].to_numpy(), steps["lr"].to_numpy())
+        accuracy = across_seeds([r.epochs for r in warm_runs], "epoch", "test_acc")
+        if accuracy is not None:
+            acc_curves[label] = (accuracy.x, accuracy.mean, accuracy.std)
+        logs = [_read(r, "diagnostics", warn) for r in warm_runs]
+        bands = {c: across_seeds(logs, "step", c) for c in BANDED}
+        if any(b is not None for b in bands.values()):
+            diagnostics[label] = bands
+    slug, jobs = _slug(name), []
+    if lr_curves:
+        jobs.append(("lr_curves_figure", out / f"lr_{slug}.{fmt}", lr_curves, name, log_x,
+                     schedule_marks(members)))
+    if acc_curves:
+        jobs.append(("accuracy_curves_figure", out / f"accuracy_{slug}.{fmt}", acc_curves,
+                     name))
+    if diagnostics:
+        jobs.append(("diagnostics_figure", out / f"diagnostics_{slug}.{fmt}", diagnostics,
+                     name))
+        beta2 = members[0].config["beta2"]
+        # Ma & Yarats' horizon: the untuned linear warmup's length, 2 / (1 - beta2)
+        horizon = untuned_linear_period(beta2) if beta2 > 0 else None
+        sizes = {label: bands["update_norm"] for label, bands in diagnostics.items()
+                 if bands["update_norm"] is not None}
+        if sizes and horizon:
+            jobs.append(("update_size_figure", out / f"update_size_{slug}.{fmt}", sizes,
+                         horizon, name))
+    return jobs
+
+
+def schedule_marks(runs: list[Run]) -> tuple[tuple[float, str], ...]:
+    """Where a WSD schedule's phases begin (the warmup's end, the cooldown's start), when
+    every run of a group shares them; nothing for other schedules."""
+    from ..optim import WarmupStableDecay
+
+    marks = set()
+    for run in runs:
+        iterations, delay = run.iterations_per_epoch, run.meta.get("delay_schedule_iterations")
+        if run.cfg.schedule != "wsd" or iterations is None or not isinstance(delay, int):
+            return ()
+        total = max(1, iterations * run.cfg.epochs - delay)
+        stable = total - WarmupStableDecay.cooldown_length(total, run.cfg.cooldown_fraction)
+        marks.add((float(delay + stable + 1), "cooldown starts"))
+        if (length := warmup_length(run.config)) > 0:
+            marks.add((float(length), f"{setting_label('warmup', run.config)} warmup ends"))
+    return tuple(sorted(marks))
+
+
+def _groups_over(runs: list[Run], within: set[str]) -> dict[str, list[Run]]:
+    """The runs grouped by every setting outside `within` (one figure per optimizer and
+    per other varying setting), each group named by what tells it apart."""
+    configs = [r.config for r in runs]
+    grouping = varying_settings(configs, within)
+    naming = varying_settings(configs, within | {"task", "opt"})
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        c = run.config
+        name = " ".join([c["task"], setting_label("opt", c)]
+                        + [f"{k}={setting_label(k, c)}" for k in naming if k in grouping])
+        groups.setdefault(name, []).append(run)
+    return groups
+
+
+class Analysis(NamedTuple):
+    """A metric over LR x warmup: per (lr, warmup) its values, and the diverged runs."""
+
+    values: dict[tuple[float, str], list[float]]
+    diverged: dict[tuple[float, str], int]
+    lengths: dict[str, int]  # a warmup label's length in iterations
+
+
+def analyse(runs: list[Run], metric: Metric) -> Analysis:
+    values, diverged, lengths = {}, {}, {}
+    for run in runs:
+        key = (run.cfg.lr, setting_label("warmup", run.config))
+        lengths[key[1]] = warmup_length(run.config)
+        values.setdefault(key, [])
+        if run.status == "diverged":
+            diverged[key] = diverged.get(key, 0) + 1
+        elif (value := metric.value(run)) is not None:
+            values[key].append(value)
+    return Analysis(values, diverged, lengths)
+
+
+def _analysis_jobs(members: list[Run], name: str, out: Path, fmt: str,
+                   metric: Metric) -> list[tuple]:
+    """The phase diagram (metric over LR x warmup length) where the group varies both,
+    and the LR sensitivity (metric against LR, a line per warmup) where it varies LR."""
+    found = analyse(members, metric)
+    lrs = sorted({lr for lr, _ in found.values})
+    if len(lrs) < 2:
+        return []
+    slug, ylabel = _slug(name), metric.title
+    jobs = [("lr_sensitivity_figure", out / f"sensitivity_{slug}.{fmt}",
+             sensitivity_curves(found), name, ylabel)]
+    if len(set(found.lengths.values())) >= 2:
+        jobs.append(("phase_diagram_figure", out / f"phase_{slug}.{fmt}",
+                     phase_grid(found), name, ylabel))
+    return jobs
+
+
+def sensitivity_curves(found: Analysis) -> dict[str, tuple]:
+    """Per warmup (shortest first): LRs, mean, min and max over seeds (NaN where no run
+    has a value), and the LRs where a run diverged."""
+    curves = {}
+    for label in sorted(found.lengths, key=lambda w: (found.lengths[w], w)):
+        lrs = sorted(lr for lr, w in found.values if w == label)
+        values = [found.values[(lr, label)] for lr in lrs]
+
+        def over(function, values=values):
+            return np.array([function(v) if v else np.nan for v in values])
+        curves[label] = (np.array(lrs), over(np.mean), over(np.min), over(np.max),
+                         [lr for lr in lrs if found.diverged.get((lr, label))])
+    return curves
+
+
+def phase_grid(found: Analysis) -> dict:
+    """The heatmap's numbers: LRs (columns), warmup lengths with their labels (rows,
+    shortest first), mean per cell (NaN: not run, or no value), diverged runs per cell
+    and the runs of each cell."""
+    lrs = sorted({lr for lr, _ in found.values})
+    warmups = sorted(found.lengths, key=lambda w: (found.lengths[w], w))
+    shape = (len(warmups), len(lrs))
+    mean, diverged, runs = np.full(shape, np.nan), np.zeros(shape, int), np.zeros(shape, int)
+    for (lr, label), values in found.values.items():
+        i, j = warmups.index(label), lrs.index(lr)
+        mean[i, j] = np.mean(values) if values else np.nan
+        diverged[i, j] = found.diverged.get((lr, label), 0)
+        runs[i, j] = len(values) + diverged[i, j]
+    return {"lrs": lrs, "warmups": warmups, "lengths": [found.lengths[w] for w in warmups],
+            "mean": mean, "diverged": diverged, "runs": runs}
+
+
+def draw_all(jobs: list[tuple], fmt: str, workers: int | None = None) -> list[Path]:
+    """Draws the jobs, in worker processes when there are many (each figure is a second
+    or so of matplotlib, and independent of the others)."""
+    from .. import plots
+
+    if len(jobs) < PARALLEL_FROM:
+        return [plots.draw(builder, path, fmt, *args) for builder, path, *args in jobs]
+    workers = workers or max(1, min(len(jobs) // 4, os.cpu_count() or 1))
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(plots.draw, builder, path, fmt, *args)
+                   for builder, path, *args in jobs]
+        return [f.result() for f in futures]
+
+
+def draw_figures(table: Table, runs: list[Run], out: Path, fmt: str = "png",
+                 log_x: bool = False, warn: Callable[[str], None] = print,
+                 metric: Metric | None = None, run_figures: str = "diverged") -> list[Path]:
+    return draw_all(figure_jobs(table, runs, out, fmt, log_x, warn, metric, run_figures), fmt)

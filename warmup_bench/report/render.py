@@ -2,52 +2,107 @@
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 
 import pandas as pd
 
 from .collect import Run
-from .tables import Cell, Table
+from .tables import Table
 
-FORMATS = ("table", "markdown", "csv", "latex")
+FORMATS = ("table", "markdown", "csv", "latex", "json")
 
 
 def long_frame(table: Table) -> pd.DataFrame:
+    """One record per cell: the row and column, mean, std, n and diverged runs, the
+    published numbers; for a time-to-target metric also how many runs reached it."""
     records = []
-    for (row, col), cell in table.cells.items():
-        pub = cell.published or (None, None)
-        records.append({"row": row, table.column_key: col, "mean": cell.mean, "std": cell.std,
-                        "n": cell.n, "diverged": cell.diverged, "published_mean": pub[0],
-                        "published_std": pub[1], "difference": cell.difference,
-                        "within_2sigma": cell.within_band})
+    for row in table.rows:
+        for col in table.columns:
+            cell = table.cells.get((row, col))
+            if cell is None:
+                continue
+            pub = cell.published or (None, None)
+            record = {"row": row, table.column_key: col, "mean": cell.mean, "std": cell.std,
+                      "n": cell.n, "diverged": cell.diverged, "published_mean": pub[0],
+                      "published_std": pub[1], "difference": cell.difference,
+                      "within_2sigma": cell.within_band}
+            if cell.time_to_target:
+                record |= {"reached": cell.n, "runs": cell.total}
+            records.append(record)
     return pd.DataFrame.from_records(records)
+
+
+def cell_records(table: Table) -> dict:
+    """The table as data: its title, metric and notes, and one record per cell with the
+    settings its runs share, n, mean, std, diverged and (time to target) reached counts,
+    the published numbers, and the run folders (for notebooks: no run folder to parse)."""
+    def number(value):
+        return None if value is None or (isinstance(value, float) and math.isnan(value)) \
+            else value
+
+    cells = []
+    for row in table.rows:
+        for column in table.columns:
+            cell = table.cells.get((row, column))
+            if cell is None:
+                continue
+            cells.append({"row": row, "column": column, "settings": cell.settings,
+                          "n": cell.n, "runs": cell.total, "mean": number(cell.mean),
+                          "std": number(cell.std), "diverged": cell.diverged,
+                          "missing": cell.missing,
+                          "reached": cell.n if cell.time_to_target else None,
+                          "published": list(cell.published) if cell.published else None,
+                          "folders": cell.folders})
+    return {"title": table.title, "metric": table.metric_title, "rows": table.row_header,
+            "column": table.column_key, "notes": table.notes, "cells": cells}
+
+
+def tables_json(tables: list[Table]) -> str:
+    """The tables' cell records as one JSON document: a list, a table each."""
+    return json.dumps([cell_records(t) for t in tables], indent=1, default=_plain) + "\n"
+
+
+def _plain(value):
+    """What json cannot write by itself: a tuple of milestones, numpy numbers."""
+    return list(value) if isinstance(value, tuple) else value.item()
+
+
+def _grid(table: Table, compare: bool) -> list[list[list[str]]]:
+    return [[table.cells[(r, c)].parts(compare) if (r, c) in table.cells else [""]
+             for c in table.columns] for r in table.rows]
 
 
 def render(table: Table, fmt: str, compare: bool) -> str:
     """The table as Markdown, CSV or LaTeX text (rich tables are drawn by the CLI)."""
     if fmt == "csv":
         return long_frame(table).to_csv(index=False)
-    grid = [[table.cells.get((r, c), Cell()).parts(compare) for c in table.columns]
-            for r in table.rows]
+    if fmt == "json":
+        return tables_json([table])
+    grid = _grid(table, compare)
+    notes = [f"Note: {note}" for note in table.notes]
     if fmt == "markdown":
-        header = [f"{table.column_key} {c}" for c in table.columns]
-        lines = [f"**{table.title}**", "", "| | " + " | ".join(header) + " |",
-                 "|---|" + "---:|" * len(table.columns)]
+        header = [table.row_header, *(table.column_label(c) for c in table.columns)]
+        lines = [f"**{table.title}** — {table.metric_title}", "", "| " + " | ".join(header)
+                 + " |", "|---|" + "---:|" * len(table.columns)]
         lines += [f"| {r} | " + " | ".join(" — ".join(parts) for parts in row) + " |"
                   for r, row in zip(table.rows, grid)]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
     if fmt == "latex":
         def tex(text: str) -> str:
             return (text.replace("±", r"$\pm$").replace("σ", r"$\sigma$")
-                    .replace("Δ", r"$\Delta$").replace("_", r"\_"))
+                    .replace("Δ", r"$\Delta$").replace("α", r"$\alpha$")
+                    .replace("β", r"$\beta$").replace("_", r"\_").replace("%", r"\%"))
         lines = [r"\begin{tabular}{l" + "r" * len(table.columns) + "}", r"\hline",
-                 " & ".join(["", *(tex(f"{table.column_key} {c}") for c in table.columns)])
-                 + r" \\", r"\hline"]
+                 " & ".join([tex(table.row_header),
+                             *(tex(table.column_label(c)) for c in table.columns)]) + r" \\",
+                 r"\hline"]
         lines += [" & ".join([tex(r), *(tex("; ".join(parts)) for parts in row)]) + r" \\"
                   for r, row in zip(table.rows, grid)]
         lines += [r"\hline", r"\end{tabular}"]
-        return f"% {table.title}\n" + "\n".join(lines) + "\n"
+        return (f"% {table.title} — {table.metric_title}\n" + "\n".join(lines) + "\n"
+                + "".join(f"% {note}\n" for note in notes))
     raise ValueError(f"unknown format {fmt!r}")
 
 
@@ -108,16 +163,17 @@ def render_speed(frame: pd.DataFrame, fmt: str):
     return table
 
 
-def rich_table(table: Table, metric: str, compare: bool):
-    """The table for a terminal: one rich Table, a cell's parts on separate lines."""
+def rich_table(table: Table, compare: bool):
+    """The table for a terminal: one rich Table, a cell's parts on separate lines, its
+    notes as the caption."""
     from ..terminal import SafeTable as RichTable
 
-    out = RichTable(title=f"{table.title} — top-1 error (%) from {metric} test accuracy",
-                    show_lines=compare)
-    out.add_column("")
+    out = RichTable(title=f"{table.title} — {table.metric_title}", show_lines=compare,
+                    caption="\n".join(f"Note: {n}" for n in table.notes) or None,
+                    caption_justify="left")
+    out.add_column(table.row_header)
     for column in table.columns:
-        out.add_column(f"{table.column_key} {column}", justify="right")
-    for row in table.rows:
-        out.add_row(row, *["\n".join(table.cells[(row, c)].parts(compare))
-                           if (row, c) in table.cells else "" for c in table.columns])
+        out.add_column(table.column_label(column), justify="right")
+    for row, cells in zip(table.rows, _grid(table, compare)):
+        out.add_row(row, *["\n".join(parts) for parts in cells])
     return out

@@ -1,5 +1,7 @@
-"""Tables of the published shape: cells of top-1 error (mean ± std over seeds) keyed by
-row and column settings, with the published numbers beside them where a grid has them."""
+"""Tables of the published shape: cells (mean ± std over seeds of a metric) keyed by row
+and column settings, rows and columns in the grid's order (or its [published] table's),
+one table per optimizer where the grid asks for it, the published numbers beside the
+reproduction where the grid has them."""
 
 from __future__ import annotations
 
@@ -11,15 +13,21 @@ from pathlib import Path
 
 from ..config import SETTINGS
 from ..optim import OPTIMIZERS, WARMUPS
-from ..runs import METRICS, RunDir
+from ..registry import Registry
+from ..runs import RunDir
+from ..tasks import LONG_WARMUP
 from .collect import Run
+from .metrics import Metric, accuracy_split, error_metric
 
 REPLICATE = "seed"  # the one setting that varies between the runs of one cell
+# how a table's header names a setting (the papers' words); others by their key
+HEADERS = {"opt": "Optimizer", "warmup": "Warmup", "lr": "α", "model": "Architecture",
+           "schedule": "Schedule", "beta2": "β2", "weight_decay": "Weight decay"}
 
 
 def setting_label(key: str, config: dict) -> str:
     """How the papers write a setting: optimizer and warmup labels from their registry
-    entries ("AdamW", "Linear-10k"), numbers in their shortest form."""
+    entries ("AdamW", "Linear-10k", "None"), numbers in their shortest form."""
     if key == "opt" and config["opt"] in OPTIMIZERS:
         return OPTIMIZERS[config["opt"]].label
     if key == "warmup" and config["warmup"] in WARMUPS:
@@ -30,22 +38,31 @@ def setting_label(key: str, config: dict) -> str:
 
 @dataclass
 class Cell:
-    errors: list[float] = field(default_factory=list)  # top-1 error (%) of finished runs
+    values: list[float] = field(default_factory=list)  # the metric of runs that have it
     diverged: int = 0
-    missing: int = 0  # finished runs that did not record the metric
+    missing: int = 0  # finished runs without the metric (or that never reached the target)
     published: tuple[float, float] | None = None
+    time_to_target: bool = False
+    decimals: int = 2
+    folders: list[str] = field(default_factory=list)  # the run folders behind the cell
+    settings: dict = field(default_factory=dict)  # what the cell's runs share (seed aside)
 
     @property
     def n(self) -> int:
-        return len(self.errors)
+        return len(self.values)
+
+    @property
+    def total(self) -> int:
+        """Every run of the cell: with a value, without one, diverged."""
+        return self.n + self.missing + self.diverged
 
     @property
     def mean(self) -> float:
-        return statistics.fmean(self.errors) if self.errors else math.nan
+        return statistics.fmean(self.values) if self.values else math.nan
 
     @property
     def std(self) -> float:
-        return statistics.stdev(self.errors) if self.n > 1 else 0.0 if self.n else math.nan
+        return statistics.stdev(self.values) if self.n > 1 else 0.0 if self.n else math.nan
 
     @property
     def difference(self) -> float | None:
@@ -58,14 +75,22 @@ class Cell:
             return None
         return abs(self.difference) <= 2 * math.hypot(self.std, self.published[1]) + 1e-9
 
+    def _number(self) -> str:
+        d = self.decimals
+        return f"{self.mean:.{d}f}" + (f" ± {self.std:.{d}f}" if self.n > 1 else "")
+
     def parts(self, compare: bool) -> list[str]:
         """The cell's text: the reproduction, then (with `compare`) the comparison with the
         published value; each renderer joins the parts its own way."""
-        body = f"{self.mean:.2f} ± {self.std:.2f} ({self.n})" if self.n else "-"
-        if self.diverged:
-            body += f" [{self.diverged} diverged]"
-        if self.missing:
-            body += f" [{self.missing} without this metric]"
+        if self.time_to_target:
+            body = f"{self._number()} ({self.n}/{self.total} reached)" if self.n else \
+                f"not reached (0/{self.total})"
+        else:
+            body = f"{self._number()} ({self.n})" if self.n else "-"
+            if self.diverged:
+                body += f" [{self.diverged} diverged]"
+            if self.missing:
+                body += f" [{self.missing} without this metric]"
         if not compare:
             return [body]
         if self.published is None:
@@ -84,6 +109,13 @@ class Table:
     columns: list[str]
     cells: dict[tuple[str, str], Cell]
     column_key: str = "lr"
+    row_header: str = ""  # names the row settings: "Optimizer / Warmup"
+    metric_title: str = "top-1 error (%)"
+    notes: list[str] = field(default_factory=list)  # footnotes under the table
+
+    def column_label(self, column: str) -> str:
+        """"α = 0.1": a column's header cell."""
+        return f"{HEADERS.get(self.column_key, self.column_key)} = {column}"
 
 
 def varying_settings(configs: list[dict], exclude: set[str]) -> list[str]:
@@ -101,14 +133,42 @@ def varying_settings(configs: list[dict], exclude: set[str]) -> list[str]:
     return sorted(varying)
 
 
-def build_table(title: str, runs: list[Run], rows: tuple[str, ...], column: str, metric: str,
-                published: dict | None = None, space: list[dict] | None = None,
+def natural_order(configs: list[dict], keys: tuple[str, ...]) -> list[dict]:
+    """Configs in the papers' order when no grid gives one: names in their registry's
+    order (no warmup first), tuned periods ascending, numbers descending (α = 0.1 first)."""
+    from ..config import NAMES
+
+    kinds = {key: kind for kind, key in NAMES.items()}
+
+    def sort_key(config: dict):
+        parts = []
+        for key in keys:
+            value = config[key]
+            if key in kinds:
+                names = list(Registry.by_kind[kinds[key]])
+                parts.append((names.index(value) if value in names else len(names), str(value)))
+            elif isinstance(value, (int, float)):
+                parts.append((0, -value))
+            else:
+                parts.append((0, str(value)))
+            if key == "warmup":
+                parts.append((0, config.get("warmup_period") or 0))
+        return parts
+    return sorted(configs, key=sort_key)
+
+
+def build_table(title: str, runs: list[Run], rows: tuple[str, ...], column: str,
+                metric: Metric | str = "best", published: dict | None = None,
+                space: list[dict] | None = None,
                 warn: Callable[[str], None] | None = None) -> Table:
-    """Cells of top-1 error from `metric` accuracy. Row labels join the `rows` settings,
-    plus any other setting that varies within `space` (the configs the table may hold:
-    a grid's, or by default the runs'), so unlike runs never merge. A published value for
-    a cell outside that space is dropped with a warning."""
-    space = space if space is not None else [r.config for r in runs]
+    """Cells of `metric` over each cell's runs. Row labels join the `rows` settings, plus
+    any other setting that varies within `space` (the configs the table may hold, in
+    order: a grid's, or by default the runs' in the papers' order), so unlike runs never
+    merge. Rows and columns follow `published`'s order, then `space`'s. A published value
+    for a cell outside that space is dropped with a warning."""
+    metric = error_metric(metric) if isinstance(metric, str) else metric
+    space = space if space is not None else \
+        natural_order([r.config for r in runs], (*rows, column))
     varying = varying_settings(space, {*rows, column, "warmup_period"})
 
     def key(config: dict) -> tuple[str, str]:
@@ -116,19 +176,23 @@ def build_table(title: str, runs: list[Run], rows: tuple[str, ...], column: str,
         label += "".join(f" {k}={setting_label(k, config)}" for k in varying)
         return label, setting_label(column, config)
 
+    shared = (*rows, column, *varying, "warmup_period")
     cells: dict[tuple[str, str], Cell] = {}
     for run in runs:
         cell = cells.setdefault(key(run.config), Cell())
+        cell.folders.append(str(run.directory))
+        cell.settings = cell.settings or {k: run.config[k] for k in shared}
         if run.status == "diverged":
             cell.diverged += 1
+            continue
+        value = metric.value(run)
+        if value is None:  # e.g. at-best-val for a run without a val split; not reached
+            cell.missing += 1
         else:
-            # rounded: 100 * (1 - acc) leaves float noise (8.999999999999998) in the outputs
-            accuracy = getattr(run.summary, METRICS[metric])
-            if accuracy is None:  # e.g. at-best-val for a run without a val split
-                cell.missing += 1
-            else:
-                cell.errors.append(round(100.0 * (1.0 - accuracy), 10))
-    known = {key(config) for config in space}
+            cell.values.append(value)
+    for cell in cells.values():
+        cell.time_to_target, cell.decimals = metric.time_to_target, metric.decimals
+    known = [key(config) for config in space]
     for label, by_column in (published or {}).items():
         for column_value, values in by_column.items():
             if (label, column_value) in known:
@@ -136,24 +200,78 @@ def build_table(title: str, runs: list[Run], rows: tuple[str, ...], column: str,
             elif warn is not None:
                 warn(f"[published] {label!r} / {column_value!r} names no cell of this table; "
                      "ignored.")
-    # rows and columns in order of first appearance (runs first, then published-only cells)
-    return Table(title, list(dict.fromkeys(r for r, _ in cells)),
-                 list(dict.fromkeys(c for _, c in cells)), cells, column)
+    # published first, then the grid's (or the papers') order, then runs outside both
+    order = [*((r, c) for r, by in (published or {}).items() for c in by), *known, *cells]
+    present_rows, present_columns = {r for r, _ in cells}, {c for _, c in cells}
+    return Table(title, [r for r in dict.fromkeys(r for r, _ in order) if r in present_rows],
+                 [c for c in dict.fromkeys(c for _, c in order) if c in present_columns],
+                 cells, column, " / ".join(HEADERS.get(k, k) for k in rows),
+                 _metric_title(metric, runs), long_warmup_notes(runs))
 
 
-def build_tables(root: Path, runs: list[Run], metric: str, experiment=None,
+def _metric_title(metric: Metric, runs: list[Run]) -> str:
+    if not metric.time_to_target:
+        return metric.title
+    splits = sorted({accuracy_split(r) for r in runs}) or ["test"]
+    return metric.title.replace("accuracy", f"{'/'.join(splits)} accuracy")
+
+
+def long_warmup_notes(runs: list[Run]) -> list[str]:
+    """A footnote per warmup that lasted longer than LONG_WARMUP of its runs' training."""
+    long: dict[tuple[str, int, int], int] = {}
+    for run in runs:
+        iterations = run.iterations_per_epoch
+        if iterations is None or run.cfg.warmup not in WARMUPS:
+            continue
+        total = iterations * run.cfg.epochs
+        length = WARMUPS[run.cfg.warmup].length(run.cfg)
+        if length > LONG_WARMUP * total:
+            label = WARMUPS[run.cfg.warmup].title
+            long[(label, length, total)] = long.get((label, length, total), 0) + 1
+    return [f"{label} warmup lasts {length:,} of {total:,} iterations ({count} run"
+            f"{'s' if count > 1 else ''}): longer than {LONG_WARMUP:.0%} of training, so its "
+            "LR stays below the target for much of the run." for (label, length, total), count
+            in long.items()]
+
+
+def split_table(table: Table, rows: tuple[str, ...], by: str) -> list[Table]:
+    """One table per value of the row setting `by` (e.g. one per optimizer, as
+    pytorch_warmup's README shows them), that setting left out of the row labels."""
+    position = rows.index(by)
+    parts = {row: row.split(" ", 1)[0].split("/") for row in table.rows}
+    groups: dict[str, list[str]] = {}
+    for row in table.rows:
+        groups.setdefault(parts[row][position], []).append(row)
+
+    def short(row: str) -> str:
+        rest = row.split(" ", 1)[1:]
+        return "/".join(p for i, p in enumerate(parts[row]) if i != position) + \
+            "".join(f" {r}" for r in rest)
+    header = " / ".join(HEADERS.get(k, k) for k in rows if k != by)
+    return [Table(f"{table.title} — {value}", [short(r) for r in members], table.columns,
+                  {(short(r), c): cell for (r, c), cell in table.cells.items() if r in members},
+                  table.column_key, header, table.metric_title, table.notes)
+            for value, members in groups.items()]
+
+
+def build_tables(root: Path, runs: list[Run], metric: Metric | str, experiment=None,
                  compare: bool = False, epochs: int | None = None,
                  warn: Callable[[str], None] | None = None) -> list[tuple[Table, list[Run]]]:
-    """The grid's table (restricted to the grid's runs under `root`) when an experiment is
-    given, else one table per task in the papers' layout (optimizer/warmup rows, LR
+    """The grid's tables (restricted to the grid's runs under `root`) when an experiment
+    is given, else one table per task in the papers' layout (optimizer / warmup rows, LR
     columns)."""
     if experiment is not None:
         configs = experiment.configs(epochs)
         wanted = {RunDir.of(root, c).path.resolve() for c in configs}
         mine = [r for r in runs if r.directory.resolve() in wanted]
-        return [(build_table(experiment.title, mine, experiment.rows, experiment.columns,
-                             metric, experiment.published if compare else None,
-                             [c.to_dict() for c in configs], warn), mine)]
+        table = build_table(experiment.title, mine, experiment.rows, experiment.columns,
+                            metric, experiment.published if compare else None,
+                            [c.to_dict() for c in configs], warn)
+        if experiment.split is None:
+            return [(table, mine)]
+        return [(part, [r for r in mine if setting_label(experiment.split, r.config) ==
+                        part.title.rsplit(" — ", 1)[1]])
+                for part in split_table(table, experiment.rows, experiment.split)]
     by_task: dict[str, list[Run]] = {}
     for run in runs:
         by_task.setdefault(run.cfg.task, []).append(run)

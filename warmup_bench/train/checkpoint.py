@@ -80,6 +80,8 @@ def restore(run: RunDir, cfg, net: Net, sharpness: Sharpness | None) -> RunState
             torch.cuda.set_rng_state(state["rng"]["cuda"], net.device)
         if sharpness is not None and "sharpness" in state:  # its warm-start vectors
             sharpness.load_state_dict(state["sharpness"])
+        if net.training.schedule_free:  # saved at its averaged weights: train at y again
+            net.training.optimizer.train()
     except Exception as error:
         raise CheckpointError(f"{run.name}: the checkpoint does not fit this run's model "
                               f"or optimizer ({type(error).__name__}).") from None

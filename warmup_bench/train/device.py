@@ -115,3 +115,39 @@ def native_bf16(device: torch.device) -> bool:
         return any(getattr(torch.cpu, probe, lambda: False)()
                    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
     return False
+
+
+SLOWDOWN = 3.0  # an epoch this many times slower than the run's fastest one gets a hint
+
+
+def busy_note(load: float, cores: int, threads: int) -> str | None:
+    """A hint when other processes already keep the cores busy: torch's default of one
+    thread per core then thrashes (an idle 8 s digits run took 95 s under another
+    process's load on 2 cores)."""
+    if threads > 1 and load >= max(1.0, cores / 2):
+        return (f"note: the machine is busy (load average {load:.1f} on {cores} cores): "
+                f"{threads} threads per run may be far slower than --threads 1 here.")
+    return None
+
+
+def slowdown_note(epoch: int, speed: float, fastest: float, threads: int) -> str | None:
+    """A hint when an epoch trained SLOWDOWN times slower than the run's fastest one."""
+    if speed > 0 and fastest / speed >= SLOWDOWN:
+        fewer = " or --threads 1" if threads > 1 else ""
+        return (f"note: epoch {epoch} trained at {speed:,.0f} images/s, {fastest / speed:.0f}x "
+                f"slower than this run's fastest ({fastest:,.0f}): another process may be "
+                f"using the cores; run alone{fewer}.")
+    return None
+
+
+def use_deterministic(on: bool) -> None:
+    """torch's deterministic algorithms (and cuBLAS's fixed workspace, which they need on
+    CUDA): the same floats from the same inputs on a GPU, where the default kernels
+    (atomic adds in convolution backward, scatter) vary from run to run."""
+    if not on:
+        return
+    import os
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,7 @@ from ..runs import CsvLog
 from .build import Net
 
 EVAL_CHUNK_CPU = 128
+BN_BATCHES = 50  # training batches that recompute BatchNorm statistics at averaged weights
 
 
 class Diverged(Exception):
@@ -66,21 +68,23 @@ def train_epoch(cfg: TrainConfig, net: Net, loader: BatchLoader, epoch: int, ste
         for i, (x, y) in enumerate(loader.batches(epoch)):
             step = epoch * iters + i + 1  # 1-based global iteration
             log_step = (step - 1) % cfg.log_interval == 0
+            # diagnostics also at every one of the first iterations, where warmup matters
+            probe = monitor is not None and (log_step or step <= cfg.log_interval)
             lr_used = optimizer.param_groups[0]["lr"]  # what this step applies (warmup included)
             with net.autocast():
                 logits = net.forward(x)
                 loss = net.criterion(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if log_step and monitor is not None:
+            if probe:
                 monitor.before_step()  # gradients complete, parameters not yet updated
             if cfg.grad_clip is not None:
                 # foreach: the same floats as the per-parameter loop, in fewer dispatches
                 torch.nn.utils.clip_grad_norm_(net.model.parameters(), cfg.grad_clip,
                                                foreach=True)
             optimizer.step()
-            if log_step and monitor is not None:
-                monitor.after_step(step, lr_used)  # host sync: one transfer, on log steps only
+            if probe:
+                monitor.after_step(step, lr_used)  # host sync: one transfer, probe steps only
             net.training.lr_schedule.step()  # the schedule (when due) under the warmup
             loss_sum += loss.detach()
             correct += (logits.argmax(1) == y).sum()
@@ -129,3 +133,36 @@ def evaluate(net: Net, loader: BatchLoader) -> tuple[float, float, float]:
                                      hits[:, 0].sum(), hits.any(1).sum()])
     loss, top1, top5 = (sums / loader.num_samples).tolist()  # host sync: end of evaluation
     return loss, top1, top5
+
+
+@contextmanager
+def evaluation_weights(net: Net, loader: BatchLoader) -> Iterator[None]:
+    """What follows (evaluation, the saved model, the checkpoint) sees the weights a run
+    is judged by: a schedule-free optimizer's averaged x (optimizer.eval()), with the
+    BatchNorm statistics recomputed at them first; training's y again afterwards. Other
+    optimizers: nothing changes."""
+    if not net.training.schedule_free:
+        yield
+        return
+    net.training.optimizer.eval()
+    try:
+        recompute_batchnorm(net, loader)
+        yield
+    finally:
+        net.training.optimizer.train()
+
+
+def recompute_batchnorm(net: Net, loader: BatchLoader, batches: int = BN_BATCHES) -> None:
+    """BatchNorm running statistics at the current weights (schedulefree's documented
+    caveat): forward passes of fixed training batches with only BatchNorm in train mode
+    (dropout stays off: no random number is drawn), no gradient."""
+    norms = [m for m in net.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    net.model.eval()
+    for norm in norms:
+        norm.train()
+    with torch.no_grad(), net.autocast():
+        for x in loader.fixed_batches(batches):
+            net.forward(x)
+    net.model.eval()

@@ -5,6 +5,7 @@ interrupted) in its summary."""
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -22,10 +23,19 @@ from ..models import mask_source
 from ..optim import optimizer_kernel
 from ..plugins import blame, describe_error, plugin_errors
 from ..runs import RunDir, Status, Summary
+from ..slurm.task import slurm_ids
+from ..tasks import long_warmup_note
 from .build import Loaders, Net, build_net, check_model_fits, make_loaders
 from .checkpoint import RunState, checkpoint_state, restore
-from .device import choose_kernels, device_name, resolve_device
-from .loop import Diverged, StepFailed, evaluate, train_epoch
+from .device import (
+    busy_note,
+    choose_kernels,
+    device_name,
+    resolve_device,
+    slowdown_note,
+    use_deterministic,
+)
+from .loop import Diverged, StepFailed, evaluate, evaluation_weights, train_epoch
 
 
 class RunExists(UserError):
@@ -55,10 +65,15 @@ def train(cfg: TrainConfig, out: Path, options: RunOptions | None = None,
     options.check({cfg.log_interval})  # bad options are refused before anything is read
     device = resolve_device(options.device)
     run = RunDir.of(out, cfg)
-    if (finished := _already_complete(run, options.resume)) is not None:
+    if (finished := _already_complete(run, options)) is not None:
         return finished
     if options.threads:
         torch.set_num_threads(options.threads)
+    use_deterministic(options.deterministic)
+    if options.on_hint and device.type == "cpu" and hasattr(os, "getloadavg"):
+        note = busy_note(os.getloadavg()[0], os.cpu_count() or 1, torch.get_num_threads())
+        if note is not None:
+            options.on_hint(note)
 
     # ---- build (before anything is written: a missing data set leaves no run folder)
     with plugin_errors("building the run"):
@@ -73,7 +88,7 @@ def train(cfg: TrainConfig, out: Path, options: RunOptions | None = None,
     # ---- one writer per run folder: a second process is refused here (RunBusy)
     lock = run.lock()
     try:
-        if (finished := _already_complete(run, options.resume)) is not None:
+        if (finished := _already_complete(run, options)) is not None:
             return finished  # finished by another process while this one was building
         run.check_files()
         return run_epochs(cfg, run, net, loaders, options)
@@ -81,16 +96,18 @@ def train(cfg: TrainConfig, out: Path, options: RunOptions | None = None,
         lock.release()
 
 
-def _already_complete(run: RunDir, resume: bool) -> RunResult | None:
+def _already_complete(run: RunDir, options: RunOptions) -> RunResult | None:
     """The result of a complete run (nothing to do); RunExists for an unfinished one
-    without --resume."""
+    without --resume (or --restart)."""
+    if options.restart:
+        return None
     previous = run.read_summary()
     if previous is not None and previous.status is Status.COMPLETE:
         return RunResult(run, previous, already_complete=True)
-    if run.has_files() and not resume:
+    if run.has_files() and not options.resume:
         status = previous.status.value if previous else "unknown"
         raise RunExists(f"{run.path} already holds a run (status {status}); pass --resume "
-                        "to continue it, or delete the folder to start over.")
+                        "to continue it, or --restart to start it over.")
     return None
 
 
@@ -99,12 +116,14 @@ def run_epochs(cfg: TrainConfig, run: RunDir, net: Net, loaders: Loaders,
     """Restore (or start fresh), then per epoch: train, evaluate, record, checkpoint."""
     sharpness = Sharpness(net.model, net.criterion, *loaders.train.probe_batch(), cfg.seed) \
         if options.sharpness_every else None
-    if options.resume and run.has_checkpoint():
+    if options.resume and not options.restart and run.has_checkpoint():
         state = restore(run, cfg, net, sharpness)  # CheckpointError leaves the folder as is
     else:
         run.start_fresh()
         state = RunState()
     summary, iters = state.summary, len(loaders.train)
+    if (note := long_warmup_note(cfg, iters * cfg.epochs)) is not None:
+        options.note(note)  # said once the run is sure to start, after any refusal
     run.write_config(cfg)
     run.write_meta(run_meta(run, iters, net, state.epoch, options))
     logs = run.open_logs(loaders.val is not None, options.diagnostics, options.tensorboard,
@@ -127,22 +146,31 @@ def run_epochs(cfg: TrainConfig, run: RunDir, net: Net, loaders: Loaders,
             pass
         return RunResult(run, summary)
 
+    fastest, slowed = 0.0, False
     try:
         for epoch in range(state.epoch, cfg.epochs):
             epoch_started = time.perf_counter()
             row = train_epoch(cfg, net, loaders.train, epoch, logs.steps, monitor,
                               options.on_progress)
-            row["test_loss"], row["test_acc"], row["test_top5"] = evaluate(net, loaders.test)
-            if loaders.val is not None:
-                row["val_loss"], row["val_acc"], row["val_top5"] = evaluate(net, loaders.val)
-            row["seconds"] = time.perf_counter() - epoch_started
-            logs.epochs.append(row)
-            if state.record(row) and options.save_model:
-                run.save_model(net.model.state_dict())
-            summary.wall_seconds = recorded = recorded + time.perf_counter() - clock
-            clock = time.perf_counter()
-            run.save_checkpoint(cfg, checkpoint_state(net, state, logs, sharpness))
+            with evaluation_weights(net, loaders.train):  # schedule-free: the averaged x
+                row["test_loss"], row["test_acc"], row["test_top5"] = evaluate(net,
+                                                                               loaders.test)
+                if loaders.val is not None:
+                    row["val_loss"], row["val_acc"], row["val_top5"] = evaluate(net,
+                                                                                loaders.val)
+                row["seconds"] = time.perf_counter() - epoch_started
+                logs.epochs.append(row)
+                if state.record(row) and options.save_model:
+                    run.save_model(net.model.state_dict())
+                summary.wall_seconds = recorded = recorded + time.perf_counter() - clock
+                clock = time.perf_counter()
+                run.save_checkpoint(cfg, checkpoint_state(net, state, logs, sharpness))
             run.write_summary(summary)
+            fastest = max(fastest, row["images_per_second"])
+            if options.on_hint and not slowed and (note := slowdown_note(
+                    row["epoch"], row["images_per_second"], fastest, torch.get_num_threads())):
+                slowed = True  # said once
+                options.on_hint(note)
     except Diverged as diverged:
         return finish(Status.DIVERGED, str(diverged), diverged_at=diverged.at)
     except KeyboardInterrupt:
@@ -194,6 +222,8 @@ def run_meta(run: RunDir, iters_per_epoch: int, net: Net, resumed_at: int,
         "iterations_per_epoch": iters_per_epoch,
         "diagnostics": options.diagnostics,
         "sharpness_every": options.sharpness_every,
+        "deterministic": options.deterministic,
         # where the user's own data was read (predict and export read it there again)
         "data_source": options.data.location if options.data is not None else None,
+        "slurm": slurm_ids(),  # the Slurm job and array task that ran it, or null
     }

@@ -43,12 +43,14 @@ UNTUNED_FACTORS: dict[str, Callable[[float], FactorFn]] = {
 def effective_warmup_period(
     factors: FactorFn, tol: float = 1e-10, max_steps: int = 10**9
 ) -> float:
-    """T(omega) summed numerically for any schedule given as omega(t) on int arrays.
+    """T(omega) summed numerically for any schedule given as omega(t): a function of a
+    numpy array of iterations (fast), or of one iteration at a time (such as
+    `lambda t: min(1, t / 1999)`; evaluated element by element).
 
     Sums blocks of doubling length and stops once a whole block adds less than
     `tol` (relative to the sum so far, or absolute below 1); omega must approach 1.
-    A function of one int can be passed through `np.vectorize`.
     """
+    factors = _on_arrays(factors)
     total, start, block = 0.0, 1, 1024
     while start <= max_steps:
         t = np.arange(start, start + block, dtype=np.float64)
@@ -58,6 +60,19 @@ def effective_warmup_period(
             return total
         start, block = start + block, block * 2
     raise ValueError(f"T(omega) did not converge within {max_steps} steps; does omega reach 1?")
+
+
+def _on_arrays(factors: Callable) -> FactorFn:
+    """`factors` itself where it maps an array to an array of the same shape, else the
+    function applied element by element."""
+    probe = np.arange(1.0, 4.0)
+    try:
+        result = np.asarray(factors(probe), dtype=np.float64)
+        if result.shape == probe.shape:
+            return factors
+    except (TypeError, ValueError):  # e.g. min(1, t / 1999) on an array is ambiguous
+        pass
+    return np.vectorize(lambda t: float(factors(float(t))), otypes=[np.float64])
 
 
 def linear_period_closed_form(period: int) -> float:

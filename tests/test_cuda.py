@@ -1,0 +1,123 @@
+"""The CUDA path, on a GPU (skipped, with the reason, where torch.cuda.is_available() is
+false): every model trains from the device-resident loader, the LR path is the CPU's to
+the bit, a killed run resumes byte for byte (deterministic mode), a sweep spreads over the
+GPU, and diagnostics (sharpness through attention too) run there. scripts/gpu_check.sh runs
+these with `pytest -m cuda` on a lent GPU machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from warmup_bench.data.catalog import Dataset, Split
+from warmup_bench.execution import RunOptions
+from warmup_bench.tasks import resolve_config
+from warmup_bench.train import train
+
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                    reason="no CUDA device here")]
+TASKS = {"cifar10-resnet20": (3, 32, 32), "emnist-cnn": (1, 28, 28), "mnist-vit": (1, 28, 28),
+         "digits": (1, 8, 8)}
+TIMING = ["seconds", "images_per_second"]
+
+
+def learnable(shape: tuple[int, int, int], classes: int = 10, n: int = 2048) -> Dataset:
+    """Images whose class is a bright band at a class-dependent place, plus noise."""
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, classes, (n,), generator=generator)
+    images = torch.randint(0, 60, (n, *shape), generator=generator, dtype=torch.uint8)
+    rows = (labels * shape[1] // classes)
+    for i in range(n):  # test data set-up, not the training loop
+        images[i, :, rows[i]] = 250
+    split = n * 3 // 4
+    return Dataset("synthetic", Split(images[:split], labels[:split]),
+                   Split(images[split:], labels[split:]), classes, (0.2,) * shape[0],
+                   (0.3,) * shape[0], "synthetic")
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_every_model_trains_on_cuda_from_the_device_resident_loader(tmp_path, task) -> None:
+    cfg = resolve_config(task, {"epochs": 4, "batch_size": 64, "warmup": "linear",
+                                "warmup_period": 20, "lr": 1e-3, "val_fraction": 0.0,
+                                "schedule": "constant", "milestones": ()})
+    result = train(cfg, tmp_path, RunOptions(device="cuda", on_note=None), learnable(TASKS[task]))
+    epochs = pd.read_csv(result.run.path / "epochs.csv")
+    assert result.status == "complete" and json.loads(
+        (result.run.path / "meta.json").read_text())["device"].startswith("cuda")
+    assert epochs["train_loss"].notna().all() and epochs["train_loss"].iloc[-1] < \
+        epochs["train_loss"].iloc[0]
+
+
+def digits(out: Path, *flags: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "warmup_bench", "train", "--task", "digits",
+                             "--epochs", "6", "--no-progress", "--out", str(out), *flags],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def only(out: Path) -> Path:
+    (folder,) = (out / "digits").iterdir()
+    return folder
+
+
+@pytest.mark.parametrize("flags", [(), ("--amp",), ("--compile",)], ids=["fp32", "amp",
+                                                                          "compile"])
+def test_the_lr_column_is_the_cpus_to_the_bit(tmp_path, flags) -> None:
+    cpu = digits(tmp_path / "cpu", "--device", "cpu", "--epochs", "2")
+    assert cpu.wait(300) == 0, cpu.stderr.read()
+    gpu = digits(tmp_path / "gpu", "--device", "cuda", "--epochs", "2", *flags)
+    assert gpu.wait(300) == 0, gpu.stderr.read()
+    lr = [pd.read_csv(only(tmp_path / o) / "steps.csv")["lr"] for o in ("cpu", "gpu")]
+    assert lr[0].tolist() == lr[1].tolist()
+
+
+def test_sigkill_then_resume_on_cuda_is_byte_identical_in_deterministic_mode(tmp_path) -> None:
+    flags = ("--device", "cuda", "--deterministic", "--sharpness-every", "50")
+    reference = digits(tmp_path / "ref", *flags)
+    assert reference.wait(300) == 0, reference.stderr.read()
+    killed = digits(tmp_path / "killed", *flags)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        summaries = list((tmp_path / "killed").glob("digits/*/summary.json"))
+        if summaries and json.loads(summaries[0].read_text())["epochs_done"] >= 2:
+            break
+        time.sleep(0.05)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    resumed = digits(tmp_path / "killed", *flags, "--resume")
+    assert resumed.wait(300) == 0, resumed.stderr.read()
+    a, b = only(tmp_path / "ref"), only(tmp_path / "killed")
+    for name in ("steps.csv", "diagnostics.csv", "layers.csv"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert pd.read_csv(a / "epochs.csv").drop(columns=TIMING).equals(
+        pd.read_csv(b / "epochs.csv").drop(columns=TIMING))
+
+
+def test_a_sweep_over_the_gpu_runs_there(tmp_path) -> None:
+    grid = tmp_path / "grid.toml"
+    grid.write_text('task = "digits"\nseeds = [1, 2]\n[fixed]\nepochs = 2\n')
+    done = subprocess.run([sys.executable, "-m", "warmup_bench", "sweep", str(grid), "--devices",
+                           "cuda", "--jobs", "2", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    metas = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("digits/*/meta.json")]
+    assert len(metas) == 2 and all(m["device"].startswith("cuda") for m in metas)
+
+
+def test_diagnostics_and_sharpness_through_attention_on_cuda(tmp_path) -> None:
+    """The fused SDPA kernels have no double backward: the probe takes the math path."""
+    cfg = resolve_config("mnist-vit", {"epochs": 1, "val_fraction": 0.0, "log_interval": 5})
+    result = train(cfg, tmp_path, RunOptions(device="cuda", sharpness_every=10, on_note=None),
+                   learnable((1, 28, 28), n=1024))
+    diagnostics = pd.read_csv(result.run.path / "diagnostics.csv")
+    assert result.status == "complete"
+    assert diagnostics["sharpness"].notna().sum() >= 2
+    assert diagnostics["preconditioned_sharpness"].dropna().abs().gt(0).all()

@@ -1,0 +1,128 @@
+"""Every figure's content, read off the figure object: its lines, their styles and data,
+labels, legend entries and titles (a PNG existing proves nothing about what it shows)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from warmup_bench import plots
+from warmup_bench.report.figures import Band
+from warmup_bench.report.tables import Cell, Table
+from warmup_bench.warmup import beta2_grid, factor_curves, period_curves
+
+
+def legend_texts(ax) -> list[str]:
+    legend = ax.get_legend()
+    return [t.get_text() for t in legend.get_texts()] if legend else []
+
+
+def band(x, mean, spread=0.1) -> Band:
+    x, mean = np.asarray(x, float), np.asarray(mean, float)
+    return Band(x, mean, np.zeros_like(mean), mean - spread, mean + spread)
+
+
+def test_warmup_period_curves_are_told_apart_by_style_and_titled() -> None:
+    beta2s = beta2_grid(0.99, 0.9999, 10)
+    fig = plots.warmup_periods_figure(beta2s, period_curves(beta2s))
+    (ax,) = fig.axes
+    assert [line.get_linestyle() for line in ax.lines] == ["-", "--", ":"]
+    assert legend_texts(ax) == ["RAdam", "untuned exponential", "untuned linear"]
+    assert "effective warmup period" in ax.get_title()
+    fig = plots.warmup_factors_figure(factor_curves(0.999, 100), 0.999)
+    assert [line.get_linestyle() for line in fig.axes[0].lines] == ["-", "--", ":"]
+    assert "0.999" in fig.axes[0].get_title()
+
+
+def table(published: bool) -> Table:
+    cells = {("AdamW/None", "0.1"): Cell([10.0, 12.0], published=(13.15, 0.75) if published
+                                         else None),
+             ("AdamW/Linear", "0.1"): Cell([9.0]), ("AdamW/None", "0.01"): Cell([9.0, 9.5]),
+             ("AdamW/Linear", "0.01"): Cell([8.5])}
+    return Table("t", ["AdamW/None", "AdamW/Linear"], ["0.1", "0.01"], cells, "lr",
+                 "Optimizer / Warmup")
+
+
+def test_error_bars_name_n_once_per_row_and_published_only_where_there_is_one() -> None:
+    fig = plots.error_bars_figure(table(published=False))
+    (ax,) = fig.axes
+    assert legend_texts(ax) == ["α = 0.1", "α = 0.01"]  # no empty "published" entry
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["None\n(n=2)", "Linear\n(n=1)"]
+    assert "— AdamW" in ax.get_title() and "± 1 std" in ax.get_title()
+    heights = [bar.get_height() for bar in ax.patches]
+    assert heights == pytest.approx([11.0, 9.0, 9.25, 8.5])
+    published = plots.error_bars_figure(table(published=True)).axes[0]
+    assert sorted(legend_texts(published)) == ["published", "α = 0.01", "α = 0.1"]
+    from matplotlib.collections import PathCollection
+
+    (ticks,) = [c for c in published.collections if isinstance(c, PathCollection)]
+    assert np.nanmax(ticks.get_offsets()[:, 1]) == pytest.approx(13.15)
+
+
+def test_accuracy_bands_say_what_they_are() -> None:
+    fig = plots.accuracy_curves_figure({"None": (np.arange(1, 4.0), np.array([.5, .6, .7]),
+                                                 np.array([.01, .02, .01]))}, "g")
+    assert "± 1 std over seeds" in fig.axes[0].get_title()
+    assert fig.axes[0].lines[0].get_ydata() == pytest.approx([50, 60, 70])
+
+
+def test_run_history_has_a_log_loss_axis_and_an_lr_axis_from_zero() -> None:
+    steps = pd.DataFrame({"step": [1, 11, 21], "lr": [0.01] * 3, "loss": [2.3, 0.5, 0.01]})
+    epochs = pd.DataFrame({"epoch": [1, 2], "train_acc": [.5, .7], "test_acc": [.6, .8]})
+    fig = plots.run_history_figure(steps, epochs, "digits / run (complete)")
+    ax_lr, ax_loss, ax_acc = fig.axes
+    assert ax_loss.get_yscale() == "log" and ax_lr.get_ylim()[0] == 0
+    assert fig._suptitle.get_text() == "digits / run (complete)"
+    assert legend_texts(ax_acc) == ["train", "test", "max 80.00%"]
+
+
+def test_report_titles_a_run_figure_with_its_status_word(tmp_path) -> None:
+    from test_report import config, write_run
+
+    from warmup_bench.report import collect_runs
+    from warmup_bench.report.figures import figure_jobs
+    from warmup_bench.report.tables import build_table
+
+    write_run(tmp_path, config(opt="adamw", lr=0.1, seed=1), 0.9)
+    runs = collect_runs(tmp_path, print)
+    jobs = figure_jobs(build_table("t", runs, ("opt", "warmup"), "lr"), runs, tmp_path / "p",
+                       run_figures="all")
+    (title,) = [job[-1] for job in jobs if job[0] == "run_history_figure"]
+    assert title.endswith("(complete)") and "Status." not in title
+
+
+def diagnostics_series(sharpness: bool) -> dict:
+    x = [1, 2, 3, 11, 21]
+    bands = {"relative_update": band(x, [0.4, 0.1, 0.05, 0.01, 0.01], 0.0),
+             "r_abs_mean": band(x, [0.8, 0.6, 0.4, 0.2, 0.1], 0.0),
+             "r_frac_above_half": band(x, [0.8, 0.7, 0.2, 0.0, 0.0], 0.0),
+             "angular_update_mean": band(x, [0.2, 0.1, 0.05, 0.02, 0.01], 0.0),
+             "sharpness_ratio": band(x, [1e3, -2.0, 0.5, 0.2, 0.1], 0.0) if sharpness
+             else None, "update_norm": band(x, [1.0, 0.5, 0.2, 0.1, 0.1], 0.0)}
+    return {"None": bands, "Linear": {**bands}}
+
+
+def test_diagnostics_draw_only_what_was_logged_and_sharpness_against_its_threshold() -> None:
+    fig = plots.diagnostics_figure(diagnostics_series(sharpness=False), "g")
+    assert len(fig.axes) == 4  # no empty "not logged" panel for the sharpness
+    assert not any("not logged" in t.get_text() for ax in fig.axes for t in ax.texts)
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert "mean $|r|$" in labels[1] and "share of coordinates" in labels[2]  # two panels
+    fig = plots.diagnostics_figure(diagnostics_series(sharpness=True), "g")
+    sharp = fig.axes[4]
+    assert sharp.get_yscale() == "symlog" and "threshold" in sharp.get_ylabel()
+    assert "threshold" in legend_texts(sharp)
+    (threshold,) = [line for line in sharp.lines if line.get_label() == "threshold"]
+    assert list(threshold.get_ydata()) == [1.0, 1.0]
+    assert min(sharp.lines[0].get_ydata()) == -2.0  # a negative estimate is drawn
+    assert "min to max over seeds" in fig._suptitle.get_text()
+
+
+def test_update_size_title_states_the_iterations_shown() -> None:
+    series = {"None": band([1, 11, 21, 31], [1.0, 0.5, 0.2, 0.1])}
+    short = plots.update_size_figure(series, 199, "g").axes[0].get_title()
+    assert "iterations 1-31 (of 2/(1-β2) = 199: the runs ended sooner)" in short
+    full = plots.update_size_figure(series, 21, "g").axes[0]
+    assert "the first 2/(1-β2) = 21 iterations" in full.get_title()
+    assert list(full.lines[0].get_xdata()) == [1, 11, 21]
