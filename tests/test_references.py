@@ -68,8 +68,9 @@ def test_eps_reaches_the_optimizer_and_default_runs_keep_their_names() -> None:
     assert optimizer.param_groups[0]["eps"] == 1e-9
     assert optimizer.param_groups[0]["betas"] == (0.9, 0.98)
     default = resolve_config("digits")
+    added_since_0_1 = ("eps", "plugins", "momentum", "cooldown_fraction", "cooldown_shape")
     legacy = {k: v for k, v in default.to_dict().items()
-              if k not in ("eps", "plugins", "momentum")}  # 0.1.0's hash input
+              if k not in added_since_0_1}  # 0.1.0's hash input
     digest = hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()
     assert run_name(default).endswith(digest[:8])
     assert run_name(cfg) != run_name(resolve_config("digits", {"beta2": 0.98}))

@@ -118,25 +118,34 @@ def native_bf16(device: torch.device) -> bool:
 
 
 SLOWDOWN = 3.0  # an epoch this many times slower than the run's fastest one gets a hint
+# below this share of its threads' CPU time, a training epoch was starved by other load
+# (measured on the digits, 2 threads on 2 cores: 0.77 alone, 0.47 next to a 2-thread job)
+CPU_SHARE = 0.6
 
 
 def busy_note(load: float, cores: int, threads: int) -> str | None:
     """A hint when other processes already keep the cores busy: torch's default of one
-    thread per core then thrashes (an idle 8 s digits run took 95 s under another
-    process's load on 2 cores)."""
+    thread per core then thrashes (a digits run took 34 s next to another torch process
+    on 2 cores, against 12.5 s with --threads 1 and 9 s alone)."""
     if threads > 1 and load >= max(1.0, cores / 2):
         return (f"note: the machine is busy (load average {load:.1f} on {cores} cores): "
                 f"{threads} threads per run may be far slower than --threads 1 here.")
     return None
 
 
-def slowdown_note(epoch: int, speed: float, fastest: float, threads: int) -> str | None:
-    """A hint when an epoch trained SLOWDOWN times slower than the run's fastest one."""
+def slowdown_note(epoch: int, speed: float, fastest: float, threads: int,
+                  cpu_share: float = 1.0) -> str | None:
+    """A hint when an epoch trained SLOWDOWN times slower than the run's fastest one, or
+    got less than CPU_SHARE of its threads' CPU time (`cpu_share`: process CPU seconds
+    over wall seconds x threads): other processes are using the cores."""
+    fewer = " or --threads 1" if threads > 1 else ""
     if speed > 0 and fastest / speed >= SLOWDOWN:
-        fewer = " or --threads 1" if threads > 1 else ""
         return (f"note: epoch {epoch} trained at {speed:,.0f} images/s, {fastest / speed:.0f}x "
                 f"slower than this run's fastest ({fastest:,.0f}): another process may be "
                 f"using the cores; run alone{fewer}.")
+    if threads > 1 and cpu_share < CPU_SHARE:
+        return (f"note: epoch {epoch} got {cpu_share:.0%} of the CPU time its {threads} "
+                f"threads could use: another process is using the cores; run alone{fewer}.")
     return None
 
 

@@ -149,9 +149,12 @@ def run_epochs(cfg: TrainConfig, run: RunDir, net: Net, loaders: Loaders,
     fastest, slowed = 0.0, False
     try:
         for epoch in range(state.epoch, cfg.epochs):
-            epoch_started = time.perf_counter()
+            epoch_started, cpu_started = time.perf_counter(), time.process_time()
             row = train_epoch(cfg, net, loaders.train, epoch, logs.steps, monitor,
                               options.on_progress)
+            # the process's CPU time (all threads) over what its threads could have had
+            cpu_share = (time.process_time() - cpu_started) / max(
+                1e-9, (time.perf_counter() - epoch_started) * torch.get_num_threads())
             with evaluation_weights(net, loaders.train):  # schedule-free: the averaged x
                 row["test_loss"], row["test_acc"], row["test_top5"] = evaluate(net,
                                                                                loaders.test)
@@ -168,7 +171,8 @@ def run_epochs(cfg: TrainConfig, run: RunDir, net: Net, loaders: Loaders,
             run.write_summary(summary)
             fastest = max(fastest, row["images_per_second"])
             if options.on_hint and not slowed and (note := slowdown_note(
-                    row["epoch"], row["images_per_second"], fastest, torch.get_num_threads())):
+                    row["epoch"], row["images_per_second"], fastest, torch.get_num_threads(),
+                    cpu_share)):
                 slowed = True  # said once
                 options.on_hint(note)
     except Diverged as diverged:
