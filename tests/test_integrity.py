@@ -8,6 +8,8 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from test_bad_inputs import assert_one_line_error, run_cli, snapshot
 
@@ -542,3 +544,51 @@ def test_predict_refuses_a_runs_data_file_that_changed(saved_model, tmp_path) ->
     result = run_cli(["predict", str(saved_model), "--data", f"npz:{moved}",
                       "--out", str(tmp_path / "p.png")])
     assert_one_line_error(result, 2, "(its source changed)")
+
+
+ODD_CELLS = ["1", "1.0", " 1", "+1", "1e0", "1d0", "0x1", "1_0", "inf", "-inf", "Infinity",
+             "nan", "NaN", "", "NA", "null", "True", "-0.0", "1e400", "1.", ".5", "5e-324",
+             "0.1000000000000000055511151231257827", "\u0663"]
+
+
+@pytest.mark.parametrize("column", ["step", "loss", "update_norm"])
+def test_the_fast_csv_reader_agrees_with_the_checking_one_on_every_cell(
+        tmp_path, column, monkeypatch) -> None:
+    """read_csv parses with pandas' C reader first and falls back to the cell-by-cell
+    checking reader: both must give the same frame, or the same one-line error."""
+    from warmup_bench.runs import csvlogs
+
+    def read_both(path):
+        results = []
+        for fast in (True, False):
+            if not fast:
+                monkeypatch.setattr(csvlogs, "_read_numeric", lambda text: None)
+            try:
+                results.append(csvlogs.read_csv(path, one_row_per_key=False))
+            except csvlogs.RunFileError as error:
+                results.append(str(error))
+        monkeypatch.undo()
+        return results
+
+    for i, cell in enumerate(ODD_CELLS):
+        path = tmp_path / f"{i}.csv"
+        path.write_text(f"{column},lr\n{cell},0.5\n")
+        fast, checked = read_both(path)
+        if isinstance(checked, str):
+            assert fast == checked, cell
+        else:
+            pd.testing.assert_frame_equal(fast, checked, check_exact=True)
+
+
+def test_run_csvs_read_back_every_float_bit_for_bit(tmp_path) -> None:
+    from warmup_bench.runs.csvlogs import CsvLog, read_csv
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.standard_normal(5000) * 10.0 ** rng.integers(-300, 300, 5000),
+                             [5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 0.1]])
+    log = CsvLog(tmp_path / "diagnostics.csv", ["step", "update_norm"])
+    for step, value in enumerate(values, 1):
+        log.append({"step": step, "update_norm": float(value)})
+    log.close()
+    read = read_csv(tmp_path / "diagnostics.csv")["update_norm"].to_numpy()
+    assert read.tobytes() == values.tobytes()

@@ -86,6 +86,8 @@ BOUNDS = {"step": COUNT, "epoch": COUNT, "lr": SIZE, "warmup_factor": FRACTION, 
 EPOCH_COLUMNS_SINCE_0_1 = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc",
                            "seconds", "images_per_second"]
 TEXT_COLUMNS = {"layer"}
+# the cells that read as NaN: empty (a diagnostic that does not apply) or written as nan
+NAN_CELLS = ["", "nan", "NaN"]
 
 
 class RunFileError(UserError):
@@ -109,6 +111,13 @@ def read_csv(path: Path, required: list[str] = (), one_row_per_key: bool = True
     except UnicodeDecodeError:
         raise RunFileError(f"{path}: not UTF-8 text (the file is damaged).") from None
     text = text[: text.rfind("\n") + 1]
+    fast = _read_numeric(text)
+    if fast is not None:  # the common case: every value a number where one belongs
+        frame, numeric = fast
+        if all(c in frame.columns for c in required) and \
+                (made_whole := _whole_numbers_within_bounds(numeric)) is not None:
+            frame = frame.assign(**made_whole) if made_whole else frame
+            return _in_order(path, frame, one_row_per_key)
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (ValueError, pd.errors.ParserError) as error:
@@ -125,7 +134,7 @@ def read_csv(path: Path, required: list[str] = (), one_row_per_key: bool = True
             continue
         bound = BOUNDS.get(column, ANY)
         values = pd.to_numeric(frame[column].replace("", "nan"), errors="coerce")
-        text_cells = values.isna() & ~frame[column].isin(["", "nan", "NaN"])
+        text_cells = values.isna() & ~frame[column].isin(NAN_CELLS)
         if text_cells.any():
             row = int(text_cells.idxmax())
             raise RunFileError(f"{path}: {column} {frame[column][row]!r} in row {row + 1} is "
@@ -144,7 +153,58 @@ def read_csv(path: Path, required: list[str] = (), one_row_per_key: bool = True
             raise RunFileError(f"{path}: {column} {frame[column][row]!r} in row {row + 1} is "
                                f"not {kind} [{bound.low:g}, {bound.high:g}].")
         checked[column] = values.astype(np.int64) if bound.integer else values
-    frame = frame.assign(**checked)
+    return _in_order(path, frame.assign(**checked), one_row_per_key)
+
+
+# pandas 3.1 reads every float exactly (and deprecates the choice); before, only round_trip
+_EXACT_FLOATS = ({} if tuple(int(p) for p in pd.__version__.split(".")[:2]) >= (3, 1)
+                 else {"float_precision": "round_trip"})
+
+
+def _read_numeric(text: str) -> tuple[pd.DataFrame, dict] | None:
+    """The file parsed by pandas' C reader, each numeric column an array (every float read
+    back exactly as written), or None when it does not parse so or a column holds text (then
+    the checking reader finds and names the bad cell)."""
+    header = text[: text.find("\n")].split(",")
+    try:
+        frame = pd.read_csv(io.StringIO(text), keep_default_na=False,
+                            na_values={c: NAN_CELLS for c in header if c not in TEXT_COLUMNS},
+                            dtype={c: str for c in header if c in TEXT_COLUMNS},
+                            **_EXACT_FLOATS)
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+    numeric = {}
+    for column, series in frame.items():
+        if column in TEXT_COLUMNS:
+            continue
+        values = series.to_numpy()
+        if values.dtype.kind not in "iuf":  # text, or pandas' reading of True / False
+            return None
+        numeric[column] = values
+    return frame, numeric
+
+
+def _whole_numbers_within_bounds(columns: dict[str, np.ndarray]) -> dict | None:
+    """None unless every value is within its column's bound (see BOUNDS); else the
+    integer columns read as floats, made int64 as the checking reader makes them."""
+    made_whole = {}
+    for column, values in columns.items():
+        bound = BOUNDS.get(column, ANY)
+        floats = values.astype(np.float64, copy=False)
+        finite = np.isfinite(floats)
+        if not bound.nonfinite and not finite.all():
+            return None
+        kept = floats[finite] if bound.nonfinite else floats
+        if (kept < bound.low).any() or (kept > bound.high).any():
+            return None
+        if bound.integer and values.dtype != np.int64:
+            if (kept != np.round(kept)).any():
+                return None
+            made_whole[column] = values.astype(np.int64)
+    return made_whole
+
+
+def _in_order(path: Path, frame: pd.DataFrame, one_row_per_key: bool) -> pd.DataFrame:
     key = frame.columns[0] if len(frame.columns) else None
     # rows are logged in order, once each (layers.csv: a row per layer of a step)
     keys = frame[key].to_numpy() if key in ("step", "epoch") else np.zeros(0)
