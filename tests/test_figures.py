@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from warmup_bench import plots
-from warmup_bench.report.figures import Band
+from warmup_bench.report.figures import Band, across_seeds
 from warmup_bench.report.tables import Cell, Table
 from warmup_bench.warmup import beta2_grid, factor_curves, period_curves
 
@@ -61,10 +61,18 @@ def test_error_bars_name_n_once_per_row_and_published_only_where_there_is_one() 
 
 
 def test_accuracy_bands_say_what_they_are() -> None:
-    fig = plots.accuracy_curves_figure({"None": (np.arange(1, 4.0), np.array([.5, .6, .7]),
-                                                 np.array([.01, .02, .01]))}, "g")
-    assert "± 1 std over seeds" in fig.axes[0].get_title()
-    assert fig.axes[0].lines[0].get_ydata() == pytest.approx([50, 60, 70])
+    # two seeds learn, one collapses to chance: the band reaches down to it
+    seeds = [pd.DataFrame({"epoch": [1, 2, 3], "test_acc": acc})
+             for acc in ([.8, .85, .9], [.8, .87, .88], [.1, .1, .1])]
+    fig = plots.accuracy_curves_figure({"None": across_seeds(seeds, "epoch", "test_acc")},
+                                       "g")
+    ax = fig.axes[0]
+    assert "min to max over seeds" in ax.get_title()
+    assert ax.lines[0].get_ydata() == pytest.approx([170 / 3, 182 / 3, 188 / 3])
+    (band,) = ax.collections
+    low_high = band.get_paths()[0].vertices[:, 1]
+    assert low_high.min() == pytest.approx(10) and low_high.max() == pytest.approx(90)
+    assert all(float(t).is_integer() for t in ax.get_xticks())
 
 
 def test_run_history_has_a_log_loss_axis_and_an_lr_axis_from_zero() -> None:

@@ -41,7 +41,8 @@ def _finish(ax: plt.Axes, xlabel: str, ylabel: str, title: str) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.grid(True, which="minor", alpha=0.1)  # log axes' minor lines: there, but faint
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
 
@@ -129,15 +130,18 @@ def lr_curves_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: st
     return fig
 
 
-def accuracy_curves_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-                           title: str) -> plt.Figure:
-    """Test accuracy against the epoch, one line per warmup: mean over seeds, ± 1 std."""
+def accuracy_curves_figure(curves: dict, title: str) -> plt.Figure:
+    """Test accuracy against the epoch, one line per warmup: the mean over seeds with a
+    min-max band (a seed that collapsed shows as the band's floor, not as a symmetric
+    spread around the mean). `curves` maps a warmup's label to its band over seeds."""
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for label, (epochs, mean, std) in curves.items():
-        (line,) = ax.plot(epochs, 100 * mean, label=label)
-        ax.fill_between(epochs, 100 * (mean - std), 100 * (mean + std), alpha=0.2,
-                        color=line.get_color())
-    _finish(ax, "epoch", "test accuracy (%)", f"{title}\nmean over seeds, {STD_BAND}")
+    for (label, band), style in zip(curves.items(), STYLES * len(curves)):
+        _band(ax, band._replace(mean=100 * band.mean, low=100 * band.low,
+                                high=100 * band.high), label, style=style)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # accuracy is measured per epoch
+    _finish(ax, "epoch", "test accuracy (%)", f"{title}\nmean over seeds, {BAND}")
     return fig
 
 
@@ -167,9 +171,10 @@ def run_history_figure(steps, epochs, title: str) -> plt.Figure:
     return fig
 
 
-def _band(ax: plt.Axes, band, label: str, color=None, style: str = "-"):
-    """A mean line with a min-max band."""
-    (line,) = ax.plot(band.x, band.mean, style, label=label, color=color, lw=1.2)
+def _band(ax: plt.Axes, band, label: str, color=None, style: str = "-",
+          centre: str = "mean"):
+    """A line (the mean over seeds, or the median) with a min-max band."""
+    (line,) = ax.plot(band.x, getattr(band, centre), style, label=label, color=color, lw=1.2)
     if len(band.x) and (band.high > band.low).any():
         ax.fill_between(band.x, band.low, band.high, alpha=0.15, color=line.get_color(), lw=0)
     return line.get_color()
@@ -182,8 +187,8 @@ DIAGNOSTIC_PANELS = (
      False),
     ("r_frac_above_half", r"Adam step ratio: share of coordinates with $|r| > 0.5$", False),
     ("angular_update_mean", "mean angular update of weight matrices (rad)", True),
-    ("sharpness_ratio", "sharpness / its stability threshold (Adam: of $P^{-1}H$, 38/lr)",
-     "symlog"),
+    ("sharpness_ratio", "sharpness / its stability threshold\n(Adam: of $P^{-1}H$, 38/lr; "
+     "median over seeds)", "symlog"),
 )
 
 
@@ -191,8 +196,8 @@ def diagnostics_figure(series: dict[str, dict], title: str) -> plt.Figure:
     """Why warmup matters, per warmup (mean over seeds, band from min to max), against a
     log-scale step axis, one panel per quantity the runs logged: the relative update,
     Adam's step ratio |r| (its mean, and the share above 1/2), the angular update, and
-    the sharpness as a ratio to its stability threshold (a line at 1: above it, the step
-    is unstable; negative estimates shown on a symmetric-log axis)."""
+    the sharpness as a ratio to its stability threshold (median over seeds; a line at 1:
+    above it, the step is unstable; negative estimates on a symmetric-log axis)."""
     panels = [p for p in DIAGNOSTIC_PANELS if any(b.get(p[0]) is not None
                                                    for b in series.values())]
     columns = 2 if len(panels) > 1 else 1
@@ -203,7 +208,11 @@ def diagnostics_figure(series: dict[str, dict], title: str) -> plt.Figure:
     for ax, (key, ylabel, scale) in zip(axes.flat, panels):
         for (label, bands), style in zip(series.items(), STYLES * len(series)):
             if bands.get(key) is not None:
-                _band(ax, bands[key], label, style=style)
+                # the seeds' sharpness estimates can differ by decades and in sign: a
+                # mean would be one outlier's, the median is what most seeds saw
+                centre = "median" if key == "sharpness_ratio" and \
+                    bands[key].median is not None else "mean"
+                _band(ax, bands[key], label, style=style, centre=centre)
         if key == "sharpness_ratio":
             ax.axhline(1.0, color="black", lw=0.8, ls=":", label="threshold")
             ax.set_yscale("symlog", linthresh=1e-2)
@@ -261,12 +270,20 @@ def lr_sensitivity_figure(curves: dict[str, tuple], title: str, ylabel: str) -> 
     return fig
 
 
+def _text_colour(image, value: float) -> str:
+    """Black on light cells (and on the grey of diverged ones), white on dark ones."""
+    if not np.isfinite(value):
+        return "black"
+    red, green, blue, _ = image.cmap(image.norm(value))
+    return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+
+
 def phase_diagram_figure(grid: dict, title: str, metric_title: str,
                          annotate_up_to: int = 144) -> plt.Figure:
     """The metric over target LR (columns, log-spaced) x warmup length (rows, 0 = no
     warmup at the bottom): colour = the mean over seeds (log scale when it spans more
-    than a decade), diverged cells hatched in grey with a legend entry, cells not run
-    left blank; the numbers in the cells when there are at most `annotate_up_to`."""
+    than a decade), diverged cells hatched in grey (a legend entry when there are any),
+    cells not run left blank; the numbers in the cells when there are at most `annotate_up_to`."""
     from matplotlib.colors import LogNorm, Normalize
     from matplotlib.patches import Patch
 
@@ -280,7 +297,13 @@ def phase_diagram_figure(grid: dict, title: str, metric_title: str,
     norm = LogNorm(*limits) if log else Normalize(*limits)
     image = ax.imshow(np.ma.masked_invalid(mean), origin="lower", aspect="auto",
                       cmap="viridis_r", norm=norm)
-    fig.colorbar(image, ax=ax, label=metric_title)
+    bar = fig.colorbar(image, ax=ax, label=metric_title)
+    if log:  # plain numbers ("60", not "6 x 10^1") on the log-scaled bar
+        from matplotlib.ticker import FuncFormatter
+
+        plain = FuncFormatter(lambda value, _: f"{value:g}")
+        bar.ax.yaxis.set_major_formatter(plain)
+        bar.ax.yaxis.set_minor_formatter(plain)
     all_diverged = (diverged > 0) & ~np.isfinite(mean)
     for i, j in zip(*np.nonzero(diverged)):
         ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="lightgrey" if
@@ -295,16 +318,17 @@ def phase_diagram_figure(grid: dict, title: str, metric_title: str,
                 if diverged[i, j] and np.isfinite(mean[i, j]):
                     text += f"\n{diverged[i, j]}/{runs[i, j]} div."
                 ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                        color="black" if not np.isfinite(mean[i, j]) else "white")
+                        color=_text_colour(image, mean[i, j]))
     ax.set_xticks(range(shape[1]), [f"{lr:g}" for lr in grid["lrs"]], rotation=45,
                   fontsize=8)
     ax.set_yticks(range(shape[0]), [f"{n:,}  ({w})" for n, w in zip(grid["lengths"],
                                                                   grid["warmups"])], fontsize=8)
     ax.set_xlabel("target learning rate α (log-spaced)")
     ax.set_ylabel("warmup length (iterations)")
-    ax.legend(handles=[Patch(facecolor="lightgrey", hatch="xx", edgecolor="dimgrey",
-                             label="diverged")], loc="upper left", bbox_to_anchor=(0, -0.22),
-              fontsize=8, frameon=False)
+    if diverged.any():
+        ax.legend(handles=[Patch(facecolor="lightgrey", hatch="xx", edgecolor="dimgrey",
+                                 label="diverged")], loc="upper left",
+                  bbox_to_anchor=(0, -0.22), fontsize=8, frameon=False)
     ax.set_title(f"{title}\n{metric_title}: mean over seeds", fontsize=9)
     return fig
 

@@ -16,7 +16,7 @@ import pandas as pd
 from ..files import OutputError, write_text_atomic
 from ..runs import METRICS, RunDir
 from .collect import Run, collect_runs
-from .figures import RUN_FIGURES, across_seeds, draw_all, draw_figures, figure_jobs
+from .figures import RUN_FIGURES, across_seeds, draw_all, draw_figures, iter_figure_jobs
 from .metrics import Metric, parse_metric
 from .render import (
     FORMATS,
@@ -64,9 +64,9 @@ def write_report(tables: list[tuple[Table, list[Run]]], out: Path, fmt: str, com
     """The tables as one file in `out` (Markdown for the terminal's format) and the
     figures in `out/plots`, drawn in parallel; returns the table file's path."""
     text_format = "markdown" if fmt == "table" else fmt
-    jobs = [job for table, runs in tables for job in figure_jobs(
-        table, runs, out / "plots", plot_format, log_x, warn, metric, run_figures)]
-    draw_all(list({job[1]: job for job in jobs}.values()), plot_format)  # once per file
+    draw_all((job for table, runs in tables for job in iter_figure_jobs(
+        table, runs, out / "plots", plot_format, log_x, warn, metric, run_figures)),
+        plot_format)
     path = out / f"report.{SUFFIXES[fmt]}"
     text = tables_json([t for t, _ in tables]) if fmt == "json" else \
         "\n".join(render(t, text_format, compare) for t, _ in tables)

@@ -12,8 +12,11 @@ plots.py, its numbers, its file) that are then drawn in parallel worker processe
 
 from __future__ import annotations
 
+import functools
+import itertools
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -34,7 +37,9 @@ PARALLEL_FROM = 8  # fewer figures than this are drawn in this process (no start
 
 
 def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-." else "_" for c in text).strip("_")
+    """A file-name part: letters, digits, '-' and '.' kept, every other run of
+    characters one '_'."""
+    return re.sub(r"[^0-9A-Za-z.-]+", "_", text).strip("_")
 
 
 class Band(NamedTuple):
@@ -45,19 +50,24 @@ class Band(NamedTuple):
     std: np.ndarray
     low: np.ndarray
     high: np.ndarray
+    median: np.ndarray | None = None  # for quantities whose seeds differ by decades
 
 
 def across_seeds(frames: list[pd.DataFrame], key: str, column: str) -> Band | None:
-    """`column` of several runs' logs aligned on `key`: mean, std (ddof 0), min, max;
-    None when no run logged it (e.g. Adam's ratio for SGD, sharpness when off)."""
-    columns = [f.set_index(key)[column] for f in frames
-               if len(f) and column in f and f[column].notna().any()]
-    if not columns:
+    """`column` of several runs' logs aligned on `key`: mean, std (ddof 0), min, max and
+    median over the runs, at the keys where every run that logged it has a number; None
+    when no run logged it (e.g. Adam's ratio for SGD, sharpness when off)."""
+    logged = [(f[key].to_numpy(), f[column].to_numpy(dtype=float)) for f in frames
+              if len(f) and column in f and f[column].notna().any()]
+    if not logged:
         return None
-    joined = pd.concat(columns, axis=1, join="inner").dropna()
-    values = joined.to_numpy(dtype=float)
-    return Band(joined.index.to_numpy(dtype=float), values.mean(1), values.std(1),
-                values.min(1), values.max(1))
+    # keys increase strictly within a log (read_csv checks), so each is found once
+    keys = functools.reduce(np.intersect1d, [k for k, _ in logged])
+    values = np.stack([v[np.searchsorted(k, keys)] for k, v in logged], axis=1)
+    complete = ~np.isnan(values).any(axis=1)
+    keys, values = keys[complete].astype(float), values[complete]
+    return Band(keys, values.mean(1), values.std(1), values.min(1), values.max(1),
+                np.median(values, 1))
 
 
 BANDED = ("relative_update", "r_abs_mean", "r_frac_above_half", "angular_update_mean",
@@ -92,8 +102,17 @@ def figure_jobs(table: Table, runs: list[Run], out: Path, fmt: str = "png",
                 log_x: bool = False, warn: Callable[[str], None] = print,
                 metric: Metric | None = None, run_figures: str = "diverged") -> list[tuple]:
     """What to draw for `table` and its runs: (builder, path, its arguments) each."""
+    return list(iter_figure_jobs(table, runs, out, fmt, log_x, warn, metric, run_figures))
+
+
+def iter_figure_jobs(table: Table, runs: list[Run], out: Path, fmt: str = "png",
+                     log_x: bool = False, warn: Callable[[str], None] = print,
+                     metric: Metric | None = None, run_figures: str = "diverged"
+                     ) -> Iterator[tuple]:
+    """figure_jobs one at a time, as each group's logs are read (so that drawing the first
+    figures overlaps reading the rest)."""
     metric = metric or error_metric("best")
-    jobs = [("error_bars_figure", out / f"errors_{_slug(table.title)}.{fmt}", table)]
+    yield ("error_bars_figure", out / f"errors_{_slug(table.title)}.{fmt}", table)
     per_group = {"warmup", "warmup_period", "seed"}
     configs = [r.config for r in runs]
     # a group's name shows every setting that tells it apart from the other groups
@@ -107,16 +126,14 @@ def figure_jobs(table: Table, runs: list[Run], out: Path, fmt: str = "png",
         name = " ".join([first["task"], setting_label("opt", first), "lr",
                          setting_label("lr", first)]
                         + [f"{k}={setting_label(k, first)}" for k in naming])
-        jobs += _group_jobs(members, name, out, fmt, log_x, warn)
+        yield from _group_jobs(members, name, out, fmt, log_x, warn)
     for name, members in _groups_over(runs, {"lr"} | per_group).items():
-        jobs += _analysis_jobs(members, name, out, fmt, metric)
+        yield from _analysis_jobs(members, name, out, fmt, metric)
     for run in runs:
         if run_figures == "all" or run_figures == "diverged" and run.status == "diverged":
             title = f"{run.config['task']} / {run.directory.name} ({run.status.value})"
             path = out / "runs" / f"{_slug(run.cfg.task)}__{_slug(run.directory.name)}.{fmt}"
-            jobs.append(("run_history_figure", path, _read(run, "steps", warn), run.epochs,
-                         title))
-    return jobs
+            yield ("run_history_figure", path, _read(run, "steps", warn), run.epochs, title)
 
 
 def _group_jobs(members: list[Run], name: str, out: Path, fmt: str, log_x: bool,
@@ -132,7 +149,7 @@ def _group_jobs(members: list[Run], name: str, out: Path, fmt: str, log_x: bool,
             lr_curves[label] = (steps["step"].to_numpy(), steps["lr"].to_numpy())
         accuracy = across_seeds([r.epochs for r in warm_runs], "epoch", "test_acc")
         if accuracy is not None:
-            acc_curves[label] = (accuracy.x, accuracy.mean, accuracy.std)
+            acc_curves[label] = accuracy
         logs = [_read(r, "diagnostics", warn) for r in warm_runs]
         bands = {c: across_seeds(logs, "step", c) for c in BANDED}
         if any(b is not None for b in bands.values()):
@@ -261,21 +278,33 @@ def phase_grid(found: Analysis) -> dict:
             "mean": mean, "diverged": diverged, "runs": runs}
 
 
-def draw_all(jobs: list[tuple], fmt: str, workers: int | None = None) -> list[Path]:
-    """Draws the jobs, in worker processes when there are many (each figure is a second
-    or so of matplotlib, and independent of the others)."""
+def draw_all(jobs: Iterable[tuple], fmt: str, workers: int | None = None) -> list[Path]:
+    """Draws the jobs as they come, each file once: in worker processes when there are
+    many (each figure is a second or so of matplotlib, and independent of the others)."""
     from .. import plots
 
-    if len(jobs) < PARALLEL_FROM:
-        return [plots.draw(builder, path, fmt, *args) for builder, path, *args in jobs]
-    workers = workers or max(1, min(len(jobs) // 4, os.cpu_count() or 1))
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    jobs = _once_per_file(jobs)
+    first = list(itertools.islice(jobs, PARALLEL_FROM))
+    if len(first) < PARALLEL_FROM:
+        return [plots.draw(builder, path, fmt, *args) for builder, path, *args in first]
+    with ProcessPoolExecutor(workers or os.cpu_count() or 1,
+                             mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(plots.draw, builder, path, fmt, *args)
-                   for builder, path, *args in jobs]
+                   for builder, path, *args in itertools.chain(first, jobs)]
         return [f.result() for f in futures]
+
+
+def _once_per_file(jobs: Iterable[tuple]) -> Iterator[tuple]:
+    """The jobs, less any for a file already drawn (tables can share a group of runs)."""
+    seen = set()
+    for job in jobs:
+        if job[1] not in seen:
+            seen.add(job[1])
+            yield job
 
 
 def draw_figures(table: Table, runs: list[Run], out: Path, fmt: str = "png",
                  log_x: bool = False, warn: Callable[[str], None] = print,
                  metric: Metric | None = None, run_figures: str = "diverged") -> list[Path]:
-    return draw_all(figure_jobs(table, runs, out, fmt, log_x, warn, metric, run_figures), fmt)
+    return draw_all(iter_figure_jobs(table, runs, out, fmt, log_x, warn, metric, run_figures),
+                    fmt)
