@@ -7,16 +7,14 @@ these with `pytest -m cuda` on a lent GPU machine."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from killing import sigkill_after_epochs
 
 from warmup_bench.data.catalog import Dataset, Split
 from warmup_bench.execution import RunOptions
@@ -83,15 +81,7 @@ def test_sigkill_then_resume_on_cuda_is_byte_identical_in_deterministic_mode(tmp
     flags = ("--device", "cuda", "--deterministic", "--sharpness-every", "50")
     reference = digits(tmp_path / "ref", *flags)
     assert reference.wait(300) == 0, reference.stderr.read()
-    killed = digits(tmp_path / "killed", *flags)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        summaries = list((tmp_path / "killed").glob("digits/*/summary.json"))
-        if summaries and json.loads(summaries[0].read_text())["epochs_done"] >= 2:
-            break
-        time.sleep(0.05)
-    os.kill(killed.pid, signal.SIGKILL)
-    killed.wait()
+    sigkill_after_epochs(digits(tmp_path / "killed", *flags), tmp_path / "killed", 2)
     resumed = digits(tmp_path / "killed", *flags, "--resume")
     assert resumed.wait(300) == 0, resumed.stderr.read()
     a, b = only(tmp_path / "ref"), only(tmp_path / "killed")

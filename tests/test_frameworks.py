@@ -7,6 +7,7 @@ import io
 
 import pytest
 import torch
+from protocol import protocol_lrs
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR
 
 import warmup_bench.warmup as wu
@@ -21,20 +22,13 @@ def make(lr: float = 0.01):
     return model, optimizer, scheduler, wu.UntunedLinearWarmup(optimizer)  # period 200
 
 
-def protocol_lrs() -> list[float]:
+def reference_lrs() -> list[float]:
     """The reference: pytorch_warmup's protocol written out."""
-    _, optimizer, scheduler, warmup = make()
-    lrs = []
-    for _ in range(STEPS):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        with warmup.dampening():
-            scheduler.step()
-    return lrs
+    return protocol_lrs(*make()[1:], STEPS)
 
 
 def test_state_dict_mid_warmup_resumes_bit_for_bit() -> None:
-    expected = protocol_lrs()
+    expected = reference_lrs()
     _, optimizer, scheduler, warmup = make()
     wrapper = wu.WarmupScheduler(warmup, scheduler)
     for _ in range(SPLIT):
@@ -137,7 +131,7 @@ def fit(module, max_steps: int, root, ckpt_path=None) -> None:
 
 
 def test_lightning_applies_the_protocol_lrs_and_resumes_from_its_checkpoint(tmp_path) -> None:
-    expected = protocol_lrs()
+    expected = reference_lrs()
     whole = Regression()
     fit(whole, STEPS, tmp_path / "whole")
     assert whole.lrs == expected

@@ -4,7 +4,6 @@ checked against its definition, resumed exactly."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -228,11 +227,10 @@ def test_our_linear_warmup_is_the_packages_own_warmup_steps() -> None:
 
 
 def test_schedule_free_sigkill_then_resume_is_exact(tmp_path) -> None:
-    import os
-    import signal
     import subprocess
     import sys
-    import time
+
+    from killing import sigkill_after_epochs
 
     args = [sys.executable, "-m", "warmup_bench", "train", "--task", "digits", "--opt",
             "adamw-schedule-free", "--schedule", "constant", "--beta2", "0.99", "--epochs",
@@ -241,14 +239,7 @@ def test_schedule_free_sigkill_then_resume_is_exact(tmp_path) -> None:
     assert reference.returncode == 0, reference.stderr
     killed = subprocess.Popen([*args, "--out", str(tmp_path / "killed")],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        summary = list((tmp_path / "killed").glob("digits/*/summary.json"))
-        if summary and json.loads(summary[0].read_text())["epochs_done"] >= 3:
-            break
-        time.sleep(0.05)
-    os.kill(killed.pid, signal.SIGKILL)
-    killed.wait()
+    sigkill_after_epochs(killed, tmp_path / "killed", 3)
     resumed = subprocess.run([*args, "--resume", "--out", str(tmp_path / "killed")],
                              capture_output=True)
     assert resumed.returncode == 0, resumed.stderr

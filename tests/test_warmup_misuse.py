@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+from protocol import protocol_lrs
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, ReduceLROnPlateau
 
 import warmup_bench.warmup as wu
@@ -252,19 +253,12 @@ def test_bad_factor_is_not_blamed_on_the_creation_order() -> None:
 # ---- the legitimate uses: no error, no warning -------------------------------------
 
 
-def protocol_lrs() -> list[float]:
-    optimizer, scheduler, warmup = cosine_setup()
-    lrs = []
-    for _ in range(STEPS):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        with warmup.dampening():
-            scheduler.step()
-    return lrs
+def reference_lrs() -> list[float]:
+    return protocol_lrs(*cosine_setup(), STEPS)
 
 
 def test_framework_loop_is_silent_and_gives_the_protocol_lrs() -> None:
-    expected = protocol_lrs()
+    expected = reference_lrs()
     optimizer, scheduler, warmup = cosine_setup()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -273,7 +267,7 @@ def test_framework_loop_is_silent_and_gives_the_protocol_lrs() -> None:
 
 
 def test_state_round_trip_mid_warmup_is_silent() -> None:
-    expected = protocol_lrs()
+    expected = reference_lrs()
     optimizer, scheduler, warmup = cosine_setup()
     wrapper = wu.WarmupScheduler(warmup, scheduler)
     silent_loop(optimizer, wrapper, 100)
