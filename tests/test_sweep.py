@@ -53,6 +53,7 @@ def test_every_bundled_experiment_loads() -> None:
                      "cifar10-sgd-depth.toml": 50, "cifar10-warmup.toml": 240,
                      "digits.toml": 16, "digits-diagnostics.toml": 12,
                      "digits-inverse-sqrt.toml": 9, "emnist-warmups.toml": 12,
+                     "fashion-mnist-methods.toml": 24, "fashion-mnist-phase.toml": 60,
                      "mnist-vit-warmups.toml": 12}
 
 
