@@ -105,7 +105,9 @@ def _check_option(name: str, key: str, value) -> None:
 
     rules = {  # key -> (valid, what a valid value is)
         "partition": (text(value), "a partition name"),
-        "time_limit_min": (is_int(value) and value >= 1, "a whole number of minutes >= 1"),
+        # under 2 minutes, submitit's signal may come as the task starts, before it can
+        # be caught, and kill it
+        "time_limit_min": (is_int(value) and value >= 2, "a whole number of minutes >= 2"),
         "cpus_per_task": (is_int(value) and value >= 1, "an int >= 1"),
         "gpus_per_task": (is_int(value) and value >= 0, "an int >= 0"),
         "mem_gb": ((is_int(value) or isinstance(value, float)) and 0 < value < float("inf"),
