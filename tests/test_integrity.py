@@ -255,6 +255,8 @@ DAMAGE = {  # case -> (file, content, what the warning says)
     "epochs-fraction-epoch": ("epochs.csv", EPOCHS_HEADER + "1.5,1.0,0.5,1.0,0.9,1.0,10.0\n",
                               "epoch '1.5' in row 1 is not a whole number"),
     "epochs-a-folder": ("epochs.csv", None, "epochs.csv: cannot read"),
+    "epochs-extra-field": ("epochs.csv", EPOCHS_HEADER + "1,1.0,0.5,1.0,0.9,1.0,10.0,7\n",
+                           "its rows have more fields than its header"),
 }
 
 
@@ -546,9 +548,9 @@ def test_predict_refuses_a_runs_data_file_that_changed(saved_model, tmp_path) ->
     assert_one_line_error(result, 2, "(its source changed)")
 
 
-ODD_CELLS = ["1", "1.0", " 1", "+1", "1e0", "1d0", "0x1", "1_0", "inf", "-inf", "Infinity",
-             "nan", "NaN", "", "NA", "null", "True", "-0.0", "1e400", "1.", ".5", "5e-324",
-             "0.1000000000000000055511151231257827", "\u0663"]
+ODD_CELLS = ["1", "1.0", " 1", "+1", '"1"', "1,2", "1e0", "1d0", "0x1", "1_0", "inf",
+             "-inf", "Infinity", "nan", "NaN", "", "NA", "null", "True", "-0.0", "1e400",
+             "1.", ".5", "5e-324", "0.1000000000000000055511151231257827", "\u0663"]
 
 
 @pytest.mark.parametrize("column", ["step", "loss", "update_norm"])

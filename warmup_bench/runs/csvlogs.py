@@ -125,6 +125,9 @@ def read_csv(path: Path, required: list[str] = (), one_row_per_key: bool = True
         raise RunFileError(f"{path}: not a readable CSV ({first}).") from None
     except pd.errors.EmptyDataError:
         raise RunFileError(f"{path}: empty (no header).") from None
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas took the first field as an index
+        raise RunFileError(f"{path}: its rows have more fields than its header (the file "
+                           "is damaged).")
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise RunFileError(f"{path}: no {', '.join(missing)} column(s).")
@@ -172,6 +175,8 @@ def _read_numeric(text: str) -> tuple[pd.DataFrame, dict] | None:
                             dtype={c: str for c in header if c in TEXT_COLUMNS},
                             **_EXACT_FLOATS)
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+    if not isinstance(frame.index, pd.RangeIndex):  # more fields than the header
         return None
     numeric = {}
     for column, series in frame.items():
