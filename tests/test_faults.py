@@ -85,8 +85,9 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def test_a_second_writer_is_refused_and_the_first_keeps_every_row(tmp_path) -> None:
-    args = ["train", "--task", "digits", "--epochs", "100", "--no-progress", "--threads", "1",
-            "--out", str(tmp_path)]
+    epochs = 60  # long enough for the second writer to start while the first one writes
+    args = ["train", "--task", "digits", "--epochs", str(epochs), "--no-progress",
+            "--threads", "1", "--out", str(tmp_path)]
     first = cli(*args)
     wait_for(lambda: any(epochs_logged(f) >= 2 for f in (tmp_path / "digits").glob("*")))
     second = cli(*args, "--resume")
@@ -95,10 +96,14 @@ def test_a_second_writer_is_refused_and_the_first_keeps_every_row(tmp_path) -> N
     assert len(err) == 1 and f"pid {first.pid}" in err[0] and "is being written" in err[0]
     assert first.wait(120) == 0, first.stderr.read()
     (folder,) = (tmp_path / "digits").iterdir()
-    assert [int(r["epoch"]) for r in read_rows(folder / "epochs.csv")] == list(range(1, 101))
+    assert [int(r["epoch"]) for r in read_rows(folder / "epochs.csv")] == \
+        list(range(1, epochs + 1))
     steps = [int(r["step"]) for r in read_rows(folder / "steps.csv")]
-    assert steps == list(range(1, 100 * (1438 // 32) + 1, 10))  # every row, once
+    assert steps == list(range(1, epochs * (1438 // 32) + 1, 10))  # every row, once
     assert json.loads((folder / "summary.json").read_text())["status"] == "complete"
+
+
+SWEEP_EPOCHS = 20  # a run lasts several seconds: the sweep is stopped while both train
 
 
 def sweep_in_flight(tmp_path: Path, epochs: int):
@@ -114,7 +119,7 @@ def sweep_in_flight(tmp_path: Path, epochs: int):
 
 
 def test_sigkill_of_a_sweep_leaves_no_orphan_and_a_rerun_finishes_each_run_once(tmp_path):
-    grid, out, sweep, workers = sweep_in_flight(tmp_path, epochs=40)
+    grid, out, sweep, workers = sweep_in_flight(tmp_path, epochs=SWEEP_EPOCHS)
     sweep.send_signal(signal.SIGKILL)
     sweep.wait()
     wait_for(lambda: not any(alive(p) for p in workers), timeout=30)  # they die with it
@@ -123,14 +128,16 @@ def test_sigkill_of_a_sweep_leaves_no_orphan_and_a_rerun_finishes_each_run_once(
     for cfg in load_experiment(grid).configs():
         run = RunDir.of(out, cfg)
         assert run.read_summary().status == "complete"
-        assert [int(r["epoch"]) for r in read_rows(run.epochs_path)] == list(range(1, 41))
+        assert [int(r["epoch"]) for r in read_rows(run.epochs_path)] == \
+            list(range(1, SWEEP_EPOCHS + 1))
         steps = [int(r["step"]) for r in read_rows(run.steps_path)]
-        assert steps == sorted(set(steps)) and len(steps) == len(range(1, 40 * 44 + 1, 10))
+        assert steps == sorted(set(steps)) and \
+            len(steps) == len(range(1, SWEEP_EPOCHS * 44 + 1, 10))
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_stopping_a_sweep_interrupts_runs_in_flight_and_starts_no_more(tmp_path, stop):
-    grid, out, sweep, workers = sweep_in_flight(tmp_path, epochs=40)
+    grid, out, sweep, workers = sweep_in_flight(tmp_path, epochs=SWEEP_EPOCHS)
     sweep.send_signal(stop)
     assert sweep.wait(120) == 130
     assert "interrupted" in sweep.stderr.read()
@@ -140,13 +147,14 @@ def test_stopping_a_sweep_interrupts_runs_in_flight_and_starts_no_more(tmp_path,
     assert len(started) == 2  # the two queued runs never started
     for run in started:
         summary = run.read_summary()
-        assert summary.status == "interrupted" and 1 <= summary.epochs_done < 40
+        assert summary.status == "interrupted" and 1 <= summary.epochs_done < SWEEP_EPOCHS
         assert run.has_checkpoint()
     rerun = cli("sweep", str(grid), "--out", str(out), "--jobs", "2")
     assert rerun.wait(300) == 0, rerun.stderr.read()
     for cfg in load_experiment(grid).configs():
         run = RunDir.of(out, cfg)
-        assert [int(r["epoch"]) for r in read_rows(run.epochs_path)] == list(range(1, 41))
+        assert [int(r["epoch"]) for r in read_rows(run.epochs_path)] == \
+            list(range(1, SWEEP_EPOCHS + 1))
 
 
 def test_pid_of_a_stale_lock_does_not_block(tmp_path) -> None:
