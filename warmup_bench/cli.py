@@ -248,7 +248,7 @@ def report(
                                "steps-to:ACC, epochs-to:ACC, seconds-to:ACC (time until the "
                                "accuracy first reaches ACC %); default: the grid's [table] "
                                "metric, else best."),
-    fmt: str = typer.Option("table", "--format", help="table, markdown, csv or latex."),
+    fmt: str = typer.Option("table", "--format", help="table, markdown, csv, latex or json."),
     compare: bool = typer.Option(False, help="Compare with the published numbers."),
     out: Path = typer.Option(None, help="Write the table and the plots into this folder."),
     plot_format: str = typer.Option("png", help="png, pdf or svg."),
