@@ -255,6 +255,10 @@ DAMAGE = {  # case -> (file, content, what the warning says)
     "epochs-fraction-epoch": ("epochs.csv", EPOCHS_HEADER + "1.5,1.0,0.5,1.0,0.9,1.0,10.0\n",
                               "epoch '1.5' in row 1 is not a whole number"),
     "epochs-a-folder": ("epochs.csv", None, "epochs.csv: cannot read"),
+    "epochs-header-only": ("epochs.csv", EPOCHS_HEADER,
+                           "epochs.csv has no rows, yet summary.json records 1 epoch(s)"),
+    "meta-bad-iterations": ("meta.json", '{"iterations_per_epoch": "abc"}',
+                            "meta.json's iterations_per_epoch 'abc' is not a whole number"),
     "epochs-extra-field": ("epochs.csv", EPOCHS_HEADER + "1,1.0,0.5,1.0,0.9,1.0,10.0,7\n",
                            "its rows have more fields than its header"),
 }
@@ -269,7 +273,7 @@ def damaged_results(tmp_path: Path, case: str) -> tuple[Path, Path]:
     summary = {**GOOD_SUMMARY, **content} if file == "summary.json" else GOOD_SUMMARY
     bad = write_folder(root, "bad", {**GOOD_CONFIG, "seed": 2}, summary)
     if file != "summary.json":
-        (bad / file).unlink()
+        (bad / file).unlink(missing_ok=True)
         if content is None:
             (bad / file).mkdir()
         elif isinstance(content, bytes):
@@ -294,6 +298,8 @@ def test_report_skips_a_run_with_damaged_numbers(tmp_path, case, command) -> Non
 STEPS_DAMAGE = {
     "lr-text": ("step,epoch,lr,warmup_factor,loss\n1,1,fast,0.1,2.3\n", "lr 'fast' in row 1"),
     "no-lr": ("step,epoch,warmup_factor,loss\n1,1,0.1,2.3\n", "no lr column"),
+    "step-huge": ("step,epoch,lr,warmup_factor,loss\n1e300,1,0.1,0.1,2.3\n",
+                  "step '1e300' in row 1 is not a whole number in [1, 9.0072e+15]"),
     "factor-above-1": ("step,epoch,lr,warmup_factor,loss\n1,1,0.1,1.5,2.3\n",
                        "warmup_factor '1.5' in row 1 is not in [0, 1]"),
 }
@@ -594,3 +600,13 @@ def test_run_csvs_read_back_every_float_bit_for_bit(tmp_path) -> None:
     log.close()
     read = read_csv(tmp_path / "diagnostics.csv")["update_norm"].to_numpy()
     assert read.tobytes() == values.tobytes()
+
+
+def test_resume_with_restart_and_report_epochs_below_one_are_one_line(tmp_path) -> None:
+    result = run_cli(["train", "--task", "digits", "--resume", "--restart", "--out",
+                      str(tmp_path / "out")])
+    assert_one_line_error(result, 2, "--resume and --restart contradict each other")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "results").mkdir()
+    result = run_cli(["report", str(tmp_path / "results"), "--epochs", "-3"])
+    assert_one_line_error(result, 2, "--epochs -3 must be at least 1.")

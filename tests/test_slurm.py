@@ -449,7 +449,13 @@ def test_options_from_a_grid_files_table() -> None:
            ({"extra": {"array": "0-3"}}, "[slurm] extra option 'array' is set by "
             "warmup-bench itself."),
            ({"extra": {"gres": ["gpu"]}}, "[slurm] extra option 'gres' = ['gpu'] is not "
-            "valid; it must be a string, a number or true."),
+            "valid; it must be a string without spaces, a finite number or true."),
+           ({"extra": {"arr": "0-3"}}, "[slurm] extra option 'arr' (sbatch reads it as "
+            "--array) is set by warmup-bench itself."),
+           ({"extra": {"comment": "a\nb"}}, "[slurm] extra option 'comment' = 'a\\nb' is not "
+            "valid; it must be a string without spaces, a finite number or true."),
+           ({"extra": {"nice": float("nan")}}, "[slurm] extra option 'nice' = nan is not "
+            "valid; it must be a string without spaces, a finite number or true."),
            ([1], "[slurm] must be a table, not list.")]
     for table, message in bad:
         with pytest.raises(ConfigError) as error:

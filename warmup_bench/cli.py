@@ -279,6 +279,8 @@ def report(
         fail(f"results folder {results_dir} does not exist.")
     if compare and experiment is None:
         fail("--compare needs --experiment FILE: the published numbers live in the grids.")
+    if epochs is not None and epochs < 1:
+        fail(f"--epochs {epochs} must be at least 1.")
     load_plugins(plugin)
     grid = None
     with user_errors():

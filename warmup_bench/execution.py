@@ -72,6 +72,10 @@ class RunOptions:
         one of `log_intervals` iterations, or whose optional package is missing."""
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads {self.threads} must be at least 1.")
+        if self.resume and self.restart:
+            raise ConfigError("--resume and --restart contradict each other: --resume "
+                              "continues the run, --restart trains it again from scratch; "
+                              "pass one.")
         if self.tensorboard:
             from .trackers import check_available
 

@@ -77,7 +77,7 @@ def collect_runs(root: Path, warn: Callable[[str], None]) -> list[Run]:
                     problem = f"status {summary.status.value!r}, not finished"
                 else:
                     epochs = run.read_epochs()
-                    problem = _summary_problem(summary, epochs)
+                    problem = _summary_problem(summary, epochs) or _meta_problem(run.read_meta())
             except RunFileError as error:
                 problem = str(error)
         if problem is not None:
@@ -87,8 +87,20 @@ def collect_runs(root: Path, warn: Callable[[str], None]) -> list[Run]:
     return runs
 
 
+def _meta_problem(meta: dict) -> str | None:
+    """Why meta.json's iterations per epoch (what steps-to and seconds-to count with)
+    cannot be right, when it records one."""
+    value = meta.get("iterations_per_epoch")
+    if "iterations_per_epoch" in meta and not (
+            isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 2 ** 53):
+        return f"meta.json's iterations_per_epoch {value!r} is not a whole number in [1, 2^53]"
+    return None
+
+
 def _summary_problem(summary: Summary, epochs: pd.DataFrame) -> str | None:
     """Why the summary disagrees with the epochs it summarises (None when it does not)."""
+    if not len(epochs) and summary.epochs_done:
+        return f"epochs.csv has no rows, yet {SUMMARY} records {summary.epochs_done} epoch(s)"
     if len(epochs) and summary.best_test_acc is not None \
             and summary.best_test_acc != float(epochs["test_acc"].max()):
         return (f"{SUMMARY}'s best_test_acc {summary.best_test_acc!r} is not the best test_acc "

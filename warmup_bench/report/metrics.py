@@ -58,6 +58,8 @@ def accuracy_split(run: Run) -> str:
 def reached_at(run: Run, target: float) -> int | None:
     """The first epoch whose accuracy is at least `target` (None: no epoch reached it)."""
     column = f"{accuracy_split(run)}_acc"
+    if column not in run.epochs:  # no epoch logged
+        return None
     hits = run.epochs[run.epochs[column] >= target]
     return int(hits["epoch"].iloc[0]) if len(hits) else None
 

@@ -75,7 +75,8 @@ class Bound(NamedTuple):
     nonfinite: bool = False
 
 
-COUNT, SIZE, FRACTION = Bound(1, integer=True), Bound(0), Bound(0, 1)
+# counts stop at 2^53, where float64 (which every reader may use) stops being exact
+COUNT, SIZE, FRACTION = Bound(1, 2.0 ** 53, integer=True), Bound(0), Bound(0, 1)
 ANY = Bound(nonfinite=True)
 # every numeric column of a run's CSVs and its bound; a value outside is damage
 BOUNDS = {"step": COUNT, "epoch": COUNT, "lr": SIZE, "warmup_factor": FRACTION, "loss": SIZE,

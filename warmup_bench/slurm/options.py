@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import shutil
@@ -126,13 +127,18 @@ def _check_option(name: str, key: str, value) -> None:
         flag = option.replace("_", "-") if isinstance(option, str) else ""
         if not re.fullmatch(r"[a-z][a-z0-9-]*", flag):
             raise ConfigError(f"{name} option {option!r} is not an sbatch option name.")
-        if flag in _RESERVED:
-            instead = _RESERVED[flag]
-            raise ConfigError(f"{name} option {option!r} is set by warmup-bench itself" +
+        # sbatch takes any unambiguous prefix of a long option: --arr is --array
+        reserved = next((r for r in _RESERVED if r.startswith(flag)), None)
+        if reserved is not None:
+            instead = _RESERVED[reserved]
+            alias = f" (sbatch reads it as --{reserved})" if reserved != flag else ""
+            raise ConfigError(f"{name} option {option!r}{alias} is set by warmup-bench itself" +
                               (f"; use [slurm] {instead}." if instead else "."))
-        if not (is_int(setting) or setting is True or isinstance(setting, (str, float))):
+        if not (is_int(setting) or setting is True or isinstance(setting, (str, float))) \
+                or isinstance(setting, float) and not math.isfinite(setting) \
+                or isinstance(setting, str) and not text(setting):  # one line of the script
             raise ConfigError(f"{name} option {option!r} = {setting!r} is not valid; it must "
-                              "be a string, a number or true.")
+                              "be a string without spaces, a finite number or true.")
 
 
 # ---- checks before anything is submitted ------------------------------------------------
