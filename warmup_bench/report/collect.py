@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..config import ConfigError, TrainConfig, check_choice
 from ..runs import CONFIG, SUMMARY, RunDir, RunFileError, Status, Summary, find_runs
+from ..runs.csvlogs import COUNT
 from ..tasks import TASKS, recorded_data, validate
 
 
@@ -45,8 +46,7 @@ class Run:
     def iterations_per_epoch(self) -> int | None:
         """Optimizer steps per epoch, as meta.json recorded it (None if it did not)."""
         value = self.meta.get("iterations_per_epoch")
-        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
-            else None
+        return value if _is_count(value) else None
 
 
 def _config_problem(cfg: TrainConfig | None) -> str | None:
@@ -87,12 +87,17 @@ def collect_runs(root: Path, warn: Callable[[str], None]) -> list[Run]:
     return runs
 
 
+def _is_count(value) -> bool:
+    """A whole number in [1, 2^53], the range of run files' counts (csvlogs.COUNT)."""
+    return isinstance(value, int) and not isinstance(value, bool) and \
+        COUNT.low <= value <= COUNT.high
+
+
 def _meta_problem(meta: dict) -> str | None:
     """Why meta.json's iterations per epoch (what steps-to and seconds-to count with)
     cannot be right, when it records one."""
     value = meta.get("iterations_per_epoch")
-    if "iterations_per_epoch" in meta and not (
-            isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 2 ** 53):
+    if "iterations_per_epoch" in meta and not _is_count(value):
         return f"meta.json's iterations_per_epoch {value!r} is not a whole number in [1, 2^53]"
     return None
 
