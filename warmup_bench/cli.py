@@ -146,6 +146,10 @@ def sweep(
                               "a run failed); without it, submit and return."),
     shared_out: bool = typer.Option(False, help="Slurm: --out is on a file system every node "
                                     "shares, even though it looks node-local (/tmp, tmpfs)."),
+    pack: str = typer.Option(None, help="Train runs that differ only in seed, LR, betas, "
+                             "warmup, ... as one vectorised model: off, auto (a timed probe; "
+                             "off on CPUs) or a pack size (default: the grid's pack, else "
+                             "off). Local and Ray backends."),
     **execution,
 ) -> None:
     """Run a whole grid; finished runs are skipped and interrupted ones resumed."""
@@ -172,6 +176,10 @@ def sweep(
     with user_errors():
         grid = load_experiment(experiment, PluginConsent(allow_plugins, tuple(plugin or ())))
         configs = grid.configs(epochs)
+        pack_size = sweeping.parse_pack(pack if pack is not None else grid.pack)
+        if backend == "slurm" and pack_size != 1:
+            fail(f"--pack {pack or grid.pack} needs --backend local or ray: a Slurm task "
+                 "trains one run (pass --pack off).")
         check_output_root(out)
         if execution.get("tensorboard") is None:
             options.tensorboard = grid.tensorboard
@@ -202,13 +210,15 @@ def sweep(
         return
     cpus = ray_cpus if backend == "ray" else slurm.cpus_per_task if slurm else None
     options.threads = sweeping.threads_per_run(jobs, options.threads, cpus)
-    work = sweeping.make_jobs(todo, out, options, device_list, (*(plugin or ()), *grid.plugins))
+    with user_errors():
+        work = sweeping.plan_jobs(configs, todo, out, options, device_list,
+                                  (*(plugin or ()), *grid.plugins), pack_size, say)
     if slurm is not None:  # one array job; its tasks get their GPUs from Slurm
         sweep_on_slurm(work, out, grid, slurm, wait, shared_out)
         return
     results = []
     try:
-        with sweeping.sigterm_as_interrupt(), SweepBar(len(work), jobs,
+        with sweeping.sigterm_as_interrupt(), SweepBar(len(todo), jobs,
                                                       console.is_terminal) as bar:
             def on_result(result) -> None:
                 results.append(result)
@@ -219,7 +229,7 @@ def sweep(
                 else:
                     sweeping.run_local(work, jobs, on_result)
     except KeyboardInterrupt:
-        say(f"interrupted: {len(results)} of {len(work)} runs ended; runs in flight are "
+        say(f"interrupted: {len(results)} of {len(todo)} runs ended; runs in flight are "
             "checkpointed at their last epoch; rerun the sweep to continue.")
         raise typer.Exit(130) from None
     if results:

@@ -79,12 +79,16 @@ class Setting:
     names: str | None = None  # the kind of registry entry it names ("optimizer")
     flag: str | None = None  # its `train` option; None: --field-name; "": none of its own
     added: bool = False  # added after 0.1.0: left out of the run's hash at its default
+    # may differ between the members of a pack (train.pack): it does not shape the
+    # computation (an LR, a seed, a warmup); every other setting the members share
+    per_member: bool = False
 
 
 def setting(default=dataclasses.MISSING, help: str = "", check: Check | None = None, *,
-            names: str | None = None, flag: str | None = None, added: bool = False):
+            names: str | None = None, flag: str | None = None, added: bool = False,
+            per_member: bool = False):
     return field(default=default, metadata={"setting": Setting(help, check, names, flag,
-                                                               added)})
+                                                               added, per_member)})
 
 
 @dataclass(frozen=True)
@@ -93,33 +97,38 @@ class TrainConfig:
     dataset: str = setting(help="Data set (see `data list`).", names="dataset", flag="")
     model: str = setting(help="Model, e.g. resnet56 (default: the task's).", names="model")
     opt: str = setting("adamw", "Optimizer (see `list optimizers`).", names="optimizer")
-    warmup: str = setting("none", "Warmup (see `list warmups`).", names="warmup")
+    warmup: str = setting("none", "Warmup (see `list warmups`).", names="warmup",
+                          per_member=True)
     warmup_period: int | None = setting(None, "Period of linear/exponential warmup, and the "
-                                        "peak of inverse-sqrt.", positive_int)
+                                        "peak of inverse-sqrt.", positive_int, per_member=True)
     schedule: str = setting("constant", "LR schedule (see `list schedules`).",
                             names="schedule")
-    delay_schedule: bool = setting(False, "Hold the schedule until the warmup has passed.")
-    lr: float = setting(1e-3, "Base learning rate.", positive)
-    beta1: float = setting(0.9, "Adam beta1.", below_one)
-    beta2: float = setting(0.999, "Adam beta2.", below_one)
-    eps: float = setting(1e-8, "Adam epsilon.", positive, added=True)
-    momentum: float = setting(0.9, "SGD momentum.", below_one, added=True)
-    weight_decay: float = setting(0.0, "Weight decay.", at_least_zero)
+    delay_schedule: bool = setting(False, "Hold the schedule until the warmup has passed.",
+                                   per_member=True)
+    lr: float = setting(1e-3, "Base learning rate.", positive, per_member=True)
+    beta1: float = setting(0.9, "Adam beta1.", below_one, per_member=True)
+    beta2: float = setting(0.999, "Adam beta2.", below_one, per_member=True)
+    eps: float = setting(1e-8, "Adam epsilon.", positive, added=True, per_member=True)
+    momentum: float = setting(0.9, "SGD momentum.", below_one, added=True, per_member=True)
+    weight_decay: float = setting(0.0, "Weight decay.", at_least_zero, per_member=True)
     epochs: int = setting(10, "Epochs.", positive)
     batch_size: int = setting(128, "Training batch size.", positive)
     test_batch_size: int = setting(1000, "Evaluation batch size.", positive)
-    seed: int = setting(1, "Seed (model init, batch order, augmentation).", seed_range)
+    seed: int = setting(1, "Seed (model init, batch order, augmentation).", seed_range,
+                        per_member=True)
     milestones: tuple[int, ...] = setting((), "Multistep milestones in epochs.",
-                                          positive_epochs)
-    gamma: float = setting(0.1, "Multistep decay factor.", at_least_zero)
+                                          positive_epochs, per_member=True)
+    gamma: float = setting(0.1, "Multistep decay factor.", at_least_zero, per_member=True)
     eta_min: float = setting(0.0, "The final LR of the cosine schedules and of WSD's "
-                             "cooldown.", at_least_zero)
+                             "cooldown.", at_least_zero, per_member=True)
     cooldown_fraction: float = setting(0.2, "WSD: the share of training its cooldown takes.",
-                                       fraction, added=True)
+                                       fraction, added=True, per_member=True)
     cooldown_shape: str = setting("linear", "WSD: the cooldown's shape: linear, cosine or "
-                                  "1-sqrt.", one_of("linear", "cosine", "1-sqrt"), added=True)
-    label_smoothing: float = setting(0.0, "Label smoothing.", below_one)
-    grad_clip: float | None = setting(None, "Gradient-norm clipping threshold.", positive)
+                                  "1-sqrt.", one_of("linear", "cosine", "1-sqrt"), added=True,
+                                  per_member=True)
+    label_smoothing: float = setting(0.0, "Label smoothing.", below_one, per_member=True)
+    grad_clip: float | None = setting(None, "Gradient-norm clipping threshold.", positive,
+                                      per_member=True)
     augment: str = setting("none", "Training augmentation (default: the task's).",
                            names="augmentation")
     val_fraction: float = setting(0.0, "Fraction of the train split held out for "

@@ -8,6 +8,7 @@ A grid file:
     plugins = ["cosine_warmup.py"] # plugin files (paths relative to this file): Python code,
                                  # loaded only with the user's consent (PluginConsent)
     tensorboard = false          # also write TensorBoard event files in every run folder
+    pack = "off"                 # sweep's default --pack: off, auto or a pack size
     task = "cifar10-resnet20"
     seeds = [1, 2, 3, 4, 5]
     [fixed]                      # settings shared by every run
@@ -49,7 +50,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 FILE_KEYS = ("title", "description", "plugins", "tensorboard", "task", "seeds", "fixed", "grid",
-             "table", "published", "slurm")
+             "table", "published", "slurm", "pack")
 SETTINGS = tuple(name for name in CONFIG_SETTINGS if name not in ("task", "plugins"))
 TABLE_KEYS = tuple(k for k in CONFIG_SETTINGS if k not in ("task", "seed", "plugins"))
 TABLE_FILE_KEYS = ("rows", "columns", "split", "metric")
@@ -117,6 +118,7 @@ class Experiment:
     duplicates: int = 0  # grid entries that resolved to a run listed before them
     plugins: tuple[Path, ...] = ()  # plugin files, loaded before anything is validated
     tensorboard: bool = False
+    pack: str = "off"  # sweep's default --pack (sweep.parse_pack reads it)
 
     def settings(self) -> list[dict]:
         """Every run's overrides: fixed, then one value of each grid axis, then the seed."""
@@ -218,6 +220,15 @@ def load_experiment(path: Path, consent: PluginConsent = PluginConsent()) -> Exp
         _fail(path, str(error))
     tensorboard = _expect(path, "tensorboard", raw.get("tensorboard", False), bool,
                           "true or false")
+    pack = raw.get("pack", "off")
+    try:
+        from .sweep import parse_pack
+
+        parse_pack(pack if isinstance(pack, str) else str(pack), "pack")
+    except ConfigError as error:
+        _fail(path, str(error))
+    if isinstance(pack, bool):
+        _fail(path, f"pack must be off, auto or a pack size, got {pack!r}.")
     title = _expect(path, "title", raw.get("title", path.stem), str, "a string")
     description = _expect(path, "description", raw.get("description", ""), str, "a string")
     task = raw.get("task")
@@ -287,4 +298,5 @@ def load_experiment(path: Path, consent: PluginConsent = PluginConsent()) -> Exp
     distinct = tuple(dict.fromkeys(resolved))  # a run listed twice is one run
     return dataclasses.replace(experiment, resolved=distinct,
                                duplicates=len(resolved) - len(distinct), plugins=plugin_files,
-                               tensorboard=tensorboard, split=split, slurm=dict(slurm))
+                               tensorboard=tensorboard, split=split, slurm=dict(slurm),
+                               pack=str(pack))

@@ -46,6 +46,21 @@ class Job:
 
 
 @dataclass(frozen=True)
+class PackJob:
+    """Runs that train together in one process as one vectorised model (train.pack):
+    each member is still its own run, with its own folder and lock."""
+
+    configs: tuple[TrainConfig, ...]
+    out: Path
+    options: RunOptions
+    plugins: tuple[Path, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return len(self.configs)
+
+
+@dataclass(frozen=True)
 class JobResult:
     run: str
     outcome: str  # a Status value, or BUSY
@@ -53,14 +68,17 @@ class JobResult:
     error: str | None
 
 
-def run_job(job: Job) -> JobResult:
-    """Runs one config to its end (resuming if it can) and reports how it ended; never
-    raises but for an interrupt. A top-level function so process pools and Ray can ship it."""
+def run_job(job: Job | PackJob) -> JobResult | list[JobResult]:
+    """Runs one config to its end (resuming if it can) and reports how it ended (a pack:
+    how each member ended); never raises but for an interrupt. A top-level function so
+    process pools and Ray can ship it."""
     from .plugins import load_plugins
     from .train import RunFailed, train
 
     if _stopping:  # a job the pool had queued before the interrupt: never start it
         raise KeyboardInterrupt
+    if isinstance(job, PackJob):
+        return run_pack_job(job)
     name = RunDir.of(job.out, job.config).name
     try:
         load_plugins(job.plugins)  # a fresh worker process has only the built-ins
@@ -77,6 +95,111 @@ def run_job(job: Job) -> JobResult:
         raise
     except Exception as error:  # one failed run must not stop a sweep
         return JobResult(name, Status.FAILED.value, None, f"{type(error).__name__}: {error}")
+
+
+def run_pack_job(job: PackJob) -> list[JobResult]:
+    """The members' JobResults, in the pack's order (a member another process holds is
+    reported busy; a failure of the whole pack, failed for every member)."""
+    from .plugins import load_plugins
+    from .train import RunFailed
+    from .train.packed_run import train_pack
+
+    names = [RunDir.of(job.out, cfg).name for cfg in job.configs]
+    try:
+        load_plugins(job.plugins)
+        outcomes = train_pack(list(job.configs), job.out, job.options)
+    except KeyboardInterrupt:  # every member is already marked interrupted
+        if _parent is not None and os.getppid() != _parent:
+            os._exit(1)
+        raise
+    except Exception as error:  # a pack that cannot start: every member failed
+        reason = f"{type(error).__name__}: {error}"
+        return [JobResult(name, Status.FAILED.value, None, reason) for name in names]
+    results = []
+    for name, outcome in zip(names, outcomes):
+        if isinstance(outcome, RunBusy):
+            results.append(JobResult(name, BUSY, None, str(outcome)))
+        elif isinstance(outcome, RunFailed):
+            results.append(JobResult(name, Status.FAILED.value, None, str(outcome)))
+        elif isinstance(outcome, Exception):
+            results.append(JobResult(name, Status.FAILED.value, None,
+                                     f"{type(outcome).__name__}: {outcome}"))
+        else:
+            results.append(JobResult(name, outcome.status.value,
+                                     outcome.summary.best_test_acc, outcome.summary.error))
+    return results
+
+
+def each_result(result: JobResult | list[JobResult]) -> list[JobResult]:
+    return result if isinstance(result, list) else [result]
+
+
+PACK_CHOICES = "off, auto or a pack size (a whole number of runs, at least 1)"
+
+
+def parse_pack(value: str, name: str = "--pack") -> int | str:
+    """--pack's value: "auto", or a pack size (off is 1: one run per process)."""
+    value = value.strip().lower()
+    if value in ("off", "auto"):
+        return 1 if value == "off" else "auto"
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise ConfigError(f"{name} {value!r} is not {PACK_CHOICES}.")
+
+
+PackSize = int | Callable[[list[TrainConfig]], int]  # a size, or one per set of packable runs
+
+
+def pack_groups(configs: list[TrainConfig], size: PackSize) -> list[list[TrainConfig]]:
+    """The grid's packs: runs with one pack key (train.pack), in grid order, `size` at a
+    time. Formed over the whole grid, finished runs included, so a rerun of the sweep
+    packs what is left as the first sweep packed it."""
+    from .train.pack import pack_key
+
+    by_key: dict[tuple, list[TrainConfig]] = {}
+    for cfg in configs:
+        by_key.setdefault(pack_key(cfg), []).append(cfg)
+    groups = []
+    for runs in by_key.values():
+        n = size if isinstance(size, int) else size(runs)
+        groups += [runs[i:i + n] for i in range(0, len(runs), n)]
+    return groups
+
+
+def plan_jobs(configs: list[TrainConfig], todo: list[TrainConfig], out: Path,
+              options: RunOptions, devices: list[str], plugins: tuple[Path, ...],
+              pack: int | str, on_note: Callable[[str], None]) -> list[Job | PackJob]:
+    """The sweep's jobs: one per run, or (`pack` a size or "auto") one per pack."""
+    if pack == 1:
+        return make_jobs(todo, out, options, devices, plugins)
+    size: PackSize = pack if isinstance(pack, int) else 1
+    if pack == "auto":
+        from .train import resolve_device
+        from .train.pack_size import auto_pack_size
+
+        device = resolve_device(devices[0])
+
+        def size(runs: list[TrainConfig]) -> int:
+            n, why = auto_pack_size(runs[0], device, len(runs))
+            on_note(f"--pack auto: packs of {n} for {runs[0].model} ({why}).")
+            return n
+    return make_pack_jobs(configs, todo, size, out, options, devices, plugins)
+
+
+def make_pack_jobs(configs: list[TrainConfig], todo: list[TrainConfig], size: PackSize,
+                   out: Path, options: RunOptions, devices: list[str],
+                   plugins: tuple[Path, ...] = ()) -> list[Job | PackJob]:
+    """The unfinished runs of each pack as one PackJob (a pack left with one run: a Job),
+    the devices taken in turn."""
+    waiting = set(todo)
+    groups = [[cfg for cfg in group if cfg in waiting] for group in pack_groups(configs, size)]
+    groups = [group for group in groups if group]
+    jobs: list[Job | PackJob] = []
+    for i, group in enumerate(groups):
+        [job] = make_jobs(group[:1], out, options, [devices[i % len(devices)]], plugins)
+        jobs.append(job if len(group) == 1 else
+                    PackJob(tuple(group), job.out, job.options, job.plugins))
+    return jobs
 
 
 def plan(configs: list[TrainConfig], out: Path) -> tuple[list[TrainConfig], list[TrainConfig]]:
@@ -181,14 +304,16 @@ def run_local(jobs: list[Job], parallel: int, on_result: Callable[[JobResult], N
     """Runs the jobs, `parallel` at a time; KeyboardInterrupt interrupts them all."""
     if parallel <= 1:
         for job in jobs:
-            on_result(run_job(job))
+            for result in each_result(run_job(job)):
+                on_result(result)
         return
     # spawn: a forked child would inherit the parent's torch thread pools and locks
     pool = ProcessPoolExecutor(parallel, mp_context=get_context("spawn"),
                                initializer=_worker_init, initargs=(os.getpid(),))
     try:
         for future in as_completed([pool.submit(run_job, job) for job in jobs]):
-            on_result(future.result())
+            for result in each_result(future.result()):
+                on_result(result)
     except BaseException:
         _stop_workers(pool)
         raise
@@ -270,7 +395,8 @@ def run_ray(jobs: list[Job], address: str | None, cpus: float, gpus: float,
             job, options=dataclasses.replace(job.options, device="auto"))) for job in jobs]
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
-            on_result(ray.get(ready[0]))
+            for result in each_result(ray.get(ready[0])):
+                on_result(result)
     except BaseException:
         for ref in pending:  # queued ones never start; running ones get KeyboardInterrupt
             ray.cancel(ref)

@@ -16,12 +16,20 @@ the gradient is dy * m / (1 - p). Only the generator of m changes, and only on t
 For the same mask the floats are torch's, forward and backward. Elsewhere (CUDA, MPS,
 p of 0 or 1, evaluation, torch.compile) this is `F.dropout`: CUDA's fused dropout is
 already fast, and a compiled graph draws its own masks.
+
+Packed training (train.pack) runs several models as one under `torch.func.vmap`; there
+each member's masks come from that member's own generator (`member_generators`): one key
+per call, as a solo run takes from torch's generator, so on the CPU a member's masks are
+its solo run's, bit for bit. On other devices the key seeds torch's Bernoulli sampler on
+the device: per-member streams, reproducible and resumable, but not CUDA's fused masks.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -47,10 +55,11 @@ def keep_mask(n: int, p: float, generator: np.random.PCG64) -> np.ndarray:
     return keep
 
 
-def dropout_noise(shape: torch.Size, p: float, dtype: torch.dtype) -> torch.Tensor:
+def dropout_noise(shape: torch.Size, p: float, dtype: torch.dtype,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
     """m / (1 - p) on the CPU, m ~ Bernoulli(1 - p) elementwise: torch's dropout noise."""
     # one draw of torch's generator per mask: seeded and checkpointed with torch's state
-    key = int(torch.empty((), dtype=torch.int64).random_())
+    key = int(torch.empty((), dtype=torch.int64).random_(generator=generator))
     keep = keep_mask(math.prod(shape), p, np.random.PCG64(key))
     # NumPy here: torch converts bool to float 4x slower than it multiplies (835K elements:
     # 0.27 ms against 0.07 ms), and NumPy's convert and scale take 0.12 ms
@@ -74,11 +83,71 @@ def numpy_masks(x: torch.Tensor, p: float, training: bool) -> bool:
         not torch.compiler.is_compiling()
 
 
+_members: list[torch.Generator] | None = None  # while a pack trains: each member's generator
+
+
+@contextmanager
+def member_generators(generators: list[torch.Generator]) -> Iterator[None]:
+    """Dropout under vmap (a pack's forward) draws member i's masks from generators[i]."""
+    global _members
+    previous, _members = _members, list(generators)
+    try:
+        yield
+    finally:
+        _members = previous
+
+
+def member_noise(shape: torch.Size, p: float, dtype: torch.dtype, device: torch.device,
+                 generator: torch.Generator) -> torch.Tensor:
+    """One member's dropout noise: on the CPU `dropout_noise` (its solo run's masks), on
+    other devices Bernoulli(1 - p) / (1 - p) sampled there from a generator the member's
+    key seeds."""
+    if device.type == "cpu":
+        return dropout_noise(shape, p, dtype, generator)
+    key = int(torch.empty((), dtype=torch.int64).random_(generator=generator))
+    on_device = torch.Generator(device).manual_seed(key)
+    keep = torch.empty(shape, device=device, dtype=dtype).bernoulli_(1 - p, generator=on_device)
+    return keep.mul_(inverse_keep(p, dtype))
+
+
+class _MemberNoise(torch.autograd.Function):
+    """Dropout noise for every member of a pack at once: vmap hands `vmap` below the
+    stacked input, whose member dimension it fills member by member. (No gradient: the
+    input only gives the shape.)"""
+
+    generate_vmap_rule = False
+
+    @staticmethod
+    def forward(x: torch.Tensor, p: float) -> torch.Tensor:
+        raise RuntimeError("member dropout noise is drawn under vmap only (a pack's forward)")
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        pass
+
+    @staticmethod
+    def vmap(info, in_dims, x: torch.Tensor, p: float):
+        x = x.movedim(in_dims[0], 0)
+        if _members is None or len(_members) != x.shape[0]:
+            raise RuntimeError("a pack's forward needs one generator per member")
+        return torch.stack([member_noise(x.shape[1:], p, x.dtype, x.device, g)
+                            for g in _members]), 0
+
+
+def packed_masks(p: float, training: bool) -> bool:
+    """Whether dropout draws per-member masks: in training, 0 < p < 1, a pack training."""
+    return _members is not None and training and 0 < p < 1
+
+
 def dropout(x: torch.Tensor, p: float, training: bool, inplace: bool = False) -> torch.Tensor:
-    """`F.dropout(x, p, training, inplace)` with its masks drawn by NumPy on the CPU."""
-    if not numpy_masks(x, p, training):
+    """`F.dropout(x, p, training, inplace)` with its masks drawn by NumPy on the CPU (and
+    by each member's generator in a pack)."""
+    if packed_masks(p, training):
+        noise = _MemberNoise.apply(x.detach(), p)
+    elif numpy_masks(x, p, training):
+        noise = dropout_noise(x.shape, p, x.dtype)  # autograd keeps it: the gradient dy * noise
+    else:
         return F.dropout(x, p, training, inplace)
-    noise = dropout_noise(x.shape, p, x.dtype)  # autograd keeps it: the gradient dy * noise
     return x.mul_(noise) if inplace else x * noise
 
 
@@ -101,7 +170,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float,
     """SDPA with dropout p on the attention weights. With dropout on the CPU, torch's SDPA
     takes its math path (its flash kernel has no dropout); this is that path, step for
     step, with `dropout`'s masks."""
-    if not numpy_masks(q, p, training):
+    if not (numpy_masks(q, p, training) or packed_masks(p, training)):
         return F.scaled_dot_product_attention(q, k, v, dropout_p=p if training else 0.0)
     return dropout(attention_weights(q, k), p, True) @ v
 

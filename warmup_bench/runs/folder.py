@@ -59,6 +59,8 @@ DIAGNOSTICS, LAYERS = "diagnostics.csv", "layers.csv"
 TENSORBOARD = "tensorboard"  # a folder of event files (with --tensorboard)
 LOGS = {"steps": STEPS, "epochs": EPOCHS, "diagnostics": DIAGNOSTICS, "layers": LAYERS}
 CHECKPOINT, MODEL, LOCK = "checkpoint.pt", "model.pt", "lock"
+# a pack member's checkpoint of the epoch before, kept while the pack commits an epoch
+PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
 PREDICTIONS, ONNX = "predictions.png", "model.onnx"  # made on request by predict / export
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint's keys change
 CHECKPOINT_KEYS = {"format", "config_hash", "model", "optimizer", "scheduler", "warmup", "rng",
@@ -139,7 +141,8 @@ class RunDir:
     def check_files(self) -> None:
         """RunFileError when a name of the run's files holds something else (a folder
         where steps.csv should be): the folder is damaged, and nothing in it is touched."""
-        for name in (*LOGS.values(), CONFIG, META, SUMMARY, CHECKPOINT, MODEL):
+        for name in (*LOGS.values(), CONFIG, META, SUMMARY, CHECKPOINT, PREVIOUS_CHECKPOINT,
+                     MODEL):
             path = self.path / name
             if path.exists() and not path.is_file():
                 raise RunFileError(f"{path} is not a file: the run folder is damaged; delete "
@@ -156,7 +159,7 @@ class RunDir:
     def start_fresh(self) -> None:
         """Removes what an earlier attempt of this run left behind (under the lock)."""
         remove_temporaries(self.path)
-        for name in (*LOGS.values(), CHECKPOINT, MODEL):
+        for name in (*LOGS.values(), CHECKPOINT, PREVIOUS_CHECKPOINT, MODEL):
             (self.path / name).unlink(missing_ok=True)
         shutil.rmtree(self.path / TENSORBOARD, ignore_errors=True)
 
@@ -199,10 +202,26 @@ class RunDir:
     def has_checkpoint(self) -> bool:
         return (self.path / CHECKPOINT).exists()
 
-    def save_checkpoint(self, cfg: TrainConfig, state: dict) -> None:
-        """Saves `state` stamped with the format and the config it belongs to."""
+    def save_checkpoint(self, cfg: TrainConfig, state: dict, keep_previous: bool = False
+                        ) -> None:
+        """Saves `state` stamped with the format and the config it belongs to. With
+        `keep_previous` (a pack member) the checkpoint it replaces stays, as
+        checkpoint.prev.pt, until `drop_previous_checkpoint`: a pack killed while its
+        members commit an epoch resumes every member from the same epoch."""
+        if keep_previous and (self.path / CHECKPOINT).exists():
+            os.replace(self.path / CHECKPOINT, self.path / PREVIOUS_CHECKPOINT)
         _save_torch(self.path / CHECKPOINT, {"format": CHECKPOINT_FORMAT,
                                              "config_hash": config_hash(cfg), **state})
+
+    def drop_previous_checkpoint(self) -> None:
+        (self.path / PREVIOUS_CHECKPOINT).unlink(missing_ok=True)
+
+    def has_previous_checkpoint(self) -> bool:
+        return (self.path / PREVIOUS_CHECKPOINT).is_file()
+
+    def roll_back_checkpoint(self) -> None:
+        """The checkpoint of the epoch before becomes the run's (a pack's partial commit)."""
+        os.replace(self.path / PREVIOUS_CHECKPOINT, self.path / CHECKPOINT)
 
     def load_checkpoint(self, cfg: TrainConfig, map_location) -> dict:
         """The checkpoint, verified to be this config's and consistent with the folder's

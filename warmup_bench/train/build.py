@@ -53,6 +53,9 @@ class Net:
     criterion: torch.nn.Module
     device: torch.device
     kernels: Kernels = Kernels()
+    # the CPU generator its dropout masks come from: torch's default for a run alone, its
+    # own for a member of a pack (train.pack), whose members train in one process
+    generator: torch.Generator = torch.default_generator
 
     @property
     def autocast(self) -> Callable:

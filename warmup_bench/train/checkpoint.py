@@ -51,15 +51,32 @@ def checkpoint_state(net: Net, state: RunState, logs: Logs,
     scheduler = net.training.lr_schedule.scheduler.state_dict()
     if "milestones" in scheduler:  # a Counter, which weights_only loading refuses
         scheduler["milestones"] = dict(scheduler["milestones"])
-    rng = {"cpu": torch.get_rng_state()}
+    rng = {"cpu": net.generator.get_state()}
     if net.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(net.device)
     summary = state.summary
-    return {"model": net.model.state_dict(), "optimizer": net.training.optimizer.state_dict(),
+    return {"model": own_storage(net.model.state_dict()),
+            "optimizer": net.training.optimizer.state_dict(),
             "scheduler": scheduler, "warmup": net.training.warmup.state_dict(), "rng": rng,
             "epoch": summary.epochs_done, "wall_seconds": summary.wall_seconds,
             "results": {key: getattr(summary, key) for key in RESULT_KEYS},
             "rows": logs.rows()} | ({"sharpness": sharpness.state_dict()} if sharpness else {})
+
+
+def own_storage(state_dict: dict) -> dict:
+    """The state dict with every tensor in storage of its own: a pack member's weights
+    are views into the pack's stacked tensors, which torch.save would write whole. (A
+    run alone's is returned as it is: its checkpoint bytes do not change.)"""
+    def is_view(value) -> bool:
+        return isinstance(value, torch.Tensor) and \
+            value.untyped_storage().nbytes() > value.nbytes
+    if not any(is_view(value) for value in state_dict.values()):
+        return state_dict
+    compact = type(state_dict)((key, value.clone() if is_view(value) else value)
+                               for key, value in state_dict.items())
+    if hasattr(state_dict, "_metadata"):  # module versions, which load_state_dict reads
+        compact._metadata = state_dict._metadata
+    return compact
 
 
 def restore(run: RunDir, cfg, net: Net, sharpness: Sharpness | None) -> RunState:
@@ -75,7 +92,7 @@ def restore(run: RunDir, cfg, net: Net, sharpness: Sharpness | None) -> RunState
             scheduler = {**scheduler, "milestones": Counter(scheduler["milestones"])}
         net.training.lr_schedule.scheduler.load_state_dict(scheduler)
         net.training.warmup.load_state_dict(state["warmup"])
-        torch.set_rng_state(state["rng"]["cpu"])
+        net.generator.set_state(state["rng"]["cpu"])
         if net.device.type == "cuda" and "cuda" in state["rng"]:
             torch.cuda.set_rng_state(state["rng"]["cuda"], net.device)
         if sharpness is not None and "sharpness" in state:  # its warm-start vectors

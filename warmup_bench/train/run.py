@@ -26,7 +26,7 @@ from ..runs import RunDir, Status, Summary
 from ..slurm.task import slurm_ids
 from ..tasks import long_warmup_note
 from .build import Loaders, Net, build_net, check_model_fits, make_loaders
-from .checkpoint import RunState, checkpoint_state, restore
+from .checkpoint import RunState, checkpoint_state, own_storage, restore
 from .device import (
     busy_note,
     choose_kernels,
@@ -111,64 +111,83 @@ def _already_complete(run: RunDir, options: RunOptions) -> RunResult | None:
     return None
 
 
-def run_epochs(cfg: TrainConfig, run: RunDir, net: Net, loaders: Loaders,
-               options: RunOptions) -> RunResult:
-    """Restore (or start fresh), then per epoch: train, evaluate, record, checkpoint."""
-    sharpness = Sharpness(net.model, net.criterion, *loaders.train.probe_batch(), cfg.seed) \
-        if options.sharpness_every else None
-    if options.resume and not options.restart and run.has_checkpoint():
-        state = restore(run, cfg, net, sharpness)  # CheckpointError leaves the folder as is
-    else:
-        run.start_fresh()
-        state = RunState()
-    summary, iters = state.summary, len(loaders.train)
-    if (note := long_warmup_note(cfg, iters * cfg.epochs)) is not None:
-        options.note(note)  # said once the run is sure to start, after any refusal
-    run.write_config(cfg)
-    run.write_meta(run_meta(run, iters, net, state.epoch, options))
-    logs = run.open_logs(loaders.val is not None, options.diagnostics, options.tensorboard,
-                         first_step=state.epoch * iters + 1, iters_per_epoch=iters)
-    monitor = Monitor(StepProbe(net.model, net.training.optimizer), sharpness,
-                      options.sharpness_every, cfg.log_interval, logs.diagnostics,
-                      logs.layers) if options.diagnostics else None
-    run.write_summary(summary)
-    recorded, clock = summary.wall_seconds, time.perf_counter()
+class RunSession:
+    """One run while it trains, in its folder (locked by the caller): restored from its
+    checkpoint or started fresh, its logs open; then fed each epoch's training row
+    (`end_epoch`: evaluate, record, checkpoint) and finished with its status. A run alone
+    and every member of a pack (train.pack) go through these same steps."""
 
-    def finish(status: Status, error: str | None = None, **extra) -> RunResult:
+    def __init__(self, cfg: TrainConfig, run: RunDir, net: Net, loaders: Loaders,
+                 options: RunOptions, packed: dict | None = None):
+        self.cfg, self.run, self.net, self.loaders, self.options = cfg, run, net, loaders, options
+        self.sharpness = Sharpness(net.model, net.criterion, *loaders.train.probe_batch(),
+                                   cfg.seed) if options.sharpness_every else None
+        if options.resume and not options.restart and run.has_checkpoint():
+            self.state = restore(run, cfg, net, self.sharpness)  # CheckpointError: untouched
+        else:
+            run.start_fresh()
+            self.state = RunState()
+        self.summary, iters = self.state.summary, len(loaders.train)
+        if (note := long_warmup_note(cfg, iters * cfg.epochs)) is not None:
+            options.note(note)  # said once the run is sure to start, after any refusal
+        run.write_config(cfg)
+        run.write_meta(run_meta(run, iters, net, self.state.epoch, options, packed))
+        self.logs = run.open_logs(loaders.val is not None, options.diagnostics,
+                                  options.tensorboard, first_step=self.state.epoch * iters + 1,
+                                  iters_per_epoch=iters)
+        self.monitor = Monitor(StepProbe(net.model, net.training.optimizer), self.sharpness,
+                               options.sharpness_every, cfg.log_interval, self.logs.diagnostics,
+                               self.logs.layers) if options.diagnostics else None
+        run.write_summary(self.summary)
+        self.recorded, self.clock = self.summary.wall_seconds, time.perf_counter()
+
+    def end_epoch(self, row: dict, epoch_started: float, keep_previous: bool = False) -> None:
+        """Evaluates, appends the epoch's row, keeps the best model, checkpoints
+        (`keep_previous`: the checkpoint before it stays until the pack has committed)."""
+        net, loaders, run = self.net, self.loaders, self.run
+        with evaluation_weights(net, loaders.train):  # schedule-free: the averaged x
+            row["test_loss"], row["test_acc"], row["test_top5"] = evaluate(net, loaders.test)
+            if loaders.val is not None:
+                row["val_loss"], row["val_acc"], row["val_top5"] = evaluate(net, loaders.val)
+            row["seconds"] = time.perf_counter() - epoch_started
+            self.logs.epochs.append(row)
+            if self.state.record(row) and self.options.save_model:
+                run.save_model(own_storage(net.model.state_dict()))
+            self.summary.wall_seconds = self.recorded = \
+                self.recorded + time.perf_counter() - self.clock
+            self.clock = time.perf_counter()
+            run.save_checkpoint(self.cfg, checkpoint_state(net, self.state, self.logs,
+                                                           self.sharpness), keep_previous)
+        run.write_summary(self.summary)
+
+    def finish(self, status: Status, error: str | None = None, **extra) -> RunResult:
+        summary = self.summary
         summary.status, summary.error = status, error
-        summary.wall_seconds = recorded + time.perf_counter() - clock
+        summary.wall_seconds = self.recorded + time.perf_counter() - self.clock
         for key, value in extra.items():
             setattr(summary, key, value)
         try:
-            logs.close()
-            run.write_summary(summary)
+            self.logs.close()
+            self.run.write_summary(summary)
         except OSError:  # the disk that failed the run may refuse this too
             pass
-        return RunResult(run, summary)
+        return RunResult(self.run, summary)
 
+
+def run_epochs(cfg: TrainConfig, run: RunDir, net: Net, loaders: Loaders,
+               options: RunOptions) -> RunResult:
+    """Restore (or start fresh), then per epoch: train, evaluate, record, checkpoint."""
+    session = RunSession(cfg, run, net, loaders, options)
     fastest, slowed = 0.0, False
     try:
-        for epoch in range(state.epoch, cfg.epochs):
+        for epoch in range(session.state.epoch, cfg.epochs):
             epoch_started, cpu_started = time.perf_counter(), time.process_time()
-            row = train_epoch(cfg, net, loaders.train, epoch, logs.steps, monitor,
-                              options.on_progress)
+            row = train_epoch(cfg, net, loaders.train, epoch, session.logs.steps,
+                              session.monitor, options.on_progress)
             # the process's CPU time (all threads) over what its threads could have had
             cpu_share = (time.process_time() - cpu_started) / max(
                 1e-9, (time.perf_counter() - epoch_started) * torch.get_num_threads())
-            with evaluation_weights(net, loaders.train):  # schedule-free: the averaged x
-                row["test_loss"], row["test_acc"], row["test_top5"] = evaluate(net,
-                                                                               loaders.test)
-                if loaders.val is not None:
-                    row["val_loss"], row["val_acc"], row["val_top5"] = evaluate(net,
-                                                                                loaders.val)
-                row["seconds"] = time.perf_counter() - epoch_started
-                logs.epochs.append(row)
-                if state.record(row) and options.save_model:
-                    run.save_model(net.model.state_dict())
-                summary.wall_seconds = recorded = recorded + time.perf_counter() - clock
-                clock = time.perf_counter()
-                run.save_checkpoint(cfg, checkpoint_state(net, state, logs, sharpness))
-            run.write_summary(summary)
+            session.end_epoch(row, epoch_started)
             fastest = max(fastest, row["images_per_second"])
             if options.on_hint and not slowed and (note := slowdown_note(
                     row["epoch"], row["images_per_second"], fastest, torch.get_num_threads(),
@@ -176,19 +195,21 @@ def run_epochs(cfg: TrainConfig, run: RunDir, net: Net, loaders: Loaders,
                 slowed = True  # said once
                 options.on_hint(note)
     except Diverged as diverged:
-        return finish(Status.DIVERGED, str(diverged), diverged_at=diverged.at)
+        return session.finish(Status.DIVERGED, str(diverged), diverged_at=diverged.at)
     except KeyboardInterrupt:
-        finish(Status.INTERRUPTED, "interrupted by the user; --resume continues from the "
-               "last completed epoch")
+        session.finish(Status.INTERRUPTED, INTERRUPTED)
         raise
     except (Exception, SystemExit) as error:  # plugin code may raise anything, even exit
         reason = failure_reason(error)
-        finish(Status.FAILED, reason)
+        session.finish(Status.FAILED, reason)
         raise RunFailed(reason) from error
     except BaseException as error:
-        finish(Status.FAILED, describe_error(error))
+        session.finish(Status.FAILED, describe_error(error))
         raise
-    return finish(Status.COMPLETE)
+    return session.finish(Status.COMPLETE)
+
+
+INTERRUPTED = "interrupted by the user; --resume continues from the last completed epoch"
 
 
 def failure_reason(error: BaseException) -> str:
@@ -203,8 +224,16 @@ def failure_reason(error: BaseException) -> str:
 
 
 def run_meta(run: RunDir, iters_per_epoch: int, net: Net, resumed_at: int,
-             options: RunOptions) -> dict:
+             options: RunOptions, packed: dict | None = None) -> dict:
+    """meta.json: how the run was executed. `packed` (a member of a pack: its size, its
+    members' run names, and where this one's dropout masks come from) is added only then,
+    so a run alone's meta.json is as it always was."""
     device = net.device
+    masks = mask_source(net.model, device, compiled=net.forward is not net.model)
+    if packed is not None and masks is not None:
+        masks = packed.get("dropout_masks", masks)
+    packing = {"packed": {k: v for k, v in packed.items() if k != "dropout_masks"}} \
+        if packed is not None else {}
     return {
         "run_name": run.name,
         "versions": {"warmup_bench": __version__, "torch": torch.__version__,
@@ -218,7 +247,7 @@ def run_meta(run: RunDir, iters_per_epoch: int, net: Net, resumed_at: int,
         else "contiguous",
         "optimizer_kernel": optimizer_kernel(net.training.optimizer),
         # net.forward is the compiled model under --compile, whose graph draws its masks
-        "dropout_masks": mask_source(net.model, device, compiled=net.forward is not net.model),
+        "dropout_masks": masks,
         "autocast": "bf16" if net.kernels.bf16 else None,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "resumed_at_epoch": resumed_at or None,
@@ -230,4 +259,4 @@ def run_meta(run: RunDir, iters_per_epoch: int, net: Net, resumed_at: int,
         # where the user's own data was read (predict and export read it there again)
         "data_source": options.data.location if options.data is not None else None,
         "slurm": slurm_ids(),  # the Slurm job and array task that ran it, or null
-    }
+    } | packing

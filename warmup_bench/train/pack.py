@@ -1,0 +1,220 @@
+"""Packed training, the arithmetic: M runs of one architecture trained as one vectorised
+model, so a GPU that one small run leaves idle does M runs' work per kernel launch.
+
+The members' weights are stacked, W[m] = member m's (torch.func.stack_module_state), and
+the forward is vmap(functional_call) over the member dimension: member m's logits are
+f(W[m], x[m]), its own batch through its own weights. The loss is the sum of the members'
+own losses, so W.grad[m] is exactly d loss_m / d W[m]: no member's gradient depends on
+another's. Everything else stays per member and is the solo run's own object: each
+member's nn.Module holds views W[m] (evaluation, checkpoints and diagnostics use it as a
+run alone would), its torch optimizer steps its own views, its warmup and schedule set
+its own LR, its loader draws its own batches and augmentation, its generator its dropout
+masks (models.dropout), and BatchNorm keeps running statistics per member.
+
+What differs from the run alone is only the forward/backward arithmetic: vmap turns a
+convolution over stacked weights into one grouped convolution and a linear layer into a
+batched matmul, whose sums are reassociated (measured bounds in docs/packing.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from ..config import DECLARED, TrainConfig
+from ..diagnostics import Monitor
+from ..models.dropout import member_generators
+from ..runs import CsvLog
+from .build import Loaders, Net
+
+# the settings a pack's members share: everything that shapes the computation (the task,
+# model, data, batch size, epochs, optimizer, schedule kind, ...); the others (seed, lr,
+# betas, warmup, ...) are each member's own, declared `per_member` in config.py
+SHARED_SETTINGS = tuple(name for name, s in DECLARED.items() if not s.per_member)
+
+
+def pack_key(cfg: TrainConfig) -> tuple:
+    """Runs with equal keys can train in one pack."""
+    return tuple(getattr(cfg, name) for name in SHARED_SETTINGS)
+
+
+class PackedModel:
+    """The members' models as one: stacked parameters and buffers, which each member's
+    own module views (W[m]), and a forward that vmaps one template over them."""
+
+    def __init__(self, models: list[nn.Module]):
+        # the template only lends its code and its train/eval mode to functional_call: its
+        # own tensors are never used (on the meta device they hold no memory)
+        self.template = copy.deepcopy(models[0]).to("meta")
+        self.bind(models)
+
+    def bind(self, models: list[nn.Module]) -> None:
+        """Stacks the members' current weights and buffers, and points every member's
+        module at its slice (after a member leaves, the rest are stacked again)."""
+        self.models = list(models)
+        names = [name for name, _ in models[0].named_parameters()]
+        own = [dict(m.named_parameters()) for m in models]
+        self.params = {n: torch.stack([o[n].detach() for o in own]).requires_grad_(
+            own[0][n].requires_grad) for n in names}
+        self.member_params = [[o[n] for n in names] for o in own]
+        for k, o in enumerate(own):
+            for n in names:
+                o[n].data = self.params[n].detach()[k]
+        self.buffers = {}
+        for name, _ in models[0].named_buffers():
+            self.buffers[name] = torch.stack([m.get_buffer(name) for m in models])
+            module, _, leaf = name.rpartition(".")
+            for k, m in enumerate(models):
+                m.get_submodule(module)._buffers[leaf] = self.buffers[name][k]
+        self._forward = vmap(self._member_forward, randomness="error")
+
+    def _member_forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.template, (params, buffers), (x,))
+
+    def train(self) -> None:
+        self.template.train()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (M, B, classes) of the members' batches x (M, B, ...)."""
+        return self._forward(self.params, self.buffers, x)
+
+    def zero_grad(self) -> None:
+        for p in self.params.values():
+            p.grad = None
+
+    def hand_out_gradients(self) -> None:
+        """Each member's parameters get their slice of the stacked gradients (views)."""
+        grads = [p.grad for p in self.params.values()]
+        for k, params in enumerate(self.member_params):
+            for p, g in zip(params, grads):
+                p.grad = g[k] if g is not None else None
+
+
+@dataclass
+class Member:
+    """A run in a pack: its config, its built objects, and its open run (a RunSession)."""
+
+    cfg: TrainConfig
+    net: Net
+    loaders: Loaders
+    session: object = None  # train.run.RunSession, once opened
+    diverged: object = None  # train.loop.Diverged, once its loss stopped being finite
+    steps_log: CsvLog | None = field(default=None, repr=False)
+
+    @property
+    def monitor(self) -> Monitor | None:
+        return self.session.monitor
+
+
+def train_pack_epoch(members: list[Member], packed: PackedModel, epoch: int,
+                     on_divergence: Callable[[Member], None]) -> dict[int, dict]:
+    """One epoch of every member's training steps, the solo loop's protocol per member
+    (train.loop.train_epoch); returns each surviving member's train metrics by its index
+    in `members`. A member whose loss stops being finite gets `.diverged` (the step its
+    run alone would report), is handed to `on_divergence`, and leaves the pack: the
+    others continue."""
+    from .loop import Diverged, StepFailed
+
+    live = list(range(len(members)))
+    cfg, loader = members[0].cfg, members[0].loaders.train
+    iters, batch = len(loader), loader.batch_size
+    for m in members:
+        m.net.model.train()
+    packed.train()
+    started = time.perf_counter()
+    device = loader.device
+    loss_sums = torch.zeros(len(live), device=device)
+    correct = torch.zeros(len(live), dtype=torch.long, device=device)
+    streams = [m.loaders.train.batches(epoch) for m in members]
+    step = epoch * iters
+
+    def leave(position: int, error: Diverged) -> None:
+        nonlocal loss_sums, correct
+        index = live.pop(position)
+        members[index].diverged = error
+        on_divergence(members[index])
+        keep = [p for p in range(len(live) + 1) if p != position]
+        loss_sums, correct = loss_sums[keep], correct[keep]
+        if live:
+            packed.bind([members[i].net.model for i in live])
+
+    try:
+        for i in range(iters):
+            step = epoch * iters + i + 1  # 1-based global iteration
+            log_step = (step - 1) % cfg.log_interval == 0
+            probe = log_step or step <= cfg.log_interval
+            batches = [next(streams[k]) for k in live]  # every member's own batch
+            x = torch.stack([b[0] for b in batches])
+            y = torch.stack([b[1] for b in batches])
+            nets = [members[k].net for k in live]
+            lrs = [net.training.optimizer.param_groups[0]["lr"] for net in nets]
+            with nets[0].autocast(), member_generators([net.generator for net in nets]):
+                logits = packed(x)
+                losses = torch.stack([net.criterion(logits[p].float(), y[p])
+                                      for p, net in enumerate(nets)])
+            packed.zero_grad()
+            losses.sum().backward()  # d(sum)/d loss_m = 1: each member's own gradient
+            packed.hand_out_gradients()
+            for p, k in enumerate(live):
+                net, monitor = nets[p], members[k].monitor
+                if probe and monitor is not None:
+                    monitor.before_step()
+                if members[k].cfg.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(net.model.parameters(),
+                                                   members[k].cfg.grad_clip, foreach=True)
+                net.training.optimizer.step()
+                if probe and monitor is not None:
+                    monitor.after_step(step, lrs[p])  # host sync: probe steps only
+                net.training.lr_schedule.step()
+            loss_sums += losses.detach()
+            correct += (logits.detach().argmax(-1) == y).sum(1)
+            if log_step:
+                values = losses.tolist()  # host sync: only at log steps, every member at once
+                for p in reversed(range(len(live))):
+                    k = live[p]
+                    if not math.isfinite(values[p]):
+                        leave(p, Diverged(f"loss became {values[p]} at step {step} "
+                                          f"(epoch {epoch + 1})", epoch + 1, step))
+                        continue
+                    members[k].session.logs.steps.append({
+                        "step": step, "epoch": epoch + 1, "lr": float(lrs[p]),
+                        "warmup_factor": nets[p].training.warmup.factor_at(step - 1),
+                        "loss": values[p]})
+                if not live:
+                    return {}
+    except Diverged:
+        raise
+    except (Exception, SystemExit) as error:  # every member's failure says where
+        raise StepFailed(f"step {step} (epoch {epoch + 1})") from error
+    train_losses = loss_sums.tolist()  # host sync: epoch end
+    seconds = time.perf_counter() - started
+    hits = correct.tolist()
+    rows = {}
+    for p in reversed(range(len(live))):
+        k = live[p]
+        train_loss = train_losses[p] / iters
+        if not math.isfinite(train_loss):
+            leave(p, Diverged(f"loss became {train_loss} in epoch {epoch + 1}", epoch + 1,
+                              (epoch + 1) * iters))
+            continue
+        # each member's own images over the pack's time: the pack's speed is their sum
+        rows[k] = {"epoch": epoch + 1, "train_loss": train_loss,
+                   "train_acc": hits[p] / (iters * batch),
+                   "images_per_second": iters * batch / seconds}
+    return rows
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """torch's out-of-memory errors: CUDA's OutOfMemoryError, and the CPU allocator's."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("out of memory" in text or
+                                                "can't allocate memory" in text)
