@@ -25,7 +25,7 @@ from warmup_bench.models import build_model
 from warmup_bench.models.dropout import member_generators
 from warmup_bench.optim import OPTIMIZERS, build_training
 from warmup_bench.runs import Status
-from warmup_bench.sweep import pack_groups, parse_pack
+from warmup_bench.sweep_packs import pack_groups, parse_pack
 from warmup_bench.tasks import resolve_config
 from warmup_bench.train import train
 from warmup_bench.train.pack import PackedModel, pack_key
@@ -317,7 +317,7 @@ KILL_GRID = """
 task = "digits"
 seeds = [1, 2, 3]
 [fixed]
-epochs = 8
+epochs = 6
 beta2 = 0.99
 warmup = "untuned-linear"
 """
@@ -335,7 +335,8 @@ def test_sigkill_during_a_packed_sweep_then_rerun_is_exact(tmp_path) -> None:
     assert packed_sweep(grid, tmp_path / "killed", **quiet).wait() == 0
     assert_same_members(tmp_path / "straight", tmp_path / "killed")
     meta = json.loads(next((tmp_path / "killed").glob("*/*/meta.json")).read_text())
-    assert meta["resumed_at_epoch"] >= 3 and meta["packed"]["size"] == 3
+    # the first member had committed epoch 3; the others may not have: all resume at one
+    assert meta["resumed_at_epoch"] in (2, 3) and meta["packed"]["size"] == 3
 
 
 KILL_IN_COMMIT = """
@@ -358,7 +359,7 @@ app()
 def test_a_pack_killed_while_committing_an_epoch_resumes_every_member_from_one_epoch(
         tmp_path) -> None:
     grid = tmp_path / "grid.toml"
-    grid.write_text(KILL_GRID.replace("epochs = 8", "epochs = 4"))
+    grid.write_text(KILL_GRID.replace("epochs = 6", "epochs = 4"))
     script = tmp_path / "kill.py"
     script.write_text(KILL_IN_COMMIT)
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}

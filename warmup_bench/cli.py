@@ -154,6 +154,7 @@ def sweep(
 ) -> None:
     """Run a whole grid; finished runs are skipped and interrupted ones resumed."""
     from . import sweep as sweeping
+    from . import sweep_packs
     from .execution import RunOptions
     from .experiments import PluginConsent, load_experiment
     from .progress import SweepBar
@@ -176,7 +177,7 @@ def sweep(
     with user_errors():
         grid = load_experiment(experiment, PluginConsent(allow_plugins, tuple(plugin or ())))
         configs = grid.configs(epochs)
-        pack_size = sweeping.parse_pack(pack if pack is not None else grid.pack)
+        pack_size = sweep_packs.parse_pack(pack if pack is not None else grid.pack)
         if backend == "slurm" and pack_size != 1:
             fail(f"--pack {pack or grid.pack} needs --backend local or ray: a Slurm task "
                  "trains one run (pass --pack off).")
@@ -211,7 +212,7 @@ def sweep(
     cpus = ray_cpus if backend == "ray" else slurm.cpus_per_task if slurm else None
     options.threads = sweeping.threads_per_run(jobs, options.threads, cpus)
     with user_errors():
-        work = sweeping.plan_jobs(configs, todo, out, options, device_list,
+        work = sweep_packs.plan_jobs(configs, todo, out, options, device_list,
                                   (*(plugin or ()), *grid.plugins), pack_size, say)
     if slurm is not None:  # one array job; its tasks get their GPUs from Slurm
         sweep_on_slurm(work, out, grid, slurm, wait, shared_out)

@@ -222,7 +222,7 @@ def load_experiment(path: Path, consent: PluginConsent = PluginConsent()) -> Exp
                           "true or false")
     pack = raw.get("pack", "off")
     try:
-        from .sweep import parse_pack
+        from .sweep_packs import parse_pack
 
         parse_pack(pack if isinstance(pack, str) else str(pack), "pack")
     except ConfigError as error:
