@@ -284,6 +284,15 @@ def test_bad_pack_values_are_one_line(tmp_path, value) -> None:
     assert parse_pack("Auto") == "auto" and parse_pack("off") == 1 and parse_pack("8") == 8
 
 
+def test_a_dry_run_says_how_the_runs_would_be_packed(tmp_path) -> None:
+    result = sweep(tmp_path, "pack = 4\n" + DIGITS_GRID, "out", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "--pack 4: 6 runs to train in 2 processes (2 packs of up to 4 holding 6 runs, " \
+        "0 runs alone)" in " ".join(result.output.split())
+    auto = sweep(tmp_path, DIGITS_GRID, "out", "--dry-run", "--pack", "auto")
+    assert "decided when the sweep starts" in " ".join(auto.output.split())
+
+
 def test_a_grid_names_its_pack_and_slurm_refuses_packing(tmp_path) -> None:
     bad = sweep(tmp_path, 'pack = "lots"\n' + DIGITS_GRID, "bad", "--dry-run")
     assert bad.exit_code == 2 and "pack 'lots' is not off, auto or a pack size" in bad.output

@@ -208,6 +208,8 @@ def sweep(
         console.print(table)
         if len(configs) > sweeping.DRY_RUN_ROWS:
             console.print(f"... and {len(configs) - sweeping.DRY_RUN_ROWS:,} more runs.")
+        if pack_size != 1:
+            console.print(sweep_packs.describe_packs(configs, todo, pack_size))
         return
     cpus = ray_cpus if backend == "ray" else slurm.cpus_per_task if slurm else None
     options.threads = sweeping.threads_per_run(jobs, options.threads, cpus)

@@ -75,3 +75,18 @@ def make_pack_jobs(configs: list[TrainConfig], todo: list[TrainConfig], size: Pa
         jobs.append(job if len(group) == 1 else
                     PackJob(tuple(group), job.out, job.options, job.plugins))
     return jobs
+
+
+def describe_packs(configs: list[TrainConfig], todo: list[TrainConfig], pack: int | str
+                   ) -> str:
+    """One line for --dry-run: how the runs still to train would be packed."""
+    if pack == "auto":
+        return ("--pack auto: pack sizes are decided when the sweep starts (a timed probe "
+                "on a GPU; on a CPU one run per process).")
+    waiting = set(todo)
+    sizes = [n for n in (sum(cfg in waiting for cfg in group)
+                         for group in pack_groups(configs, pack)) if n]
+    together = sum(n for n in sizes if n > 1)
+    return (f"--pack {pack}: {len(todo)} runs to train in {len(sizes)} processes "
+            f"({sum(n > 1 for n in sizes)} packs of up to {pack} holding {together} runs, "
+            f"{len(sizes) - sum(n > 1 for n in sizes)} runs alone).")

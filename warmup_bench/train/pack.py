@@ -22,7 +22,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -31,7 +31,6 @@ from torch.func import functional_call, vmap
 from ..config import DECLARED, TrainConfig
 from ..diagnostics import Monitor
 from ..models.dropout import member_generators
-from ..runs import CsvLog
 from .build import Loaders, Net
 
 # the settings a pack's members share: everything that shapes the computation (the task,
@@ -106,7 +105,6 @@ class Member:
     loaders: Loaders
     session: object = None  # train.run.RunSession, once opened
     diverged: object = None  # train.loop.Diverged, once its loss stopped being finite
-    steps_log: CsvLog | None = field(default=None, repr=False)
 
     @property
     def monitor(self) -> Monitor | None:
