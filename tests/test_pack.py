@@ -240,6 +240,19 @@ def test_a_diverging_member_leaves_the_others_as_they_were(tmp_path) -> None:
     assert steps["step"].max() < with_bad[1].summary.diverged_at["step"]  # stopped logging
 
 
+def test_a_damaged_member_folder_keeps_that_member_out_not_the_pack(tmp_path) -> None:
+    from warmup_bench.runs import RunDir
+
+    cfgs = [resolve_config("digits", {"epochs": 1, "seed": s, "train_samples": 320})
+            for s in (1, 2, 3)]
+    (RunDir.of(tmp_path, cfgs[1]).path / "steps.csv").mkdir(parents=True)
+    outcomes = train_pack(cfgs, tmp_path, RunOptions(on_note=None, resume=True))
+    assert "is not a file: the run folder is damaged" in str(outcomes[1])
+    assert [outcomes[k].status for k in (0, 2)] == [Status.COMPLETE, Status.COMPLETE]
+    meta = json.loads((outcomes[0].run.path / "meta.json").read_text())
+    assert meta["packed"]["size"] == 2
+
+
 def test_out_of_memory_fails_the_pack_with_a_smaller_pack_suggested(tmp_path,
                                                                     monkeypatch) -> None:
     import warmup_bench.train.packed_run as packed_run

@@ -88,7 +88,11 @@ def train_pack(cfgs: list[TrainConfig], out: Path, options: RunOptions | None = 
                 if finished is not None:
                     outcomes[k] = finished
                     continue
-                run.check_files()
+                try:
+                    run.check_files()  # a damaged folder keeps that member out, not the pack
+                except UserError as error:
+                    outcomes[k] = error
+                    continue
                 ready.append((k, member))
             for group in align([member for _, member in ready], out, options):
                 results = run_pack(group, out, options)
