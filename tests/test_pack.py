@@ -288,7 +288,7 @@ def test_auto_packs_nothing_on_a_cpu_and_the_probe_stops_at_out_of_memory(monkey
     assert set(probe(cfg, torch.device("cpu"), 16, steps=1)) == {1, 2}
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "many", "2.5"])
+@pytest.mark.parametrize("value", ["0", "-2", "many", "2.5", "²", "٣"])
 def test_bad_pack_values_are_one_line(tmp_path, value) -> None:
     result = sweep(tmp_path, DIGITS_GRID, "out", "--pack", value)
     assert result.exit_code == 2
@@ -300,8 +300,8 @@ def test_bad_pack_values_are_one_line(tmp_path, value) -> None:
 def test_a_dry_run_says_how_the_runs_would_be_packed(tmp_path) -> None:
     result = sweep(tmp_path, "pack = 4\n" + DIGITS_GRID, "out", "--dry-run")
     assert result.exit_code == 0, result.output
-    assert "--pack 4: 6 runs to train in 2 processes (2 packs of up to 4 holding 6 runs, " \
-        "0 runs alone)" in " ".join(result.output.split())
+    assert "--pack 4: 6 runs to train in 2 processes (2 pack(s) of up to 4 holding 6 runs, " \
+        "0 run(s) alone)" in " ".join(result.output.split())
     auto = sweep(tmp_path, DIGITS_GRID, "out", "--dry-run", "--pack", "auto")
     assert "decided when the sweep starts" in " ".join(auto.output.split())
 
@@ -310,7 +310,8 @@ def test_a_grid_names_its_pack_and_slurm_refuses_packing(tmp_path) -> None:
     bad = sweep(tmp_path, 'pack = "lots"\n' + DIGITS_GRID, "bad", "--dry-run")
     assert bad.exit_code == 2 and "pack 'lots' is not off, auto or a pack size" in bad.output
     slurm = sweep(tmp_path, "pack = 4\n" + DIGITS_GRID, "slurm", "--backend", "slurm")
-    assert slurm.exit_code == 2 and "needs --backend local or ray" in slurm.output
+    assert slurm.exit_code == 2 and "the grid's pack 4 needs --backend local or ray" in \
+        " ".join(slurm.output.split())
 
 
 PACK_ARGS = ["sweep", "--threads", "1", "--pack", "3"]
@@ -378,20 +379,49 @@ app()
 """
 
 
+@pytest.mark.parametrize("damaged", [False, True])
 def test_a_pack_killed_while_committing_an_epoch_resumes_every_member_from_one_epoch(
-        tmp_path) -> None:
+        tmp_path, damaged) -> None:
+    """Killed after two of three members committed epoch 3: both go back to their kept
+    epoch-2 checkpoints and the rerun is the uninterrupted pack, byte for byte. A kept
+    checkpoint that does not verify is dropped instead: that member keeps its epoch-3
+    checkpoint and trains on from there, the others from epoch 2."""
     grid = tmp_path / "grid.toml"
     grid.write_text(KILL_GRID.replace("epochs = 6", "epochs = 4"))
     script = tmp_path / "kill.py"
     script.write_text(KILL_IN_COMMIT)
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    assert packed_sweep(grid, tmp_path / "straight", **quiet).wait() == 0
     args = [str(grid), "--out", str(tmp_path / "killed"), *PACK_ARGS[1:]]
     assert subprocess.run([sys.executable, str(script), "sweep", *args],
                           **quiet).returncode == 9
-    assert len(list((tmp_path / "killed").glob("*/*/checkpoint.prev.pt"))) == 2
+    kept = sorted((tmp_path / "killed").glob("*/*/checkpoint.prev.pt"))
+    assert len(kept) == 2
+    if damaged:
+        kept[0].write_bytes(b"not a checkpoint")
     assert packed_sweep(grid, tmp_path / "killed", **quiet).wait() == 0
-    assert_same_members(tmp_path / "straight", tmp_path / "killed")
+    if not damaged:
+        assert packed_sweep(grid, tmp_path / "straight", **quiet).wait() == 0
+        assert_same_members(tmp_path / "straight", tmp_path / "killed")
+        return
+    for run in (tmp_path / "killed").glob("*/*"):
+        assert json.loads((run / "summary.json").read_text())["status"] == "complete"
+        assert len(pd.read_csv(run / "epochs.csv")) == 4
+        assert not (run / "checkpoint.prev.pt").exists()
+    ahead = json.loads((kept[0].parent / "meta.json").read_text())
+    assert ahead["resumed_at_epoch"] == 3 and ahead["packed"] is not None
+
+
+def test_a_member_whose_folder_cannot_be_made_fails_alone(tmp_path) -> None:
+    from warmup_bench.runs import RunDir
+
+    cfgs = [resolve_config("digits", {"epochs": 1, "seed": s, "train_samples": 320})
+            for s in (1, 2, 3)]
+    blocked = RunDir.of(tmp_path, cfgs[0]).path
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("a file where the run folder goes")
+    outcomes = train_pack(cfgs, tmp_path, RunOptions(on_note=None, resume=True))
+    assert isinstance(outcomes[0], OSError)
+    assert [outcomes[k].status for k in (1, 2)] == [Status.COMPLETE, Status.COMPLETE]
 
 
 @pytest.mark.slow

@@ -179,8 +179,9 @@ def sweep(
         configs = grid.configs(epochs)
         pack_size = sweep_packs.parse_pack(pack if pack is not None else grid.pack)
         if backend == "slurm" and pack_size != 1:
-            fail(f"--pack {pack or grid.pack} needs --backend local or ray: a Slurm task "
-                 "trains one run (pass --pack off).")
+            named = f"--pack {pack}" if pack is not None else f"the grid's pack {grid.pack}"
+            fail(f"{named} needs --backend local or ray: a Slurm task trains one run "
+                 "(pass --pack off).")
         check_output_root(out)
         if execution.get("tensorboard") is None:
             options.tensorboard = grid.tensorboard

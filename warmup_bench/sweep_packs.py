@@ -18,7 +18,7 @@ def parse_pack(value: str, name: str = "--pack") -> int | str:
     value = value.strip().lower()
     if value in ("off", "auto"):
         return 1 if value == "off" else "auto"
-    if value.isdigit() and int(value) >= 1:
+    if value.isascii() and value.isdigit() and int(value) >= 1:  # not "²" or "٣"
         return int(value)
     raise ConfigError(f"{name} {value!r} is not {PACK_CHOICES}.")
 
@@ -88,5 +88,5 @@ def describe_packs(configs: list[TrainConfig], todo: list[TrainConfig], pack: in
                          for group in pack_groups(configs, pack)) if n]
     together = sum(n for n in sizes if n > 1)
     return (f"--pack {pack}: {len(todo)} runs to train in {len(sizes)} processes "
-            f"({sum(n > 1 for n in sizes)} packs of up to {pack} holding {together} runs, "
-            f"{len(sizes) - sum(n > 1 for n in sizes)} runs alone).")
+            f"({sum(n > 1 for n in sizes)} pack(s) of up to {pack} holding {together} runs, "
+            f"{len(sizes) - sum(n > 1 for n in sizes)} run(s) alone).")

@@ -223,12 +223,13 @@ class RunDir:
         """The checkpoint of the epoch before becomes the run's (a pack's partial commit)."""
         os.replace(self.path / PREVIOUS_CHECKPOINT, self.path / CHECKPOINT)
 
-    def load_checkpoint(self, cfg: TrainConfig, map_location) -> dict:
-        """The checkpoint, verified to be this config's and consistent with the folder's
-        logs; CheckpointError (naming why) otherwise. Reads only: changes nothing."""
+    def load_checkpoint(self, cfg: TrainConfig, map_location, previous: bool = False) -> dict:
+        """The checkpoint (`previous`: a pack member's checkpoint.prev.pt), verified to be
+        this config's and consistent with the folder's logs; CheckpointError (naming why)
+        otherwise. Reads only: changes nothing."""
         import torch
 
-        path = self.path / CHECKPOINT
+        path = self.path / (PREVIOUS_CHECKPOINT if previous else CHECKPOINT)
         try:
             state = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as error:  # torch raises many types, with multi-paragraph texts

@@ -80,7 +80,7 @@ def train_pack(cfgs: list[TrainConfig], out: Path, options: RunOptions | None = 
                 run = RunDir.of(out, member.cfg)
                 try:
                     lock = run.lock()
-                except RunBusy as error:
+                except (RunBusy, OSError) as error:  # its folder only: the others go on
                     outcomes[k] = error
                     continue
                 locks.append(lock)
@@ -126,23 +126,27 @@ def build_members(cfgs: list[TrainConfig], data: Dataset, device: torch.device,
 
 def align(members: list[Member], out: Path, options: RunOptions) -> list[list[Member]]:
     """The members grouped by the epoch they resume from (one group when nothing was
-    interrupted mid-commit). A member one epoch ahead of the others, its previous
-    checkpoint still kept (the pack was killed while committing), goes back to it."""
+    interrupted mid-commit). A member one epoch ahead of the others whose previous
+    checkpoint is still kept, verified, at their epoch (the pack was killed while
+    committing) goes back to it; a previous checkpoint that does not verify is removed
+    and the member keeps its own."""
     if not (options.resume and not options.restart):
         return [members] if members else []
     epochs = {}
     for member in members:
         run = RunDir.of(out, member.cfg)
         if run.has_previous_checkpoint() and not run.has_checkpoint():
-            run.roll_back_checkpoint()  # killed between the two renames
-        epochs[id(member)] = checkpoint_epoch(run, member.cfg)
+            if checkpoint_epoch(run, member.cfg, previous=True) is not None:
+                run.roll_back_checkpoint()  # killed between the two renames
+        epochs[id(member)] = checkpoint_epoch(run, member.cfg) or 0
     if members:
         first = min(epochs.values())
         for member in members:
             run = RunDir.of(out, member.cfg)
-            if epochs[id(member)] > first and run.has_previous_checkpoint():
+            if epochs[id(member)] > first and run.has_previous_checkpoint() and \
+                    checkpoint_epoch(run, member.cfg, previous=True) == first:
                 run.roll_back_checkpoint()
-                epochs[id(member)] = checkpoint_epoch(run, member.cfg)
+                epochs[id(member)] = first
             run.drop_previous_checkpoint()
     groups: dict[int, list[Member]] = {}
     for member in members:
@@ -150,14 +154,15 @@ def align(members: list[Member], out: Path, options: RunOptions) -> list[list[Me
     return [groups[epoch] for epoch in sorted(groups)]
 
 
-def checkpoint_epoch(run: RunDir, cfg: TrainConfig) -> int:
-    """The epoch a run's checkpoint holds (0: none, or one resume will refuse)."""
-    if not run.has_checkpoint():
+def checkpoint_epoch(run: RunDir, cfg: TrainConfig, previous: bool = False) -> int | None:
+    """The epoch a run's checkpoint (or previous checkpoint) holds: 0 without one, None
+    for one that does not verify (RunSession's restore names what is wrong with it)."""
+    if not (run.has_previous_checkpoint() if previous else run.has_checkpoint()):
         return 0
     try:
-        return run.load_checkpoint(cfg, "cpu")["epoch"]
+        return run.load_checkpoint(cfg, "cpu", previous)["epoch"]
     except UserError:
-        return 0  # RunSession's restore names what is wrong with it
+        return None
 
 
 def pack_meta(members: list[Member], index: int, device: torch.device, names: list[str]
@@ -183,8 +188,8 @@ def run_pack(members: list[Member], out: Path, options: RunOptions
                                         member.loaders, options,
                                         pack_meta(members, k, device, names))
             open_members.append(member)
-        except UserError as error:  # its checkpoint does not fit: the others go on
-            outcomes[k] = error
+        except (UserError, OSError) as error:  # its checkpoint does not fit, its folder
+            outcomes[k] = error                 # refuses writes: the others go on
     live = list(open_members)
 
     def diverged(member: Member) -> None:
