@@ -240,6 +240,28 @@ def test_a_diverging_member_leaves_the_others_as_they_were(tmp_path) -> None:
     assert steps["step"].max() < with_bad[1].summary.diverged_at["step"]  # stopped logging
 
 
+def test_every_member_writes_its_own_diagnostics_and_sharpness(tmp_path) -> None:
+    """diagnostics.csv and layers.csv (sharpness included) of each member are its run
+    alone's: the same rows and steps, values within reassociation."""
+    cfgs = [resolve_config("digits", {"epochs": 1, "seed": s, "lr": lr, "train_samples": 640})
+            for s, lr in ((1, 0.01), (2, 0.003))]
+    options = RunOptions(on_note=None, channels_last=False, sharpness_every=10)
+    packed = train_pack(cfgs, tmp_path / "packed", options)
+    for cfg, member in zip(cfgs, packed):
+        alone = train(cfg, tmp_path / "alone", options)
+        for name in ("diagnostics.csv", "layers.csv"):
+            a, b = (pd.read_csv(r.run.path / name) for r in (member, alone))
+            assert list(a.columns) == list(b.columns) and len(a) == len(b) > 0, name
+            numeric = a.select_dtypes("number").columns
+            assert a["step"].tolist() == b["step"].tolist()
+            close = ((a[numeric] - b[numeric]).abs() <= 1e-3 * b[numeric].abs() + 1e-6) | \
+                (a[numeric].isna() & b[numeric].isna())  # not logged at that step in either
+            assert close.all().all(), (name, close.all()[~close.all()].index.tolist())
+        assert pd.read_csv(member.run.path / "diagnostics.csv")["sharpness"].notna().any()
+    a, b = (pd.read_csv(r.run.path / "diagnostics.csv") for r in packed)
+    assert not a["update_norm"].equals(b["update_norm"])  # two members, two records
+
+
 def test_a_damaged_member_folder_keeps_that_member_out_not_the_pack(tmp_path) -> None:
     from warmup_bench.runs import RunDir
 

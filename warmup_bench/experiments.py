@@ -227,8 +227,6 @@ def load_experiment(path: Path, consent: PluginConsent = PluginConsent()) -> Exp
         parse_pack(pack if isinstance(pack, str) else str(pack), "pack")
     except ConfigError as error:
         _fail(path, str(error))
-    if isinstance(pack, bool):
-        _fail(path, f"pack must be off, auto or a pack size, got {pack!r}.")
     title = _expect(path, "title", raw.get("title", path.stem), str, "a string")
     description = _expect(path, "description", raw.get("description", ""), str, "a string")
     task = raw.get("task")

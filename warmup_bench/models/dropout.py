@@ -175,12 +175,16 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float,
     return dropout(attention_weights(q, k), p, True) @ v
 
 
-def mask_source(model: nn.Module, device: torch.device, compiled: bool = False) -> str | None:
+def mask_source(model: nn.Module, device: torch.device, compiled: bool = False,
+                packed: bool = False) -> str | None:
     """Where `model`'s dropout masks come from on `device`, for the run's meta.json: None
     without dropout, "numpy-pcg64" when every dropout layer is this module's on a CPU
-    (and not compiled), else "torch"."""
+    (and not compiled), else "torch"; in a pack (`packed`), each member's generator:
+    "numpy-pcg64" on a CPU, "torch-bernoulli-per-member" elsewhere."""
     layers = [m for m in model.modules() if isinstance(m, nn.Dropout) and m.p > 0]
     if not layers:
         return None
+    if packed:
+        return "numpy-pcg64" if device.type == "cpu" else "torch-bernoulli-per-member"
     ours = device.type == "cpu" and not compiled and all(isinstance(m, Dropout) for m in layers)
     return "numpy-pcg64" if ours else "torch"

@@ -76,26 +76,14 @@ def train_epoch(cfg: TrainConfig, net: Net, loader: BatchLoader, epoch: int, ste
                 loss = net.criterion(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if probe:
-                monitor.before_step()  # gradients complete, parameters not yet updated
-            if cfg.grad_clip is not None:
-                # foreach: the same floats as the per-parameter loop, in fewer dispatches
-                torch.nn.utils.clip_grad_norm_(net.model.parameters(), cfg.grad_clip,
-                                               foreach=True)
-            optimizer.step()
-            if probe:
-                monitor.after_step(step, lr_used)  # host sync: one transfer, probe steps only
-            net.training.lr_schedule.step()  # the schedule (when due) under the warmup
+            update(cfg, net, monitor if probe else None, step, lr_used)
             loss_sum += loss.detach()
             correct += (logits.argmax(1) == y).sum()
             if log_step:
                 value = loss.item()  # host sync: only at log steps
                 if not math.isfinite(value):
-                    raise Diverged(f"loss became {value} at step {step} (epoch {epoch + 1})",
-                                   epoch + 1, step)
-                steps_log.append({"step": step, "epoch": epoch + 1, "lr": float(lr_used),
-                                  "warmup_factor": net.training.warmup.factor_at(step - 1),
-                                  "loss": value})
+                    raise diverged_at_step(value, step, epoch)
+                steps_log.append(step_row(net, step, epoch, lr_used, value))
                 if on_progress is not None:
                     on_progress(Progress(step, cfg.epochs * iters, epoch + 1, cfg.epochs, value,
                                          float(lr_used),
@@ -105,13 +93,50 @@ def train_epoch(cfg: TrainConfig, net: Net, loader: BatchLoader, epoch: int, ste
     except (Exception, SystemExit) as error:  # the run's failure says where it happened
         raise StepFailed(f"step {step} (epoch {epoch + 1})") from error
     train_loss = loss_sum.item() / iters  # host sync: epoch end
-    seconds = time.perf_counter() - started
     if not math.isfinite(train_loss):
-        raise Diverged(f"loss became {train_loss} in epoch {epoch + 1}", epoch + 1,
-                       (epoch + 1) * iters)
+        raise diverged_in_epoch(train_loss, epoch, iters)
+    return epoch_row(epoch, train_loss, correct.item(), iters, loader.batch_size,
+                     time.perf_counter() - started)
+
+
+# ---- one training step's parts after backward, shared with packed training (pack.py)
+
+def update(cfg: TrainConfig, net: Net, monitor: Monitor | None, step: int,
+           lr_used: float) -> None:
+    """Gradients complete: the probe's first look (when `monitor`), clipping, the
+    optimizer's step, the probe's second look, then the schedule (when due) under the
+    warmup."""
+    if monitor is not None:
+        monitor.before_step()  # gradients complete, parameters not yet updated
+    if cfg.grad_clip is not None:
+        # foreach: the same floats as the per-parameter loop, in fewer dispatches
+        torch.nn.utils.clip_grad_norm_(net.model.parameters(), cfg.grad_clip, foreach=True)
+    net.training.optimizer.step()
+    if monitor is not None:
+        monitor.after_step(step, lr_used)  # host sync: one transfer, probe steps only
+    net.training.lr_schedule.step()
+
+
+def step_row(net: Net, step: int, epoch: int, lr_used: float, loss: float) -> dict:
+    """A steps.csv row (`epoch` 0-based, as the loop counts)."""
+    return {"step": step, "epoch": epoch + 1, "lr": float(lr_used),
+            "warmup_factor": net.training.warmup.factor_at(step - 1), "loss": loss}
+
+
+def epoch_row(epoch: int, train_loss: float, hits: int, iters: int, batch: int,
+              seconds: float) -> dict:
+    """The train metrics that start an epochs.csv row."""
     return {"epoch": epoch + 1, "train_loss": train_loss,
-            "train_acc": correct.item() / (iters * loader.batch_size),
-            "images_per_second": iters * loader.batch_size / seconds}
+            "train_acc": hits / (iters * batch), "images_per_second": iters * batch / seconds}
+
+
+def diverged_at_step(loss: float, step: int, epoch: int) -> Diverged:
+    return Diverged(f"loss became {loss} at step {step} (epoch {epoch + 1})", epoch + 1, step)
+
+
+def diverged_in_epoch(train_loss: float, epoch: int, iters: int) -> Diverged:
+    return Diverged(f"loss became {train_loss} in epoch {epoch + 1}", epoch + 1,
+                    (epoch + 1) * iters)
 
 
 def evaluate(net: Net, loader: BatchLoader) -> tuple[float, float, float]:

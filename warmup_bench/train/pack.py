@@ -23,6 +23,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -32,6 +33,18 @@ from ..config import DECLARED, TrainConfig
 from ..diagnostics import Monitor
 from ..models.dropout import member_generators
 from .build import Loaders, Net
+from .loop import (
+    Diverged,
+    StepFailed,
+    diverged_at_step,
+    diverged_in_epoch,
+    epoch_row,
+    step_row,
+    update,
+)
+
+if TYPE_CHECKING:  # run.py imports this module's users, not this module
+    from .run import RunSession
 
 # the settings a pack's members share: everything that shapes the computation (the task,
 # model, data, batch size, epochs, optimizer, schedule kind, ...); the others (seed, lr,
@@ -103,8 +116,8 @@ class Member:
     cfg: TrainConfig
     net: Net
     loaders: Loaders
-    session: object = None  # train.run.RunSession, once opened
-    diverged: object = None  # train.loop.Diverged, once its loss stopped being finite
+    session: RunSession | None = None  # once opened
+    diverged: Diverged | None = None  # once its loss stopped being finite
 
     @property
     def monitor(self) -> Monitor | None:
@@ -118,7 +131,6 @@ def train_pack_epoch(members: list[Member], packed: PackedModel, epoch: int,
     in `members`. A member whose loss stops being finite gets `.diverged` (the step its
     run alone would report), is handed to `on_divergence`, and leaves the pack: the
     others continue."""
-    from .loop import Diverged, StepFailed
 
     live = list(range(len(members)))
     cfg, loader = members[0].cfg, members[0].loaders.train
@@ -160,31 +172,19 @@ def train_pack_epoch(members: list[Member], packed: PackedModel, epoch: int,
             packed.zero_grad()
             losses.sum().backward()  # d(sum)/d loss_m = 1: each member's own gradient
             packed.hand_out_gradients()
-            for p, k in enumerate(live):
-                net, monitor = nets[p], members[k].monitor
-                if probe and monitor is not None:
-                    monitor.before_step()
-                if members[k].cfg.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(net.model.parameters(),
-                                                   members[k].cfg.grad_clip, foreach=True)
-                net.training.optimizer.step()
-                if probe and monitor is not None:
-                    monitor.after_step(step, lrs[p])  # host sync: probe steps only
-                net.training.lr_schedule.step()
+            for p, k in enumerate(live):  # from here on each member's own run's code
+                update(members[k].cfg, nets[p], members[k].monitor if probe else None, step,
+                       lrs[p])
             loss_sums += losses.detach()
             correct += (logits.detach().argmax(-1) == y).sum(1)
             if log_step:
                 values = losses.tolist()  # host sync: only at log steps, every member at once
                 for p in reversed(range(len(live))):
-                    k = live[p]
                     if not math.isfinite(values[p]):
-                        leave(p, Diverged(f"loss became {values[p]} at step {step} "
-                                          f"(epoch {epoch + 1})", epoch + 1, step))
+                        leave(p, diverged_at_step(values[p], step, epoch))
                         continue
-                    members[k].session.logs.steps.append({
-                        "step": step, "epoch": epoch + 1, "lr": float(lrs[p]),
-                        "warmup_factor": nets[p].training.warmup.factor_at(step - 1),
-                        "loss": values[p]})
+                    members[live[p]].session.logs.steps.append(
+                        step_row(nets[p], step, epoch, lrs[p], values[p]))
                 if not live:
                     return {}
     except Diverged:
@@ -192,20 +192,16 @@ def train_pack_epoch(members: list[Member], packed: PackedModel, epoch: int,
     except (Exception, SystemExit) as error:  # every member's failure says where
         raise StepFailed(f"step {step} (epoch {epoch + 1})") from error
     train_losses = loss_sums.tolist()  # host sync: epoch end
-    seconds = time.perf_counter() - started
     hits = correct.tolist()
+    seconds = time.perf_counter() - started
     rows = {}
     for p in reversed(range(len(live))):
-        k = live[p]
         train_loss = train_losses[p] / iters
         if not math.isfinite(train_loss):
-            leave(p, Diverged(f"loss became {train_loss} in epoch {epoch + 1}", epoch + 1,
-                              (epoch + 1) * iters))
+            leave(p, diverged_in_epoch(train_loss, epoch, iters))
             continue
         # each member's own images over the pack's time: the pack's speed is their sum
-        rows[k] = {"epoch": epoch + 1, "train_loss": train_loss,
-                   "train_acc": hits[p] / (iters * batch),
-                   "images_per_second": iters * batch / seconds}
+        rows[live[p]] = epoch_row(epoch, train_loss, hits[p], iters, batch, seconds)
     return rows
 
 

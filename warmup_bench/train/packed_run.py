@@ -21,7 +21,6 @@ from ..config import TrainConfig
 from ..data import Dataset, load_dataset
 from ..errors import UserError
 from ..execution import RunOptions
-from ..models import mask_source
 from ..plugins import describe_error, plugin_errors
 from ..runs import RunBusy, RunDir, Status
 from .build import build_net, check_model_fits, make_loaders
@@ -32,7 +31,7 @@ from .run import (
     RunFailed,
     RunResult,
     RunSession,
-    _already_complete,
+    already_complete,
     failure_reason,
 )
 
@@ -56,7 +55,7 @@ def train_pack(cfgs: list[TrainConfig], out: Path, options: RunOptions | None = 
     todo = []
     for k, cfg in enumerate(cfgs):
         try:
-            finished = _already_complete(RunDir.of(out, cfg), options)
+            finished = already_complete(RunDir.of(out, cfg), options)
         except UserError as error:
             outcomes[k] = error
             continue
@@ -75,7 +74,7 @@ def train_pack(cfgs: list[TrainConfig], out: Path, options: RunOptions | None = 
             members = build_members([cfgs[k] for k in todo], data, device, options)
         locks = []
         try:
-            ready = []
+            ready: dict[int, int] = {}  # id(member) -> its index in cfgs
             for k, member in zip(todo, members):
                 run = RunDir.of(out, member.cfg)
                 try:
@@ -84,7 +83,7 @@ def train_pack(cfgs: list[TrainConfig], out: Path, options: RunOptions | None = 
                     outcomes[k] = error
                     continue
                 locks.append(lock)
-                finished = _already_complete(run, options)  # finished meanwhile elsewhere
+                finished = already_complete(run, options)  # finished meanwhile elsewhere
                 if finished is not None:
                     outcomes[k] = finished
                     continue
@@ -93,11 +92,11 @@ def train_pack(cfgs: list[TrainConfig], out: Path, options: RunOptions | None = 
                 except UserError as error:
                     outcomes[k] = error
                     continue
-                ready.append((k, member))
-            for group in align([member for _, member in ready], out, options):
-                results = run_pack(group, out, options)
-                for member, result in zip(group, results):
-                    outcomes[next(k for k, m in ready if m is member)] = result
+                ready[id(member)] = k
+            waiting = [m for m in members if id(m) in ready]
+            for group in align(waiting, out, options):
+                for member, result in zip(group, run_pack(group, out, options)):
+                    outcomes[ready[id(member)]] = result
         finally:
             for lock in locks:
                 lock.release()
@@ -165,14 +164,9 @@ def checkpoint_epoch(run: RunDir, cfg: TrainConfig, previous: bool = False) -> i
         return None
 
 
-def pack_meta(members: list[Member], index: int, device: torch.device, names: list[str]
-              ) -> dict:
-    """meta.json's `packed`: how many trained together, who, and (a model with dropout)
-    where a member's masks come from."""
-    model = members[index].net.model
-    masks = "numpy-pcg64" if device.type == "cpu" else "torch-bernoulli-per-member"
-    return {"size": len(members), "members": names, "index": index} | \
-        ({"dropout_masks": masks} if mask_source(model, device) is not None else {})
+def pack_meta(members: list[Member], index: int, names: list[str]) -> dict:
+    """meta.json's `packed`: how many trained together, who, and which one this is."""
+    return {"size": len(members), "members": names, "index": index}
 
 
 def run_pack(members: list[Member], out: Path, options: RunOptions
@@ -186,7 +180,7 @@ def run_pack(members: list[Member], out: Path, options: RunOptions
         try:
             member.session = RunSession(member.cfg, RunDir.of(out, member.cfg), member.net,
                                         member.loaders, options,
-                                        pack_meta(members, k, device, names))
+                                        pack_meta(members, k, names))
             open_members.append(member)
         except (UserError, OSError) as error:  # its checkpoint does not fit, its folder
             outcomes[k] = error                 # refuses writes: the others go on

@@ -65,7 +65,7 @@ def train(cfg: TrainConfig, out: Path, options: RunOptions | None = None,
     options.check({cfg.log_interval})  # bad options are refused before anything is read
     device = resolve_device(options.device)
     run = RunDir.of(out, cfg)
-    if (finished := _already_complete(run, options)) is not None:
+    if (finished := already_complete(run, options)) is not None:
         return finished
     if options.threads:
         torch.set_num_threads(options.threads)
@@ -88,7 +88,7 @@ def train(cfg: TrainConfig, out: Path, options: RunOptions | None = None,
     # ---- one writer per run folder: a second process is refused here (RunBusy)
     lock = run.lock()
     try:
-        if (finished := _already_complete(run, options)) is not None:
+        if (finished := already_complete(run, options)) is not None:
             return finished  # finished by another process while this one was building
         run.check_files()
         return run_epochs(cfg, run, net, loaders, options)
@@ -96,7 +96,7 @@ def train(cfg: TrainConfig, out: Path, options: RunOptions | None = None,
         lock.release()
 
 
-def _already_complete(run: RunDir, options: RunOptions) -> RunResult | None:
+def already_complete(run: RunDir, options: RunOptions) -> RunResult | None:
     """The result of a complete run (nothing to do); RunExists for an unfinished one
     without --resume (or --restart)."""
     if options.restart:
@@ -225,15 +225,11 @@ def failure_reason(error: BaseException) -> str:
 
 def run_meta(run: RunDir, iters_per_epoch: int, net: Net, resumed_at: int,
              options: RunOptions, packed: dict | None = None) -> dict:
-    """meta.json: how the run was executed. `packed` (a member of a pack: its size, its
-    members' run names, and where this one's dropout masks come from) is added only then,
-    so a run alone's meta.json is as it always was."""
+    """meta.json: how the run was executed. `packed` (a member of a pack: its size and
+    its members' run names) is added only then, so a run alone's meta.json is as it
+    always was."""
     device = net.device
-    masks = mask_source(net.model, device, compiled=net.forward is not net.model)
-    if packed is not None and masks is not None:
-        masks = packed.get("dropout_masks", masks)
-    packing = {"packed": {k: v for k, v in packed.items() if k != "dropout_masks"}} \
-        if packed is not None else {}
+    packing = {"packed": packed} if packed is not None else {}
     return {
         "run_name": run.name,
         "versions": {"warmup_bench": __version__, "torch": torch.__version__,
@@ -247,7 +243,8 @@ def run_meta(run: RunDir, iters_per_epoch: int, net: Net, resumed_at: int,
         else "contiguous",
         "optimizer_kernel": optimizer_kernel(net.training.optimizer),
         # net.forward is the compiled model under --compile, whose graph draws its masks
-        "dropout_masks": masks,
+        "dropout_masks": mask_source(net.model, device, compiled=net.forward is not net.model,
+                                     packed=packed is not None),
         "autocast": "bf16" if net.kernels.bf16 else None,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "resumed_at_epoch": resumed_at or None,
