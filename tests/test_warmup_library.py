@@ -27,19 +27,21 @@ def sgd() -> torch.optim.Optimizer:
 @pytest.mark.parametrize(
     ("make", "error", "needle"),
     [
-        (lambda: wu.LinearWarmup("adam", 10), TypeError, "'adam'"),
+        (lambda: wu.LinearWarmup("adam", 10), TypeError, "adam (str) is not an Optimizer."),
         (lambda: wu.RAdamWarmup(None), TypeError, "None"),
-        (lambda: wu.LinearWarmup(adam(0.999), 0), ValueError, "got 0"),
-        (lambda: wu.LinearWarmup(adam(0.999), -5), ValueError, "got -5"),
+        (lambda: wu.LinearWarmup(adam(0.999), 0), ValueError, "a positive integer, but is 0."),
+        (lambda: wu.LinearWarmup(adam(0.999), -5), ValueError, "a positive integer, but is -5"),
         (lambda: wu.ExponentialWarmup(adam(0.999), 2.5), TypeError, "2.5"),
         (lambda: wu.LinearWarmup(adam(0.999), True), TypeError, "True"),
-        (lambda: wu.LinearWarmup(adam(0.999, 0.99), [10]), ValueError, "1 entries"),
-        (lambda: wu.LinearWarmup(adam(0.999, 0.99), [10, 0]), ValueError, "got 0"),
+        (lambda: wu.LinearWarmup(adam(0.999, 0.99), [10]), ValueError,
+         "The size of warmup_period (1) does not match the size of param_groups (2)."),
+        (lambda: wu.LinearWarmup(adam(0.999, 0.99), [10, 0]), ValueError,
+         "An element in warmup_period must be a positive integer, but is 0."),
         (lambda: wu.UntunedLinearWarmup(sgd()), ValueError, "SGD"),
         (lambda: wu.UntunedExponentialWarmup(sgd()), ValueError, "betas"),
         (lambda: wu.RAdamWarmup(sgd()), ValueError, "SGD"),
         (lambda: wu.UntunedLinearWarmup(adam(1.0)), ValueError, "1.0"),
-        (lambda: wu.UntunedExponentialWarmup(adam(0.0)), ValueError, "0.0"),
+        (lambda: wu.UntunedExponentialWarmup(adam(1.0)), ValueError, "1.0"),
         (lambda: wu.RAdamWarmup(adam(0.5)), ValueError, "0.5"),
         (lambda: wu.RAdamWarmup(adam(0.6)), ValueError, "0.6"),
     ],
@@ -55,6 +57,9 @@ def test_untuned_periods_are_per_group() -> None:
     assert [p["warmup_period"] for p in warm.warmup_params] == [1999, 199]  # int() truncation
     warm = wu.UntunedExponentialWarmup(adam(0.999, 0.99))
     assert [p["warmup_period"] for p in warm.warmup_params] == [999, 99]
+    # beta2 = 0 is Adam's (and pytorch_warmup's): periods 2 and 1
+    assert wu.UntunedLinearWarmup(adam(0.0)).warmup_params == [{"warmup_period": 2}]
+    assert wu.UntunedExponentialWarmup(adam(0.0)).warmup_params == [{"warmup_period": 1}]
 
 
 def test_radam_helpers() -> None:

@@ -111,41 +111,74 @@ def test_loading_the_warmup_directly_is_no_foreign_step() -> None:
         assert silent_loop(optimizer, wrapper, 20) == expected
 
 
-# ---- 3. load_state_dict with other periods ----------------------------------------
+# ---- 3. load_state_dict with other periods: loaded, as pytorch_warmup loads them ------
 
 
-def test_loading_another_period_is_refused_naming_both() -> None:
+def linear_lrs(period: int, first: int, then: int, load_into: int | None = None):
+    """LinearWarmup(period) over Adam without a scheduler: the LRs of `then` iterations
+    after `first`, going on in the same warmup, or in a LinearWarmup(load_into) over a
+    fresh optimizer loaded with the state saved after `first`."""
+    optimizer = adam(lr=0.5)
+    warmup = wu.LinearWarmup(optimizer, period)
+    wrapper = wu.WarmupScheduler(warmup)
+    silent_loop(optimizer, wrapper, first)
+    if load_into is not None:
+        saved = wrapper.state_dict()
+        optimizer = adam(lr=0.5)
+        wrapper = wu.WarmupScheduler(wu.LinearWarmup(optimizer, load_into))
+        with pytest.warns(UserWarning) as caught:
+            wrapper.load_state_dict(saved)
+        assert [str(w.message) for w in caught] == [
+            f"LinearWarmup.load_state_dict: the saved warmup_period {period} replaces "
+            f"{load_into} (param group 0)"]
+        assert wrapper.warmup.warmup_params == [{"warmup_period": period}]
+    return silent_loop(optimizer, wrapper, then)
+
+
+def test_a_state_saved_with_another_period_loads_and_goes_on_with_it() -> None:
+    """pytorch_warmup restores a saved state periods included: so does this library, and
+    says which period replaced the constructed one."""
+    assert linear_lrs(199, 50, 200, load_into=999) == linear_lrs(199, 50, 200)
     saved = wu.UntunedLinearWarmup(adam(beta2=0.999)).state_dict()  # period 1999
-    optimizer = adam()
-    warmup = wu.LinearWarmup(optimizer, 999)
-    lr = optimizer.param_groups[0]["lr"]
-    with pytest.raises(ValueError) as info:
+    warmup = wu.LinearWarmup(optimizer := adam(), 999)
+    with pytest.warns(UserWarning, match="saved warmup_period 1999 replaces 999"):
         warmup.load_state_dict(saved)
-    assert "saved state has warmup_period 1999, this warmup 999" in str(info.value)
-    assert "create the warmup with the saved period" in str(info.value)
-    assert warmup.warmup_params == [{"warmup_period": 999}]
+    assert optimizer.param_groups[0]["lr"] == 0.01 / 1999  # the saved warmup's first LR
+    radam = wu.RAdamWarmup(adam(beta2=0.99))
+    with pytest.warns(UserWarning, match="saved warmup params .*'beta2': 0.999.* replace"):
+        radam.load_state_dict(wu.RAdamWarmup(adam(beta2=0.999)).state_dict())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same period: silent
+        wu.LinearWarmup(adam(), 1999).load_state_dict(saved)
+
+
+def test_loading_another_number_of_groups_or_kind_of_warmup_is_refused() -> None:
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(1))]} for _ in range(2)]
+    saved = wu.LinearWarmup(torch.optim.Adam(groups, lr=0.1), 10).state_dict()
+    optimizer = adam()
+    warmup = wu.LinearWarmup(optimizer, 10)
+    lr = optimizer.param_groups[0]["lr"]
+    with pytest.raises(ValueError, match="saved state has 2 param groups, this warmup 1"):
+        warmup.load_state_dict(saved)
+    with pytest.raises(ValueError, match="another kind of warmup: its params .*'rho_inf'"):
+        warmup.load_state_dict(wu.RAdamWarmup(adam(beta2=0.999)).state_dict())
+    assert warmup.warmup_params == [{"warmup_period": 10}]
     assert optimizer.param_groups[0]["lr"] == lr  # nothing changed
 
     optimizer, scheduler, warmup = cosine_setup()
-    other = wu.WarmupScheduler(wu.LinearWarmup(adam(), 50))
     wrapper = wu.WarmupScheduler(warmup, scheduler)
     before = scheduler.state_dict()
-    with pytest.raises(ValueError, match="saved state has warmup_period 50, this warmup 199"):
+    other = wu.WarmupScheduler(wu.RAdamWarmup(adam()))
+    with pytest.raises(ValueError, match="another kind of warmup"):
         wrapper.load_state_dict({**other.state_dict(), "scheduler": before})
     assert scheduler.state_dict() == before  # checked before the scheduler was loaded
 
 
-def test_loading_another_number_of_groups_is_refused() -> None:
-    groups = [{"params": [torch.nn.Parameter(torch.zeros(1))]} for _ in range(2)]
-    saved = wu.LinearWarmup(torch.optim.Adam(groups, lr=0.1), 10).state_dict()
-    with pytest.raises(ValueError, match="saved state has 2 param groups, this warmup 1"):
-        wu.LinearWarmup(adam(), 10).load_state_dict(saved)
-
-
-def test_loading_other_warmup_params_is_refused() -> None:
-    saved = wu.RAdamWarmup(adam(beta2=0.999)).state_dict()
-    with pytest.raises(ValueError, match="saved state has warmup params .*this RAdamWarmup"):
-        wu.RAdamWarmup(adam(beta2=0.99)).load_state_dict(saved)
+def test_a_warmup_scheduler_around_another_is_refused() -> None:
+    optimizer, scheduler, warmup = cosine_setup()
+    inner = wu.WarmupScheduler(warmup, scheduler)
+    with pytest.raises(TypeError, match="itself a WarmupScheduler: .*double warmup"):
+        wu.WarmupScheduler(wu.LinearWarmup(optimizer, 10), inner)
 
 
 # ---- 4. stepped before optimizer.step() --------------------------------------------

@@ -21,40 +21,45 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch.optim import Optimizer
 
+# The error messages of optimizer and period checks are pytorch_warmup's, word for word:
+# code (and pytorch_warmup's own tests) written against it may match on them.
 
 def check_optimizer(optimizer: Any) -> None:
     if not isinstance(optimizer, Optimizer):
-        raise TypeError(
-            f"{optimizer!r} ({type(optimizer).__name__}) is not a torch.optim.Optimizer."
-        )
+        raise TypeError(f"{optimizer} ({type(optimizer).__name__}) is not an Optimizer.")
 
 
 def warmup_periods(warmup_period: int | list[int], group_count: int) -> list[int]:
-    """One positive int period per param group, from one int or a list of them."""
-    periods = warmup_period if isinstance(warmup_period, list) else [warmup_period]
-    for period in periods:
-        # bool is an int subclass, but a period of True is a mistake, not 1.
-        if not isinstance(period, int) or isinstance(period, bool):
-            raise TypeError(
-                f"warmup_period must be a positive int or a list of them, got "
-                f"{period!r} ({type(period).__name__})."
-            )
-        if period <= 0:
-            raise ValueError(f"warmup_period must be a positive int, got {period}.")
-    if not isinstance(warmup_period, list):
-        return periods * group_count
-    if len(periods) != group_count:
-        raise ValueError(
-            f"warmup_period has {len(periods)} entries but the optimizer has "
-            f"{group_count} param groups."
-        )
-    return periods
+    """One positive int period per param group, from one int or a list of them. A bool
+    is refused as a period (True is an int to Python, but a period of True is a bug)."""
+    def is_int(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if isinstance(warmup_period, list):
+        if len(warmup_period) != group_count:
+            raise ValueError(f"The size of warmup_period ({len(warmup_period)}) does not "
+                             f"match the size of param_groups ({group_count}).")
+        for period in warmup_period:
+            if not is_int(period):
+                raise TypeError(f"An element in warmup_period, {type(period).__name__}, is "
+                                "not an int.")
+            if period <= 0:
+                raise ValueError("An element in warmup_period must be a positive integer, "
+                                 f"but is {period}.")
+        return list(warmup_period)
+    if not is_int(warmup_period):
+        raise TypeError(f"{warmup_period} ({type(warmup_period).__name__}) is not a list nor "
+                        "an int.")
+    if warmup_period <= 0:
+        raise ValueError(f"warmup_period must be a positive integer, but is {warmup_period}.")
+    return [warmup_period] * group_count
 
 
 def group_beta2s(optimizer: Optimizer, warmup_name: str) -> list[float]:
@@ -67,8 +72,8 @@ def group_beta2s(optimizer: Optimizer, warmup_name: str) -> list[float]:
                 f"{type(optimizer).__name__} has none."
             )
         beta2 = float(group["betas"][1])
-        if not 0.0 < beta2 < 1.0:
-            raise ValueError(f"{warmup_name} needs beta2 in (0, 1), got {beta2}.")
+        if not 0.0 <= beta2 < 1.0:  # Adam's own range; the periods need beta2 < 1
+            raise ValueError(f"{warmup_name} needs beta2 in [0, 1), got {beta2}.")
         beta2s.append(beta2)
     return beta2s
 
@@ -106,7 +111,8 @@ class BaseWarmup:
 
     Rules: the optimizer keeps the param groups it had when the warmup was created;
     `warmup_factor` returns a finite number in [0, 1] (checked before any LR is
-    multiplied); a state is loaded only into a warmup with the same per-group params.
+    multiplied); a state loads only into a warmup over as many param groups (its params
+    replace this warmup's, with a warning when they differ).
     """
 
     _scheduler = None  # the WarmupScheduler stepping this warmup, once one is created
@@ -193,14 +199,21 @@ class BaseWarmup:
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restores the state and re-dampens the optimizer's LRs to match it.
+        """Restores the state, periods included, and re-dampens the optimizer's LRs to
+        match it.
 
-        Re-dampening gives the same LR the optimizer had when the state was saved, so
-        loading works whether or not the optimizer's own state was loaded first.  The
-        saved params (periods) must be this warmup's own: loading never changes them.
+        As in pytorch_warmup, the saved params replace the constructed ones (a state saved
+        with another warmup_period loads, and the warmup goes on with the saved period);
+        here that replacement is said in a UserWarning naming both. Re-dampening gives the
+        same LR the optimizer had when the state was saved, so loading works whether or
+        not the optimizer's own state was loaded first.
         """
-        self.check_state(state_dict)
+        replaced = self.check_state(state_dict)
         self._check_groups()
+        if replaced:
+            warnings.warn(f"{type(self).__name__}.load_state_dict: {replaced}", UserWarning,
+                          stacklevel=2)
+        self.warmup_params = [dict(params) for params in state_dict["warmup_params"]]
         self.last_step = state_dict["last_step"]
         self.lrs = [_copy_lr(lr) for lr in state_dict["lrs"]]
         self._restore_lrs()
@@ -208,24 +221,34 @@ class BaseWarmup:
         if self._scheduler is not None:  # loading is no foreign step of its WarmupScheduler
             self._scheduler._left_step = self.last_step
 
-    def check_state(self, state_dict: Any) -> None:
-        """Refuses a state that is not this warmup's: other keys, group count or params."""
+    def check_state(self, state_dict: Any) -> str | None:
+        """Refuses what is not a state of this kind of warmup over this optimizer (other
+        keys, another number of param groups, params of another kind); returns what
+        loading it would change in this warmup's params ("the saved warmup_period 50
+        replaces 199 (param group 0)"), or None."""
         check_state_keys(state_dict, ("last_step", "lrs", "warmup_params"), "warmup")
         saved, own = state_dict["warmup_params"], self.warmup_params
+        if not isinstance(saved, list) or not all(isinstance(p, dict) for p in saved):
+            raise ValueError("not a warmup state dict: its warmup_params is not a list of "
+                             "dicts (one per param group).")
         if len(saved) != len(own) or len(state_dict["lrs"]) != len(own):
             raise ValueError(f"the saved state has {len(saved)} param groups, this warmup "
                              f"{len(own)}: load it into a warmup over the same optimizer.")
+        changes = []
         for index, (theirs, ours) in enumerate(zip(saved, own)):
             if dict(theirs) == ours:
                 continue
-            if theirs.get("warmup_period") != ours.get("warmup_period"):  # the usual case
-                raise ValueError(
-                    f"saved state has warmup_period {theirs.get('warmup_period')}, this "
-                    f"warmup {ours.get('warmup_period')} (param group {index}): create the "
-                    f"warmup with the saved period.")
-            raise ValueError(
-                f"saved state has warmup params {dict(theirs)}, this {type(self).__name__} "
-                f"{ours} (param group {index}): create the warmup with the saved ones.")
+            if set(theirs) != set(ours):  # warmup_factor could not take them
+                raise ValueError(f"the saved state is of another kind of warmup: its params "
+                                 f"{dict(theirs)}, this {type(self).__name__}'s {ours} "
+                                 f"(param group {index}).")
+            if set(ours) == {"warmup_period"}:  # the usual case
+                changes.append(f"the saved warmup_period {theirs['warmup_period']} replaces "
+                               f"{ours['warmup_period']} (param group {index})")
+            else:
+                changes.append(f"the saved warmup params {dict(theirs)} replace {ours} "
+                               f"(param group {index})")
+        return "; ".join(changes) or None
 
 
 class NoWarmup(BaseWarmup):

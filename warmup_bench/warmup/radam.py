@@ -34,7 +34,8 @@ def rho_fn(t, beta2: float, rho_inf: float):
 def get_offset(beta2: float, rho_inf: float) -> int:
     """delta: the smallest t >= 1 with rho_t > 4."""
     if not beta2 > MIN_BETA2:
-        raise ValueError(f"RAdam warmup needs beta2 > {MIN_BETA2}, got {beta2}.")
+        # pytorch_warmup's words, which code written against it may match on
+        raise ValueError(f"beta2 ({beta2}) must be greater than {MIN_BETA2}")
     t = 1
     while rho_fn(t, beta2, rho_inf) <= 4:
         t += 1

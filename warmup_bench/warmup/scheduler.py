@@ -25,7 +25,9 @@ Rules, each refused (or warned about) with the reason:
 - one WarmupScheduler per warmup, and the warmup is stepped only through it: a second
   wrapper, or a `with warmup.dampening():` beside it, would step the warmup twice;
 - every param group exists before the warmup is created (a later one is never warmed up);
-- `load_state_dict` takes only a WarmupScheduler's state with this warmup's periods;
+- the scheduler is not itself a WarmupScheduler (its warmup and this one would both apply);
+- `load_state_dict` takes a WarmupScheduler's state over as many param groups; its warmup's
+  saved periods replace the constructed ones, as in pytorch_warmup (with a UserWarning);
 - `step()` comes after `optimizer.step()`; called before it, the first LR of the schedule
   is skipped (a UserWarning, once, as torch's own schedulers give).
 """
@@ -59,6 +61,11 @@ class WarmupScheduler(LRScheduler):
                 "ReduceLROnPlateau steps on a metric (step(metrics)), which "
                 "WarmupScheduler.step() cannot pass: step ReduceLROnPlateau yourself, inside "
                 "`with warmup.dampening():`, instead of wrapping it.")
+        if isinstance(scheduler, WarmupScheduler):
+            raise TypeError(
+                "the scheduler is itself a WarmupScheduler: its warmup would apply on top of "
+                "this one's (a double warmup). Wrap its inner scheduler instead "
+                "(`WarmupScheduler(warmup, inner.scheduler)`), or use that one alone.")
         if scheduler is not None and not isinstance(scheduler, LRScheduler):
             raise TypeError(
                 f"WarmupScheduler expects a torch.optim.lr_scheduler.LRScheduler (or None), "
@@ -152,8 +159,9 @@ class WarmupScheduler(LRScheduler):
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restores the scheduler, then the warmup (which re-dampens the optimizer's LRs
-        to what they were when the state was saved).  The state is checked first (a
-        WarmupScheduler's, with this warmup's periods), so a refused one changes nothing."""
+        to what they were when the state was saved; saved periods replace the constructed
+        ones, with a warning).  The state is checked first (a WarmupScheduler's, over as
+        many param groups), so a refused one changes nothing."""
         check_state_keys(state_dict, STATE_KEYS, "WarmupScheduler")
         self.warmup.check_state(state_dict["warmup"])
         if (state_dict["scheduler"] is None) != (self.scheduler is None):
