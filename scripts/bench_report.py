@@ -52,7 +52,7 @@ def write_runs(root: Path, lrs: int, warmups: int, seeds: int, epochs: int = 30)
                     ",".join(map(repr, r)) + "\n" for r in rows))
                 steps = range(1, epochs * iterations + 1, 10)
                 (folder / "steps.csv").write_text("step,epoch,lr,warmup_factor,loss\n" + "".join(
-                    f"{s},{(s - 1) // iterations + 1},{lr!r},1.0,{2.3 / s ** 0.3!r}\n"
+                    f"{s},{(s - 1) // iterations + 1},{float(lr)!r},1.0,{2.3 / s ** 0.3!r}\n"
                     for s in steps))
                 diagnostics = [*range(1, 11), *steps[1:]]
                 (folder / "diagnostics.csv").write_text(",".join(DIAGNOSTIC_COLUMNS) + "\n" +

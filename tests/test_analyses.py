@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from runfolders import write_finished_run
 from typer.testing import CliRunner
 
 from warmup_bench import plots
 from warmup_bench.cli import app
 from warmup_bench.report import build_table, collect, collect_runs, parse_metric, render
 from warmup_bench.report.figures import analyse, figure_jobs, phase_grid, sensitivity_curves
-from warmup_bench.runs import RunDir
 from warmup_bench.tasks import resolve_config
 
 runner = CliRunner()
@@ -23,24 +23,13 @@ ITERATIONS = 44  # per epoch, as meta.json records it
 
 
 def write_run(root: Path, accuracies: list[float], status: str = "complete",
-              val: list[float] | None = None, **settings) -> Path:
+              val: list[float] | None = None, iterations: int = ITERATIONS,
+              **settings) -> Path:
+    """A run of 5 digits epochs whose test accuracies were `accuracies` (`val`: and val
+    accuracies), 1.5 training seconds an epoch."""
     cfg = resolve_config("digits", {"epochs": 5, **settings})
-    folder = RunDir.of(root, cfg).path
-    folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
-    (folder / "meta.json").write_text(json.dumps({"iterations_per_epoch": ITERATIONS,
-                                                  "delay_schedule_iterations": 0}))
-    header = "epoch,train_loss,train_acc,test_loss,test_acc" + (",val_acc" if val else "") + \
-        ",seconds,images_per_second\n"
-    rows = "".join(f"{e},1.0,0.5,1.0,{a}" + (f",{val[e - 1]}" if val else "") +
-                   f",2.0,{ITERATIONS * 32 / 1.5}\n" for e, a in enumerate(accuracies, 1))
-    (folder / "epochs.csv").write_text(header + rows)
-    (folder / "steps.csv").write_text("step,epoch,lr,warmup_factor,loss\n1,1,0.001,0.1,2.3\n")
-    (folder / "summary.json").write_text(json.dumps({
-        "status": status, "best_test_acc": max(accuracies), "best_epoch": 1,
-        "final_test_acc": accuracies[-1], "epochs_done": len(accuracies), "wall_seconds": 9.0,
-        "error": None}))
-    return folder
+    return write_finished_run(root, cfg, accuracies, status, val, iterations=iterations,
+                              images_per_second=iterations * 32 / 1.5, top5=False)
 
 
 @pytest.fixture
@@ -72,10 +61,12 @@ def test_steps_epochs_and_seconds_to_a_target(timed) -> None:
 
 def test_time_to_target_reads_the_val_split_where_there_is_one(tmp_path) -> None:
     root = tmp_path / "r"
-    write_run(root, [0.99] * 5, val=[0.5, 0.6, 0.95, 0.96, 0.97], val_fraction=0.2)
+    # 1,438 - 288 held out for validation = 1,150 training images: 35 batches of 32
+    write_run(root, [0.99] * 5, val=[0.5, 0.6, 0.95, 0.96, 0.97], iterations=35,
+              val_fraction=0.2)
     runs = collect_runs(root, print)
     table = build_table("t", runs, ("opt", "warmup"), "lr", parse_metric("steps-to:90"))
-    assert next(iter(table.cells.values())).values == [3 * ITERATIONS]
+    assert next(iter(table.cells.values())).values == [3 * 35]
     assert table.metric_title == "optimizer steps to 90% val accuracy"
 
 

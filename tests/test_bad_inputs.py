@@ -20,8 +20,9 @@ from datafiles import idx_bytes, write_cifar_python, write_idx_dataset
 from typer.testing import CliRunner
 
 from warmup_bench.cli import app
+from warmup_bench.config import ConfigError, TrainConfig
 from warmup_bench.data.catalog import IDX_FILES
-from warmup_bench.runs import RunDir
+from warmup_bench.runs import run_name
 from warmup_bench.tasks import resolve_config
 
 runner = CliRunner()
@@ -110,6 +111,29 @@ TRAIN_FLAGS = [
     (["--schedule", "multistep", "--milestones", "-1"], "--milestones [-1]"),
     (["--warmup", "radam", "--beta2", "0.5"], "--warmup radam needs --beta2 > 0.6"),
     (["--opt", "sgd", "--warmup", "untuned-linear"], "--opt sgd does not have"),
+    # settings the chosen entries never read, and ranges an entry states
+    (["--opt", "adamw", "--momentum", "0.5"], "--momentum 0.5 does nothing with --opt adamw"),
+    (["--schedule", "cosine", "--cooldown-fraction", "0.3"],
+     "--cooldown-fraction 0.3 does nothing with --opt adamw, --warmup untuned-linear, "
+     "--schedule cosine: only --schedule wsd read it"),
+    (["--schedule", "constant", "--cooldown-shape", "cosine"],
+     "--cooldown-shape cosine does nothing"),
+    (["--opt", "sgd", "--warmup", "none", "--beta2", "0.99"],
+     "--beta2 0.99 does nothing with --opt sgd"),
+    (["--warmup", "none", "--delay-schedule"], "--delay-schedule does nothing with --warmup "
+     "none: there is no warmup for the schedule to wait for"),
+    (["--warmup", "linear", "--warmup-period", "5", "--schedule", "constant",
+      "--delay-schedule"], "--delay-schedule does nothing with --opt adamw, --warmup linear, "
+     "--schedule constant: only --schedule multistep, cosine"),
+    (["--warmup", "radam", "--warmup-period", "50"], "--warmup-period 50 does nothing"),
+    (["--schedule", "constant", "--gamma", "0.5"], "--gamma 0.5 does nothing"),
+    (["--schedule", "cosine", "--eta-min", "0.1", "--lr", "0.01"],
+     "--eta-min 0.1 is above --lr 0.01: --schedule cosine decays from the LR"),
+    (["--schedule", "wsd", "--eta-min", "0.1", "--lr", "0.01"], "--eta-min 0.1 is above"),
+    (["--opt", "adamw-schedule-free", "--schedule", "constant", "--beta1", "0"],
+     "--beta1 0.0 is outside (0, 1), the range --opt adamw-schedule-free accepts"),
+    (["--opt", "sgd-schedule-free", "--schedule", "constant", "--warmup", "none",
+      "--momentum", "0"], "--momentum 0.0 is outside (0, 1), the range --opt sgd-schedule-free"),
     (["--threads", "0"], "--threads 0 must be at least 1"),
     (["--threads", "-2"], "--threads -2"),
     # names
@@ -163,7 +187,7 @@ OTHER_COMMANDS = [
     (["sweep", "{grid}", "--devices", "cpu,cuda:3"], "--device cuda:3"),
     (["sweep", "{grid}", "--threads", "0"], "--threads 0"),
     (["sweep", "{tmp}/missing.toml"], "missing.toml: cannot read"),
-    (["sweep", "{tmp}"], "cannot read"),
+    (["sweep", "{tmp}"], "not a regular file"),
     (["sweep", "{grid}", "--out", "{file}"], "is a file, not a folder"),
     (["sweep", "{grid}", "--backend", "ray", "--ray-address", "localhost"],
      "--ray-address 'localhost' is not HOST:PORT"),
@@ -436,6 +460,16 @@ GRID_CASES = [
      "std >= 0"),
     ("published-bools", BASE + '[published]\n"SGD/none" = { "0.1" = [true, false] }\n',
      "must be [mean, std]"),
+    ("nested-deeply", "a = " + "[" * 1000 + "]" * 1000 + "\n", "nest too deeply"),
+    ("integer-of-5000-digits", BASE + "seeds = [" + "9" * 5000 + "]\n",
+     "not valid TOML (a number too long to read)"),
+    ("over-a-mebibyte", BASE + "#" * (1 << 20) + "\n", "larger than 1 MiB"),
+    ("over-100k-runs", BASE + f"seeds = {list(range(1000))}\n[grid]\n"
+     f"lr = {[0.001 * (i + 1) for i in range(101)]}\n",
+     "the grid lists 101,000 runs; a grid file holds at most 100,000"),
+    ("momentum-with-adamw", BASE + "[grid]\nmomentum = [0.5, 0.9]\n",
+     "--momentum 0.5 does nothing with --opt adamw"),
+    ("eta-min-above-lr", BASE + "[fixed]\neta_min = 0.5\n", "--eta-min 0.5 is above --lr 0.01"),
 ]
 
 
@@ -455,7 +489,14 @@ GOOD_SUMMARY = {"status": "complete", "best_test_acc": 0.9, "best_epoch": 1,
                 "final_test_acc": 0.9, "epochs_done": 1, "wall_seconds": 1.0, "error": None}
 
 
-def write_folder(root: Path, name: str, config, summary) -> Path:
+def write_folder(root: Path, name: str, config, summary, keep_name: bool = False) -> Path:
+    """A finished one-epoch run's folder with these config.json and summary.json: named
+    as its config's run (a folder named otherwise is not believed), or `name` where the
+    config is no valid one (or `keep_name`)."""
+    try:
+        name = name if keep_name else run_name(TrainConfig.from_dict(config))
+    except (ConfigError, TypeError, AttributeError):
+        pass
     folder = root / "digits" / name
     folder.mkdir(parents=True)
     for file, content in (("config.json", config), ("summary.json", summary)):
@@ -466,19 +507,20 @@ def write_folder(root: Path, name: str, config, summary) -> Path:
     return folder
 
 
-GOOD_CONFIG = resolve_config("digits", {}).to_dict()
+GOOD_CONFIG = resolve_config("digits", {"epochs": 1}).to_dict()
+OTHER_CONFIG = {**GOOD_CONFIG, "seed": 2}  # another run: a folder of its own
 FOLDER_CASES = [
-    ("summary-list", GOOD_CONFIG, [1, 2], "summary.json is damaged (not a JSON object)"),
-    ("summary-text-acc", GOOD_CONFIG, {**GOOD_SUMMARY, "best_test_acc": "x"},
+    ("summary-list", OTHER_CONFIG, [1, 2], "summary.json is damaged (not a JSON object)"),
+    ("summary-text-acc", OTHER_CONFIG, {**GOOD_SUMMARY, "best_test_acc": "x"},
      "best_test_acc 'x' is not a number"),
-    ("summary-nan-acc", GOOD_CONFIG, {**GOOD_SUMMARY, "best_test_acc": float("nan")},
+    ("summary-nan-acc", OTHER_CONFIG, {**GOOD_SUMMARY, "best_test_acc": float("nan")},
      "best_test_acc nan is not a number"),
-    ("summary-bool-epoch", GOOD_CONFIG, {**GOOD_SUMMARY, "epochs_done": True},
+    ("summary-bool-epoch", OTHER_CONFIG, {**GOOD_SUMMARY, "epochs_done": True},
      "epochs_done True is not a count"),
-    ("summary-status", GOOD_CONFIG, {**GOOD_SUMMARY, "status": "bogus"},
+    ("summary-status", OTHER_CONFIG, {**GOOD_SUMMARY, "status": "bogus"},
      "'bogus' is not a valid Status"),
-    ("summary-not-json", GOOD_CONFIG, "{oops", "no readable summary.json"),
-    ("summary-running", GOOD_CONFIG, {**GOOD_SUMMARY, "status": "running"},
+    ("summary-not-json", OTHER_CONFIG, "{oops", "no readable summary.json"),
+    ("summary-running", OTHER_CONFIG, {**GOOD_SUMMARY, "status": "running"},
      "status 'running', not finished"),
     ("config-list", [1], GOOD_SUMMARY, "unreadable config.json"),
     ("config-not-json", "{oops", GOOD_SUMMARY, "unreadable config.json"),
@@ -513,10 +555,9 @@ def test_run_folders_are_skipped_with_one_warning(tmp_path, config, summary, nee
 def test_unknown_published_cells_are_warned_about(tmp_path) -> None:
     root = tmp_path / "results"
     write_folder(root, "good", GOOD_CONFIG, GOOD_SUMMARY)
-    cfg = resolve_config("digits", {})
-    (root / "digits" / "good").rename(RunDir.of(root, cfg).path)
     grid = tmp_path / "grid.toml"
-    grid.write_text(BASE + '[published]\n"AdamW/Linear" = { "0.01" = [1.0, 0.1] }\n'
+    grid.write_text(BASE + '[fixed]\nepochs = 1\n[published]\n'
+                    '"AdamW/Linear" = { "0.01" = [1.0, 0.1] }\n'
                     '"Adam/none" = { "0.01" = [1.0, 0.1] }\n')
     result = run_cli(["report", str(root), "--experiment", str(grid), "--compare",
                       "--format", "csv"])

@@ -237,7 +237,7 @@ DAMAGE = {  # case -> (file, content, what the warning says)
     "summary-negative-acc": ("summary.json", {"best_test_acc": -5, "final_test_acc": -5},
                              "best_test_acc -5 is outside [0, 1]"),
     "summary-not-epochs-best": ("summary.json", {"best_test_acc": 0.95},
-                                "best_test_acc 0.95 is not the best test_acc of epochs.csv"),
+                                "summary.json's best_test_acc 0.95 is not epochs.csv's (0.9)"),
     "epochs-huge-acc": ("epochs.csv", EPOCHS_HEADER + "1,1.0,0.5,1.0,1e308,1.0,10.0\n",
                         "test_acc '1e308' in row 1 is not in [0, 1]"),
     "epochs-text-cell": ("epochs.csv", EPOCHS_HEADER + "1,1.0,0.5,abc,0.9,1.0,10.0\n",
@@ -254,9 +254,9 @@ DAMAGE = {  # case -> (file, content, what the warning says)
                         "its epoch column is not increasing"),
     "epochs-fraction-epoch": ("epochs.csv", EPOCHS_HEADER + "1.5,1.0,0.5,1.0,0.9,1.0,10.0\n",
                               "epoch '1.5' in row 1 is not a whole number"),
-    "epochs-a-folder": ("epochs.csv", None, "epochs.csv: cannot read"),
+    "epochs-a-folder": ("epochs.csv", None, "epochs.csv is not a file"),
     "epochs-header-only": ("epochs.csv", EPOCHS_HEADER,
-                           "epochs.csv has no rows, yet summary.json records 1 epoch(s)"),
+                           "summary.json records 1 epoch(s) done; epochs.csv has 0 row(s)"),
     "meta-bad-iterations": ("meta.json", '{"iterations_per_epoch": "abc"}',
                             "meta.json's iterations_per_epoch 'abc' is not a whole number"),
     "epochs-extra-field": ("epochs.csv", EPOCHS_HEADER + "1,1.0,0.5,1.0,0.9,1.0,10.0,7\n",
@@ -306,17 +306,20 @@ STEPS_DAMAGE = {
 
 
 @pytest.mark.parametrize("case", list(STEPS_DAMAGE))
-def test_report_out_does_not_draw_damaged_steps(tmp_path, case) -> None:
-    from test_bad_inputs import GOOD_CONFIG, GOOD_SUMMARY, write_folder
+def test_report_skips_a_run_whose_steps_csv_is_damaged(tmp_path, case) -> None:
+    """steps.csv is part of the record (meta.json's iterations are checked against it):
+    a damaged one keeps its run out of the tables and the figures."""
+    from test_bad_inputs import GOOD_CONFIG, GOOD_SUMMARY, OTHER_CONFIG, write_folder
 
     root = tmp_path / "results"
-    folder = write_folder(root, "good", GOOD_CONFIG, GOOD_SUMMARY)
+    write_folder(root, "good", GOOD_CONFIG, GOOD_SUMMARY)
+    folder = write_folder(root, "bad", OTHER_CONFIG, GOOD_SUMMARY)
     content, needle = STEPS_DAMAGE[case]
     (folder / "steps.csv").write_text(content)
     result = run_cli(["report", str(root), "--out", str(tmp_path / "report")])
     assert_one_line_error(result, 0, needle)
-    assert result.stderr.startswith(f"warning: not drawing the steps of {folder}")
-    assert (tmp_path / "report" / "report.md").exists()
+    assert result.stderr.startswith(f"warning: skipping {folder}: ")
+    assert "(1)" in (tmp_path / "report" / "report.md").read_text()
 
 
 # ---- damaged run folders and train --resume -------------------------------------------
@@ -398,7 +401,8 @@ def test_control_codes_in_a_folder_name_are_escaped_in_warnings(tmp_path) -> Non
 
     root = tmp_path / "results"
     write_folder(root, "good", GOOD_CONFIG, GOOD_SUMMARY)
-    write_folder(root, "bad\x1b[2J", GOOD_CONFIG, {**GOOD_SUMMARY, "status": "running"})
+    write_folder(root, "bad\x1b[2J", GOOD_CONFIG, {**GOOD_SUMMARY, "status": "running"},
+                 keep_name=True)
     result = run_cli(["report", str(root)])
     assert "bad\\x1b[2J" in result.stderr and "\x1b" not in result.stderr
 

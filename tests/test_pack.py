@@ -393,7 +393,7 @@ real = folder.RunDir.save_checkpoint
 def save(self, cfg, state, keep_previous=False):
     real(self, cfg, state, keep_previous)
     saves.append(self.name)
-    if len(saves) == 3 * 2 + 2:  # epoch 3: two of the three members have committed
+    if len(saves) == 3 * (EPOCH - 1) + 2:  # two of the three members have committed
         os._exit(9)
 folder.RunDir.save_checkpoint = save
 sys.argv = ["warmup-bench", *sys.argv[1:]]
@@ -401,29 +401,45 @@ app()
 """
 
 
-@pytest.mark.parametrize("damaged", [False, True])
+COMMIT_GRID = KILL_GRID.replace("epochs = 6", "epochs = 4\ntrain_samples = 320")
+
+
+@pytest.fixture(scope="module")
+def straight_pack(tmp_path_factory) -> Path:
+    """COMMIT_GRID's packed sweep, uninterrupted."""
+    folder = tmp_path_factory.mktemp("straight")
+    (folder / "grid.toml").write_text(COMMIT_GRID)
+    assert packed_sweep(folder / "grid.toml", folder / "out", stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL).wait() == 0
+    return folder / "out"
+
+
+@pytest.mark.parametrize(("epoch", "damaged"), [(3, False), (3, True), (1, False)])
 def test_a_pack_killed_while_committing_an_epoch_resumes_every_member_from_one_epoch(
-        tmp_path, damaged) -> None:
+        tmp_path, straight_pack, epoch, damaged) -> None:
     """Killed after two of three members committed epoch 3: both go back to their kept
-    epoch-2 checkpoints and the rerun is the uninterrupted pack, byte for byte. A kept
-    checkpoint that does not verify is dropped instead: that member keeps its epoch-3
-    checkpoint and trains on from there, the others from epoch 2."""
+    epoch-2 checkpoints and the rerun is the uninterrupted pack, byte for byte. Killed so
+    in epoch 1, where there was no checkpoint to keep, the two go back to none (the
+    marker checkpoint.prev.none says so): the rerun trains all three from the start as
+    one pack. A kept checkpoint that does not verify is dropped instead: that member keeps
+    its epoch-3 checkpoint and trains on from there, the others from epoch 2."""
     grid = tmp_path / "grid.toml"
-    grid.write_text(KILL_GRID.replace("epochs = 6", "epochs = 4"))
+    grid.write_text(COMMIT_GRID)
     script = tmp_path / "kill.py"
-    script.write_text(KILL_IN_COMMIT)
+    script.write_text(KILL_IN_COMMIT.replace("EPOCH", str(epoch)))
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     args = [str(grid), "--out", str(tmp_path / "killed"), *PACK_ARGS[1:]]
     assert subprocess.run([sys.executable, str(script), "sweep", *args],
                           **quiet).returncode == 9
-    kept = sorted((tmp_path / "killed").glob("*/*/checkpoint.prev.pt"))
+    kept = sorted((tmp_path / "killed").glob("*/*/checkpoint.prev.*"))
     assert len(kept) == 2
+    assert {p.name for p in kept} == {"checkpoint.prev.pt" if epoch > 1 else
+                                      "checkpoint.prev.none"}
     if damaged:
         kept[0].write_bytes(b"not a checkpoint")
     assert packed_sweep(grid, tmp_path / "killed", **quiet).wait() == 0
     if not damaged:
-        assert packed_sweep(grid, tmp_path / "straight", **quiet).wait() == 0
-        assert_same_members(tmp_path / "straight", tmp_path / "killed")
+        assert_same_members(straight_pack, tmp_path / "killed")
         return
     for run in (tmp_path / "killed").glob("*/*"):
         assert json.loads((run / "summary.json").read_text())["status"] == "complete"
@@ -470,10 +486,11 @@ def test_a_pack_trains_the_emnist_recipe_on_fashion_mnist_as_its_runs_alone(tmp_
         curves.append(smooth[1])
         assert b["loss"].iloc[-6:].mean() < 0.5 * b["loss"].iloc[0]  # it did learn
         assert abs(member.summary.final_test_acc - alone.summary.final_test_acc) < 0.005
-    # measured: 0.021 at most (the member without warmup, early), 0.001-0.006 for the
-    # others; two seeds of one recipe differ by more than 4x that
+    # measured: 0.001-0.007 for the members with a warmup; the member without one is
+    # chaotic early on and its gap depends on the CPU's kernels (0.021 on one machine,
+    # 0.046 on another): it is held to a quarter of what two seeds differ by
     seeds = (curves[1] - curves[2]).abs().max()
-    assert max(gaps) < 0.04 and max(gaps) < seeds / 4, (gaps, seeds)
+    assert max(gaps[1:]) < 0.02 and gaps[0] < seeds / 4, (gaps, seeds)
 
 
 def test_vit_members_train_with_their_own_dropout_masks_and_resume(tmp_path,

@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from runfolders import write_finished_run
 from typer.testing import CliRunner
 
 from warmup_bench.cli import app
@@ -238,23 +239,16 @@ def test_speed_table_from_run_files(tmp_path) -> None:
     from warmup_bench.report import collect_runs, speed_frame
 
     for device, seconds in (("NVIDIA H100", 2.0), ("cpu (AMD EPYC)", 50.0)):
-        cfg = resolve_config("digits", {"seed": 1 if seconds == 2.0 else 2})
-        run = RunDir.of(tmp_path, cfg)
-        run.path.mkdir(parents=True)
-        run.write_config(cfg)
-        run.write_meta({"device": "x", "device_name": device})
-        (run.path / "summary.json").write_text(json.dumps({
-            "status": "complete", "best_test_acc": 0.9, "final_test_acc": 0.8,
-            "epochs_done": 2, "wall_seconds": 2 * seconds + 1}))
-        run.epochs_path.write_text(
-            "epoch,train_loss,train_acc,test_loss,test_acc,seconds,images_per_second\n"
-            f"1,1,0.5,1,0.8,{seconds},{1000 / seconds}\n2,1,0.5,1,0.9,{seconds},{1000 / seconds}\n")
+        cfg = resolve_config("digits", {"seed": 1 if seconds == 2.0 else 2, "epochs": 2})
+        write_finished_run(tmp_path, cfg, [0.9, 0.8], seconds=seconds,
+                           images_per_second=1000 / seconds, wall_seconds=2 * seconds + 1,
+                           meta={"device": "x", "device_name": device})
     frame = speed_frame(collect_runs(tmp_path, lambda _: None)).set_index("device")
     assert frame.loc["NVIDIA H100", "speedup_over_slowest"] == pytest.approx(25.0)
     assert frame.loc["cpu (AMD EPYC)", "speedup_over_slowest"] == pytest.approx(1.0)
-    assert frame.loc["NVIDIA H100", "total_seconds"] == pytest.approx(5.0)
+    assert frame.loc["NVIDIA H100", "total_seconds"] == pytest.approx(4.0)  # 2 epochs x 2 s
     assert frame.loc["NVIDIA H100", "best_test_acc"] == pytest.approx(90.0)
     result = runner.invoke(app, ["report", str(tmp_path), "--speed", "--format", "markdown"])
     assert result.exit_code == 0, result.output
-    assert "| digits | NVIDIA H100 | 1 | 2.00 | 500 | 5.0 | 90.00 | 80.00 | 25.00x |" in \
+    assert "| digits | NVIDIA H100 | 1 | 2.00 | 500 | 4.0 | 90.00 | 80.00 | 25.00x |" in \
         result.output

@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+from runfolders import write_finished_run
 from typer.testing import CliRunner
 
 from warmup_bench.cli import app
@@ -23,21 +24,11 @@ NO_WARMUP = ROOT / "experiments" / "cifar10-no-warmup.toml"
 Z5 = [k / math.sqrt(2.5) for k in (-2, -1, 0, 1, 2)]  # sample mean 0, sample std 1
 
 
-def write_run(root: Path, cfg, accuracy: float | None, status: str = "complete",
-              epochs_csv: str | None = None) -> Path:
-    directory = RunDir.of(root, cfg).path
-    directory.mkdir(parents=True)
-    (directory / "config.json").write_text(json.dumps(cfg.to_dict()))
-    summary = {"status": status, "best_test_acc": accuracy, "best_epoch": 3,
-               "final_test_acc": None if accuracy is None else accuracy - 0.01,
-               "epochs_done": 3, "wall_seconds": 1.0, "error": None}
-    (directory / "summary.json").write_text(json.dumps(summary))
-    (directory / "epochs.csv").write_text(epochs_csv or (
-        "epoch,train_loss,train_acc,test_loss,test_acc,seconds,images_per_second\n"
-        f"1,1.0,0.5,1.1,0.5,1.0,100.0\n2,0.5,0.8,0.7,{accuracy or 0},1.0,100.0\n"))
-    (directory / "steps.csv").write_text("step,epoch,lr,warmup_factor,loss\n"
-                                         "1,1,0.001,0.1,2.3\n11,1,0.01,1.0,1.9\n")
-    return directory
+def write_run(root: Path, cfg, accuracy: float | None, status: str = "complete") -> Path:
+    """A run whose best test accuracy was `accuracy` (at epoch 2) and whose last was a
+    point less; None: a run that diverged in its first epoch."""
+    accuracies = [] if accuracy is None else [0.5, accuracy, accuracy - 0.01]
+    return write_finished_run(root, cfg, accuracies, status, top5=False)
 
 
 def config(**overrides):
@@ -50,9 +41,7 @@ def fixture_runs(tmp_path) -> Path:
     for seed, acc in zip((1, 2, 3), (0.90, 0.92, 0.91)):
         write_run(root, config(opt="adamw", lr=0.1, seed=seed), acc)
     write_run(root, config(opt="adamw", lr=0.1, seed=4), None, status="diverged")
-    write_run(root, config(opt="sgd", lr=0.1, seed=1), 0.95,
-              epochs_csv="epoch,train_loss,train_acc,test_loss,test_acc,seconds,images_per"
-                         "_second\n1,1.0,0.5,1.1,0.95,1.0,100.0\n2,0.5,0.8,0.")  # torn row
+    write_run(root, config(opt="sgd", lr=0.1, seed=1), 0.95)
     partial = write_run(root, config(opt="sgd", lr=0.01, seed=1), 0.5)
     (partial / "summary.json").unlink()  # a run killed before its first summary
     running = write_run(root, config(opt="sgd", lr=0.01, seed=2), 0.5, status="running")
@@ -182,7 +171,7 @@ def test_groups_differing_in_another_setting_get_their_own_figures(tmp_path) -> 
 def test_run_folder_written_before_meta_json_is_still_reported(tmp_path) -> None:
     """Version 0.1.0 kept bookkeeping in config.json (no meta.json): the report must
     still read such a folder, group it by its settings alone, and find its bookkeeping."""
-    cfg = config(opt="adamw", lr=0.01, seed=1)
+    cfg = config(opt="adamw", lr=0.01, seed=1, epochs=2)
     legacy = {**cfg.to_dict(), "run_name": RunDir.of(tmp_path, cfg).name,
               "versions": {"warmup_bench": "0.1.0", "torch": "2.13.0+cpu", "python": "3.11.7"},
               "device": "cpu", "device_name": "cpu", "started": "2026-11-01T10:00:00+0000",
@@ -192,14 +181,16 @@ def test_run_folder_written_before_meta_json_is_still_reported(tmp_path) -> None
     directory.mkdir(parents=True)
     (directory / "config.json").write_text(json.dumps(legacy, indent=2, sort_keys=True) + "\n")
     (directory / "summary.json").write_text(json.dumps({
-        "status": "complete", "best_test_acc": 0.9106, "best_epoch": 2, "final_test_acc": 0.9,
-        "epochs_done": 2, "wall_seconds": 12.5, "error": None}, indent=2, sort_keys=True))
+        "status": "complete", "best_test_acc": 0.9106, "best_epoch": 2,
+        "final_test_acc": 0.9106, "epochs_done": 2, "wall_seconds": 12.5, "error": None},
+        indent=2, sort_keys=True))
     (directory / "epochs.csv").write_text(
         "epoch,train_loss,train_acc,test_loss,test_acc,seconds,images_per_second\n"
         "1,1.2,0.6,1.0,0.85,6.0,8000.0\n2,0.6,0.8,0.5,0.9106,6.0,8000.0\n")
-    (directory / "steps.csv").write_text("step,epoch,lr,warmup_factor,loss\n1,1,5e-06,0.0005,2.3\n")
+    (directory / "steps.csv").write_text("step,epoch,lr,warmup_factor,loss\n" + "".join(
+        f"{s},{1 + (s > 390)},5e-06,0.0005,2.3\n" for s in range(1, 781, 10)))
     # a run of the same cell written by this version groups with it
-    write_run(tmp_path, config(opt="adamw", lr=0.01, seed=2), 0.9094)
+    write_finished_run(tmp_path, config(opt="adamw", lr=0.01, seed=2, epochs=2), [0.9094])
     assert RunDir(directory).read_meta()["iterations_per_epoch"] == 390
     result = runner.invoke(app, ["report", str(tmp_path), "--format", "csv"])
     assert result.exit_code == 0, result.output

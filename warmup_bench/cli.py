@@ -197,9 +197,8 @@ def sweep(
                   f"{len(todo)} to run")
     if grid.description:
         console.print(grid.description, style="dim")
-    if grid.duplicates:
-        console.print(f"note: {grid.duplicates} grid entries repeat an earlier run; each run "
-                      "is trained once.")
+    for note in grid.notes():
+        say(note)
     if (note := long_warmups_note(configs)) is not None:
         say(note)
     if dry_run:
@@ -264,14 +263,15 @@ def report(
                                "metric, else best."),
     fmt: str = typer.Option("table", "--format", help="table, markdown, csv, latex or json."),
     compare: bool = typer.Option(False, help="Compare with the published numbers."),
-    out: Path = typer.Option(None, help="Write the table and the plots into this folder."),
+    out: str = typer.Option(None, help="Write the table and plots into this folder (new, "
+                            "empty, or this report's own)."),
     plot_format: str = typer.Option("png", help="png, pdf or svg."),
     log_x: bool = typer.Option(False, help="Log-scale iterations in the LR plots."),
-    epochs: int = typer.Option(None, help="The --epochs override the sweep ran with."),
+    epochs: int = typer.Option(None, help="With --experiment: the sweep's --epochs."),
     speed: bool = typer.Option(False, help="Instead: seconds per epoch, images/s, total time "
                                "and accuracy per task and device, with speed-ups."),
-    run_figures: str = typer.Option("diverged", help="Per-run history figures with --out: "
-                                    "diverged (only those runs'), all, or none."),
+    run_figures: str = typer.Option(None, help="Per-run history figures with --out: "
+                                    "diverged (only those runs', the default), all, or none."),
     plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP),
     allow_plugins: bool = typer.Option(False, help=ALLOW_PLUGINS_HELP),
 ) -> None:
@@ -288,13 +288,22 @@ def report(
             parse_metric(metric)
     check_choice("--format", fmt, reporting.FORMATS)
     check_choice("--plot-format", plot_format, plots.FIGURE_FORMATS)
-    check_choice("--run-figures", run_figures, reporting.RUN_FIGURES)
+    if run_figures is not None:
+        check_choice("--run-figures", run_figures, reporting.RUN_FIGURES)
+        if out is None:
+            fail(f"--run-figures {run_figures} draws figures into --out: pass --out DIR.")
+    if out is not None and not out.strip():
+        fail("--out '' names no folder: give the folder to write the report into.")
+    out = Path(out) if out is not None else None
     if not results_dir.is_dir():
         fail(f"results folder {results_dir} does not exist.")
     if compare and experiment is None:
         fail("--compare needs --experiment FILE: the published numbers live in the grids.")
     if epochs is not None and epochs < 1:
         fail(f"--epochs {epochs} must be at least 1.")
+    if epochs is not None and experiment is None:
+        fail(f"--epochs {epochs} names the --epochs a grid's sweep ran with: it needs "
+             "--experiment FILE.")
     load_plugins(plugin)
     grid = None
     with user_errors():
@@ -336,5 +345,5 @@ def report(
         with user_errors(), writing(out):
             reporting.claim_folder(out, results_dir, experiment)
             written = reporting.write_report(tables, out, fmt, compare, plot_format, log_x,
-                                             warn, chosen, run_figures)
+                                             warn, chosen, run_figures or "diverged")
         console.print(f"wrote {written} and figures in {out / 'plots'}")

@@ -252,7 +252,7 @@ def predict(
             return
         path = out or trained.run.predictions_path
         check_output_file(path)
-    shown, labels, predicted = predict_test_images(trained, images)
+        shown, labels, predicted = predict_test_images(trained, images)
     right = int((labels == predicted).sum())
     figure = plots.predictions_figure(shown.numpy(), labels.tolist(), predicted.tolist(),
                                       trained.class_names, f"{trained.cfg.task} / "

@@ -71,6 +71,29 @@ def positive_epochs(name: str, value) -> None:
 
 
 @dataclass(frozen=True)
+class Range:
+    """The values a registry entry accepts for a setting, where that is narrower than the
+    setting's own check (schedule-free AdamW divides by beta1: it takes (0, 1), not [0, 1))."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}" \
+               f"{')' if self.high_open else ']'}"
+
+
+OPEN_UNIT = Range(0.0, 1.0, low_open=True, high_open=True)
+
+
+@dataclass(frozen=True)
 class Setting:
     """What a TrainConfig field declares about itself."""
 
@@ -82,13 +105,16 @@ class Setting:
     # may differ between the members of a pack (train.pack): it does not shape the
     # computation (an LR, a seed, a warmup); every other setting the members share
     per_member: bool = False
+    # read only by the optimizer, warmup or schedule entries that say they read it (their
+    # `reads`): with any other, a value of its own is refused (tasks.check_unread)
+    conditional: bool = False
 
 
 def setting(default=dataclasses.MISSING, help: str = "", check: Check | None = None, *,
             names: str | None = None, flag: str | None = None, added: bool = False,
-            per_member: bool = False):
-    return field(default=default, metadata={"setting": Setting(help, check, names, flag,
-                                                               added, per_member)})
+            per_member: bool = False, conditional: bool = False):
+    return field(default=default, metadata={"setting": Setting(
+        help, check, names, flag, added, per_member, conditional)})
 
 
 @dataclass(frozen=True)
@@ -100,16 +126,19 @@ class TrainConfig:
     warmup: str = setting("none", "Warmup (see `list warmups`).", names="warmup",
                           per_member=True)
     warmup_period: int | None = setting(None, "Period of linear/exponential warmup, and the "
-                                        "peak of inverse-sqrt.", positive_int, per_member=True)
+                                        "peak of inverse-sqrt.", positive_int, per_member=True,
+                                        conditional=True)
     schedule: str = setting("constant", "LR schedule (see `list schedules`).",
                             names="schedule")
     delay_schedule: bool = setting(False, "Hold the schedule until the warmup has passed.",
-                                   per_member=True)
+                                   per_member=True, conditional=True)
     lr: float = setting(1e-3, "Base learning rate.", positive, per_member=True)
-    beta1: float = setting(0.9, "Adam beta1.", below_one, per_member=True)
-    beta2: float = setting(0.999, "Adam beta2.", below_one, per_member=True)
-    eps: float = setting(1e-8, "Adam epsilon.", positive, added=True, per_member=True)
-    momentum: float = setting(0.9, "SGD momentum.", below_one, added=True, per_member=True)
+    beta1: float = setting(0.9, "Adam beta1.", below_one, per_member=True, conditional=True)
+    beta2: float = setting(0.999, "Adam beta2.", below_one, per_member=True, conditional=True)
+    eps: float = setting(1e-8, "Adam epsilon.", positive, added=True, per_member=True,
+                         conditional=True)
+    momentum: float = setting(0.9, "SGD momentum.", below_one, added=True, per_member=True,
+                              conditional=True)
     weight_decay: float = setting(0.0, "Weight decay.", at_least_zero, per_member=True)
     epochs: int = setting(10, "Epochs.", positive)
     batch_size: int = setting(128, "Training batch size.", positive)
@@ -117,15 +146,16 @@ class TrainConfig:
     seed: int = setting(1, "Seed (model init, batch order, augmentation).", seed_range,
                         per_member=True)
     milestones: tuple[int, ...] = setting((), "Multistep milestones in epochs.",
-                                          positive_epochs, per_member=True)
-    gamma: float = setting(0.1, "Multistep decay factor.", at_least_zero, per_member=True)
+                                          positive_epochs, per_member=True, conditional=True)
+    gamma: float = setting(0.1, "Multistep decay factor.", at_least_zero, per_member=True,
+                           conditional=True)
     eta_min: float = setting(0.0, "The final LR of the cosine schedules and of WSD's "
-                             "cooldown.", at_least_zero, per_member=True)
+                             "cooldown.", at_least_zero, per_member=True, conditional=True)
     cooldown_fraction: float = setting(0.2, "WSD: the share of training its cooldown takes.",
-                                       fraction, added=True, per_member=True)
+                                       fraction, added=True, per_member=True, conditional=True)
     cooldown_shape: str = setting("linear", "WSD: the cooldown's shape: linear, cosine or "
                                   "1-sqrt.", one_of("linear", "cosine", "1-sqrt"), added=True,
-                                  per_member=True)
+                                  per_member=True, conditional=True)
     label_smoothing: float = setting(0.0, "Label smoothing.", below_one, per_member=True)
     grad_clip: float | None = setting(None, "Gradient-norm clipping threshold.", positive,
                                       per_member=True)
@@ -172,6 +202,7 @@ DECLARED: dict[str, Setting] = {name: f.metadata["setting"] for name, f in FIELD
 ADDED_SETTINGS = {name: FIELDS[name].default for name, s in DECLARED.items() if s.added}
 # the settings that name a registry entry, by the kind of entry they name
 NAMES = {s.names: name for name, s in DECLARED.items() if s.names}
+CONDITIONAL = tuple(name for name, s in DECLARED.items() if s.conditional)
 
 
 def option(key: str) -> str:

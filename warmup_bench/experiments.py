@@ -35,6 +35,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +44,7 @@ from pathlib import Path
 from .config import MAX_SEED, ConfigError, TrainConfig, check_choice, check_value_type
 from .config import SETTINGS as CONFIG_SETTINGS
 from .plugins import load_plugins
-from .tasks import TASKS, resolve_config
+from .tasks import TASKS, UnreadSetting, resolve_config
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,6 +56,8 @@ FILE_KEYS = ("title", "description", "plugins", "tensorboard", "task", "seeds", 
 SETTINGS = tuple(name for name in CONFIG_SETTINGS if name not in ("task", "plugins"))
 TABLE_KEYS = tuple(k for k in CONFIG_SETTINGS if k not in ("task", "seed", "plugins"))
 TABLE_FILE_KEYS = ("rows", "columns", "split", "metric")
+MAX_GRID_BYTES = 1 << 20  # a grid file is a page of text: more is not one
+MAX_GRID_RUNS = 100_000  # resolving takes about 0.2 ms a run: 20 s at this bound
 
 
 class ExperimentError(ConfigError):
@@ -119,6 +123,20 @@ class Experiment:
     plugins: tuple[Path, ...] = ()  # plugin files, loaded before anything is validated
     tensorboard: bool = False
     pack: str = "off"  # sweep's default --pack (sweep.parse_pack reads it)
+    left_out: dict = field(default_factory=dict)  # [fixed] key -> runs that do not read it
+
+    def notes(self) -> list[str]:
+        """What resolving the grid did that its text does not show: runs listed twice,
+        [fixed] settings left out of the runs that do not read them."""
+        notes = [f"note: {self.duplicates} grid entries repeat an earlier run; each run is "
+                 "trained once."] if self.duplicates else []
+        if self.left_out:
+            parts = [f"{key} = {self.fixed[key]!r} (left out of {count} "
+                     f"run{'s' * (count != 1)})"
+                     for key, count in self.left_out.items()]
+            notes.append(f"note: [fixed] {'; '.join(parts)}: their optimizer, warmup and "
+                         "schedule do not read it.")
+        return notes
 
     def settings(self) -> list[dict]:
         """Every run's overrides: fixed, then one value of each grid axis, then the seed."""
@@ -148,6 +166,27 @@ class Experiment:
 
 def _fail(path: Path, message: str):
     raise ExperimentError(f"{path}: {message}")
+
+
+def _read_grid_text(path: Path) -> bytes:
+    """The grid file's bytes, read only from a regular file of at most MAX_GRID_BYTES (a
+    FIFO would block, a device never end); ExperimentError otherwise. Opened without
+    blocking, then checked by its descriptor: what is read is what was checked."""
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        _fail(path, f"cannot read ({error.strerror}).")
+    if not stat.S_ISREG(os.fstat(handle).st_mode):
+        os.close(handle)
+        _fail(path, "not a regular file (a grid file is TOML text).")
+    with os.fdopen(handle, "rb") as file:
+        try:
+            data = file.read(MAX_GRID_BYTES + 1)
+        except OSError as error:
+            _fail(path, f"cannot read ({error.strerror}).")
+    if len(data) > MAX_GRID_BYTES:
+        _fail(path, f"larger than {MAX_GRID_BYTES >> 20} MiB: not a grid file.")
+    return data
 
 
 def _check_settings(path: Path, where: str, settings: dict) -> None:
@@ -194,13 +233,17 @@ def load_experiment(path: Path, consent: PluginConsent = PluginConsent()) -> Exp
     plugin files are loaded only as far as `consent` allows; otherwise ExperimentError."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        _fail(path, f"cannot read ({error.strerror}).")
+        text = _read_grid_text(path).decode("utf-8")
     except UnicodeDecodeError:
         _fail(path, "not UTF-8 text.")
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         _fail(path, f"not valid TOML ({error}).")
+    except RecursionError:
+        _fail(path, "not valid TOML (its arrays or tables nest too deeply).")
+    except ValueError:  # an integer of thousands of digits (Python's own limit)
+        _fail(path, "not valid TOML (a number too long to read).")
     for key in raw:
         if key not in FILE_KEYS:
             _fail(path, f"unknown key {key!r}; valid keys: {', '.join(FILE_KEYS)}.")
@@ -277,24 +320,52 @@ def load_experiment(path: Path, consent: PluginConsent = PluginConsent()) -> Exp
             _fail(path, str(error))
     slurm = raw.get("slurm", {})
     try:
-        from .slurm.options import SlurmOptions
+        from .slurm.options import SlurmOptions, grid_extras_needing_consent
 
         SlurmOptions.from_table(slurm)
     except ConfigError as error:
         _fail(path, str(error))
+    unsafe = grid_extras_needing_consent(slurm)
+    if unsafe and not consent.allow:
+        _fail(path, f"[slurm] extra sets {', '.join(repr(k) for k in unsafe)}, which can choose "
+                    "what the Slurm tasks run (their environment, folder, container or "
+                    "scripts): pass --allow-plugins to let the grid set it, or give it "
+                    "yourself with --slurm-extra.")
     split = table.get("split")
     if split is not None and (split not in rows or len(rows) < 2):
         _fail(path, f"[table] split {split!r} must be one of several rows ({', '.join(rows)}).")
+    runs = math.prod(len(values) for values in grid.values()) * len(seeds)
+    if runs > MAX_GRID_RUNS:
+        _fail(path, f"the grid lists {runs:,} runs; a grid file holds at most "
+                    f"{MAX_GRID_RUNS:,}: split it into several.")
     experiment = Experiment(path, title, task, tuple(seeds), fixed, grid, tuple(rows), columns,
                             _published(path, raw.get("published", {})), description, metric)
-    resolved = []
-    for settings in experiment.settings():
-        try:
-            resolved.append(resolve_config(task, settings))
-        except ConfigError as error:  # values that are valid alone but not together
-            _fail(path, f"grid combination {settings} is invalid: {error}")
+    resolved, left_out = _resolve_runs(path, experiment)
     distinct = tuple(dict.fromkeys(resolved))  # a run listed twice is one run
     return dataclasses.replace(experiment, resolved=distinct,
                                duplicates=len(resolved) - len(distinct), plugins=plugin_files,
                                tensorboard=tensorboard, split=split, slurm=dict(slurm),
-                               pack=str(pack))
+                               pack=str(pack), left_out=left_out)
+
+
+def _resolve_runs(path: Path, experiment: Experiment) -> tuple[list[TrainConfig], dict]:
+    """Every run's config, and {[fixed] key: runs it was left out of}: a [fixed] setting
+    that a run's optimizer, warmup and schedule do not read (momentum for the AdamW runs
+    of a grid over SGD and AdamW) applies to the runs that read it only. A grid axis over
+    such a setting is refused: its runs would differ in name only."""
+    varied = {k for key, values in experiment.grid.items() for v in values
+              for k in (v if isinstance(v, dict) else (key,))}
+    resolved, left_out = [], {}
+    for settings in experiment.settings():
+        while True:
+            try:
+                resolved.append(resolve_config(experiment.task, settings))
+                break
+            except UnreadSetting as error:
+                if error.key in varied or error.key not in experiment.fixed:
+                    _fail(path, f"grid combination {settings} is invalid: {error}")
+                settings = {k: v for k, v in settings.items() if k != error.key}
+                left_out[error.key] = left_out.get(error.key, 0) + 1
+            except ConfigError as error:  # values that are valid alone but not together
+                _fail(path, f"grid combination {settings} is invalid: {error}")
+    return resolved, left_out

@@ -18,7 +18,7 @@ import inspect
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, Range, TrainConfig
 from .data import DATASETS
 from .data.catalog import custom_spec
 from .data.verify import sha256_of
@@ -58,24 +58,31 @@ def register_warmup(name: str, build: Callable, *, description: str, label: str 
 def register_optimizer(name: str, factory: Callable, *, description: str,
                        label: str | None = None, options: dict | None = None,
                        has_betas: bool = True, rectified: bool = False,
-                       foreach: bool = False, fused: bool = False) -> str:
+                       foreach: bool = False, fused: bool = False,
+                       ranges: dict[str, Range] | None = None) -> str:
     """An optimizer: `factory(params, lr=, weight_decay=, [betas=, eps=,] **options)`, an
     Adam-style one (`has_betas`) also getting --beta1/--beta2/--eps, one that takes it
     (`foreach`) also `foreach=True`, one with a fused step (`fused`) `fused=True` where
-    the run takes fused steps (CPUs by default)."""
+    the run takes fused steps (CPUs by default). `ranges`: settings it takes only within
+    a narrower range than their own ({"beta1": config.OPEN_UNIT})."""
     entry = OptimizerEntry(description, label or name, factory, dict(options or {}),
                            has_betas=has_betas, rectified=rectified, foreach=foreach,
-                           fused=fused)
+                           fused=fused, ranges=dict(ranges or {}))
     return OPTIMIZERS.register(name, entry, _provider())
 
 
 def register_schedule(name: str, build: Callable, *, description: str,
                       label: str | None = None, per_epoch: bool = False,
-                      needs_milestones: bool = False, needs_period: bool = False) -> str:
+                      needs_milestones: bool = False, needs_period: bool = False,
+                      reads: tuple[str, ...] | None = None) -> str:
     """An LR schedule: `build(optimizer, *, cfg, iters_per_epoch, total, delay)` returns a
-    torch LRScheduler, stepped every iteration (or every epoch when `per_epoch`)."""
+    torch LRScheduler, stepped every iteration (or every epoch when `per_epoch`).
+    `reads`: the conditional settings it reads from cfg ("eta_min", "warmup_period", ...), so
+    that the others are refused as doing nothing with it; None (the default): it may read
+    any, and none is refused."""
     entry = ScheduleEntry(description, label or name, build, per_epoch=per_epoch,
-                          needs_milestones=needs_milestones, needs_period=needs_period)
+                          needs_milestones=needs_milestones, needs_period=needs_period,
+                          reads=None if reads is None else tuple(reads))
     return SCHEDULES.register(name, entry, _provider())
 
 

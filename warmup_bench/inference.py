@@ -15,7 +15,7 @@ from .data.custom import open_data_source
 from .data.loader import Normalization
 from .files import atomic_path
 from .models import build_model
-from .runs import RunDir
+from .runs import RunDir, load_tensors
 from .tasks import validate
 
 EXPORT_FORMATS = ("onnx",)
@@ -37,8 +37,14 @@ class Trained:
         return Normalization(self.data.mean, self.data.std)(images)
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities; ConfigError when the logits are not finite (weights that
+        overflow): a prediction from them would be noise, or NaN."""
         with torch.no_grad():
-            return torch.softmax(self.model(self.normalize(images)).float(), dim=1)
+            logits = self.model(self.normalize(images)).float()
+        if not torch.isfinite(logits).all():
+            raise ConfigError(f"{self.run.model_path}'s model gives logits that are not finite "
+                              "(its weights overflow): there is nothing to predict with.")
+        return torch.softmax(logits, dim=1)
 
 
 def load_trained(run_dir: Path, data_dir: Path | None = None, data=None) -> Trained:
@@ -47,6 +53,7 @@ def load_trained(run_dir: Path, data_dir: Path | None = None, data=None) -> Trai
     own data reads it where its meta.json says (or from `data`, an opened DataSource, when
     the files moved); a changed file is refused by its recorded hash."""
     run = RunDir(Path(run_dir))
+    run.check_files()  # RunFileError: a link, or a file where a folder should be
     cfg = run.read_config()
     if cfg is None:
         raise ConfigError(f"{run.path} is not a run folder (no readable config.json).")
@@ -60,12 +67,24 @@ def load_trained(run_dir: Path, data_dir: Path | None = None, data=None) -> Trai
     spec = data.spec if data is not None else DATASETS[cfg.dataset]
     dataset = load_dataset(cfg.dataset, data_dir, spec)
     model = build_model(cfg.model, dataset.num_classes, dataset.input_shape[0])
+    weights = load_tensors(run.model_path)  # RunFileError: unreadable, not tensors
+    expected = model.state_dict()
+    odd = next((k for k, v in weights.items() if isinstance(v, torch.Tensor) and k in expected
+                and v.dtype != expected[k].dtype), None) if isinstance(weights, dict) else None
+    if odd is not None:  # load_state_dict would cast it (complex to real, with a warning)
+        raise ConfigError(f"{run.model_path}'s {odd} is {weights[odd].dtype}, not the model's "
+                          f"{expected[odd].dtype}: it is not this run's model.")
     try:
-        model.load_state_dict(torch.load(run.model_path, map_location="cpu", weights_only=True))
-    except Exception as error:  # corrupt file, or weights of another model
+        model.load_state_dict(weights)
+    except Exception as error:  # weights of another model
         first = (str(error).strip().splitlines() or [""])[0][:160]
         raise ConfigError(f"{run.model_path} does not load ({type(error).__name__}: "
                           f"{first}).") from None
+    if not all(torch.isfinite(t).all() for t in model.state_dict().values()
+               if t.is_floating_point()):
+        raise ConfigError(f"{run.model_path} holds weights that are not finite (NaN or inf): "
+                          "its run diverged before or at the epoch it saved; there is "
+                          "nothing to predict with or export.")
     names = spec.class_names or tuple(map(str, range(dataset.num_classes)))
     return Trained(run, cfg, model.eval(), dataset, names)
 
@@ -124,12 +143,16 @@ def export_onnx(trained: Trained, out: Path, check_images: int = 64) -> float:
     warnings.filterwarnings("ignore", category=FutureWarning)
     example = trained.normalize(trained.data.test.images[:4])
     batch = torch.export.Dim("batch")
-    with atomic_path(out) as tmp:
+    with atomic_path(out) as tmp:  # renamed onto `out` only once the check has passed
         torch.onnx.export(trained.model, (example,), str(tmp), dynamo=True,
                           dynamic_shapes=({0: batch},), verbose=False, external_data=False)
-    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    inputs = trained.normalize(trained.data.test.images[:check_images])
-    onnx_logits = session.run(None, {session.get_inputs()[0].name: inputs.numpy()})[0]
-    with torch.no_grad():
-        torch_logits = trained.model(inputs).numpy()
+        session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        inputs = trained.normalize(trained.data.test.images[:check_images])
+        onnx_logits = session.run(None, {session.get_inputs()[0].name: inputs.numpy()})[0]
+        with torch.no_grad():
+            torch_logits = trained.model(inputs).numpy()
+        # a difference that cannot be measured (NaN) is not a small one
+        if not (np.isfinite(onnx_logits).all() and np.isfinite(torch_logits).all()):
+            raise ConfigError(f"the model's logits are not finite on {trained.cfg.dataset}'s "
+                              "test images: not exported.")
     return float(np.abs(onnx_logits - torch_logits).max())

@@ -16,9 +16,9 @@ import torch
 from torch.optim import lr_scheduler
 
 from . import warmup as wu
-from .config import ConfigError, TrainConfig
+from .config import OPEN_UNIT, ConfigError, Range, TrainConfig, option
 from .gi_adam import GIAdamW
-from .registry import Registry
+from .registry import Registry, expect_result
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,19 @@ class OptimizerEntry:
     # torch has a fused (one kernel, one pass over memory) step for it: `build(fused=True)`
     # takes it. The same update, rounded differently in the last bits
     fused: bool = False
+    # settings whose values it takes only within a narrower range than their own
+    ranges: dict[str, Range] = field(default_factory=dict)
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The conditional settings it reads (tasks.check_unread refuses the others)."""
+        return ("beta1", "beta2", "eps") * self.has_betas + ("momentum",) * self.has_momentum
 
     def check(self, cfg: TrainConfig) -> None:
-        """The rules this optimizer states about a config: a schedule-free one needs its
-        package, and replaces the LR schedule (constant only)."""
+        """The rules this optimizer states about a config: the ranges it accepts; a
+        schedule-free one needs its package, and replaces the LR schedule (constant
+        only)."""
+        check_ranges(f"--opt {cfg.opt}", self.ranges, cfg)
         if self.schedule_free:
             _schedulefree()
             if cfg.schedule != "constant":
@@ -58,8 +67,19 @@ class OptimizerEntry:
             settings["momentum"] = cfg.momentum
         kernel = {"fused": True} if fused and self.fused else \
             {"foreach": True} if self.foreach else {}
-        return self.factory(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **settings,
-                            **kernel, **self.options)
+        return expect_result(self.factory(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                          **settings, **kernel, **self.options),
+                             torch.optim.Optimizer, "torch.optim.Optimizer",
+                             f"the factory of optimizer {cfg.opt!r}", self.factory)
+
+
+def check_ranges(entry: str, ranges: dict[str, Range], cfg: TrainConfig) -> None:
+    """ConfigError for a setting outside the range `entry` ("--opt sgd") accepts."""
+    for key, accepted in ranges.items():
+        value = getattr(cfg, key)
+        if value is not None and value not in accepted:
+            raise ConfigError(f"{option(key)} {value} is outside {accepted}, the range {entry} "
+                              "accepts.")
 
 
 def _schedulefree():
@@ -109,11 +129,11 @@ OPTIMIZERS: Registry[OptimizerEntry] = Registry("optimizer", "--opt", {
     "adamw-schedule-free": OptimizerEntry(
         "schedule-free AdamW (Defazio et al. 2024): evaluates the averaged weights",
         "SF-AdamW", _from_schedulefree("AdamWScheduleFree"), foreach=False,
-        schedule_free=True),
+        schedule_free=True, ranges={"beta1": OPEN_UNIT}),  # it divides by beta1
     "sgd-schedule-free": OptimizerEntry(
         "schedule-free SGD with momentum (--momentum; Defazio et al. 2024)", "SF-SGD",
         _from_schedulefree("SGDScheduleFree"), has_betas=False, has_momentum=True,
-        foreach=False, schedule_free=True),
+        foreach=False, schedule_free=True, ranges={"momentum": OPEN_UNIT}),
 })
 
 
@@ -128,6 +148,12 @@ class WarmupEntry:
     needs_period: bool = False
     needs_betas: bool = False
     min_beta2: float | None = None  # exclusive lower bound on beta2, where there is one
+    lasts: bool = True  # it has a length, for --delay-schedule to wait (not "none")
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The conditional settings it reads (tasks.check_unread refuses the others)."""
+        return ("warmup_period",) * self.needs_period + ("beta2",) * self.needs_betas
 
     def check(self, cfg: TrainConfig) -> None:
         """What this warmup needs: a period, an optimizer with beta2, a large beta2."""
@@ -141,6 +167,9 @@ class WarmupEntry:
         if self.min_beta2 is not None and not cfg.beta2 > self.min_beta2:
             raise ConfigError(f"--warmup {cfg.warmup} needs --beta2 > {self.min_beta2}, "
                               f"got {cfg.beta2}.")
+        if cfg.delay_schedule and not self.lasts:
+            raise ConfigError(f"--delay-schedule does nothing with --warmup {cfg.warmup}: "
+                              "there is no warmup for the schedule to wait for.")
 
     def label_for(self, period: int | None) -> str:
         """'Linear-10k' for a tuned period of 10000, the bare label otherwise."""
@@ -152,7 +181,8 @@ class WarmupEntry:
 
 WARMUPS: Registry[WarmupEntry] = Registry("warmup", "--warmup", {
     "none": WarmupEntry("no warmup", "None", "no warmup",
-                        lambda optimizer, *, period: wu.NoWarmup(optimizer), lambda cfg: 0),
+                        lambda optimizer, *, period: wu.NoWarmup(optimizer), lambda cfg: 0,
+                        lasts=False),
     "linear": WarmupEntry("min(1, t / period)", "Linear", "linear",
                           lambda optimizer, *, period: wu.LinearWarmup(optimizer, period),
                           lambda cfg: cfg.warmup_period, needs_period=True),
@@ -186,13 +216,21 @@ class ScheduleEntry:
     per_epoch: bool = False
     needs_milestones: bool = False
     needs_period: bool = False  # reads --warmup-period (inverse-sqrt: its peak)
+    # the conditional settings it reads (tasks.check_unread refuses the others); None: not
+    # declared (a plugin's), so none is refused
+    reads: tuple[str, ...] | None = ()
 
     def check(self, cfg: TrainConfig) -> None:
-        """What this schedule needs: its period (peak), or milestones."""
+        """What this schedule needs: its period (peak), or milestones; a final LR below the
+        LR it decays from."""
         if self.needs_period and cfg.warmup_period is None:
             raise ConfigError(f"--schedule {cfg.schedule} needs --warmup-period (its peak).")
         if self.needs_milestones and not cfg.milestones:
             raise ConfigError(f"--schedule {cfg.schedule} needs --milestones (epochs).")
+        if "eta_min" in (self.reads or ()) and cfg.eta_min > cfg.lr:
+            raise ConfigError(f"--eta-min {cfg.eta_min:g} is above --lr {cfg.lr:g}: --schedule "
+                              f"{cfg.schedule} decays from the LR down to --eta-min, so it "
+                              "would raise the LR instead; choose --eta-min <= --lr.")
 
 
 def _inverse_sqrt(optimizer, *, cfg, iters_per_epoch, total, delay):
@@ -268,15 +306,20 @@ def _wsd(optimizer, *, cfg, iters_per_epoch, total, delay):
 SCHEDULES: Registry[ScheduleEntry] = Registry("schedule", "--schedule", {
     "constant": ScheduleEntry("the base LR throughout", "constant", _constant),
     "multistep": ScheduleEntry("x gamma at each milestone epoch, applied per iteration",
-                               "multistep", _multistep, needs_milestones=True),
+                               "multistep", _multistep, needs_milestones=True,
+                               reads=("milestones", "gamma", "delay_schedule")),
     "cosine": ScheduleEntry("cosine to eta_min over all iterations, per iteration", "cosine",
-                            _cosine),
+                            _cosine, reads=("eta_min", "delay_schedule")),
     "cosine-epoch": ScheduleEntry("cosine to eta_min over the epochs, per epoch",
-                                  "cosine (per epoch)", _cosine_epoch, per_epoch=True),
+                                  "cosine (per epoch)", _cosine_epoch, per_epoch=True,
+                                  reads=("eta_min", "delay_schedule")),
     "inverse-sqrt": ScheduleEntry("linear rise to the LR at --warmup-period, then 1/sqrt(t)",
-                                  "inverse sqrt", _inverse_sqrt, needs_period=True),
+                                  "inverse sqrt", _inverse_sqrt, needs_period=True,
+                                  reads=("warmup_period", "delay_schedule")),
     "wsd": ScheduleEntry("warmup-stable-decay: constant, then a cooldown over the last "
-                         "--cooldown-fraction to eta_min (--cooldown-shape)", "WSD", _wsd),
+                         "--cooldown-fraction to eta_min (--cooldown-shape)", "WSD", _wsd,
+                         reads=("eta_min", "cooldown_fraction", "cooldown_shape",
+                                "delay_schedule")),
 })
 
 
@@ -308,9 +351,15 @@ def build_training(model: torch.nn.Module, cfg: TrainConfig, iters_per_epoch: in
         optimizer.train()  # it steps only in train mode
     delay = WARMUPS[cfg.warmup].length(cfg) if cfg.delay_schedule else 0
     schedule = SCHEDULES[cfg.schedule]
-    scheduler = schedule.build(optimizer, cfg=cfg, iters_per_epoch=iters_per_epoch,
-                               total=iters_per_epoch * cfg.epochs, delay=delay)
-    warmup = WARMUPS[cfg.warmup].build(optimizer, period=cfg.warmup_period)
+    scheduler = expect_result(
+        schedule.build(optimizer, cfg=cfg, iters_per_epoch=iters_per_epoch,
+                       total=iters_per_epoch * cfg.epochs, delay=delay),
+        lr_scheduler.LRScheduler, "torch.optim.lr_scheduler.LRScheduler",
+        f"the builder of schedule {cfg.schedule!r}", schedule.build)
+    build_warmup = WARMUPS[cfg.warmup].build
+    warmup = expect_result(build_warmup(optimizer, period=cfg.warmup_period), wu.BaseWarmup,
+                           "warmup_bench.warmup.BaseWarmup",
+                           f"the builder of warmup {cfg.warmup!r}", build_warmup)
     return Training(wu.WarmupScheduler(
         warmup, scheduler, scheduler_every=iters_per_epoch if schedule.per_epoch else 1,
         scheduler_delay=delay), entry.schedule_free)

@@ -44,6 +44,23 @@ def check_choice(option: str, value, choices) -> None:
                           f"{', '.join(choices)}.", value)
 
 
+def expect_result(value, kind: type, kind_name: str, what: str, factory):
+    """`value`, which `factory` (an entry's builder: perhaps a plugin's) returned, when it
+    is a `kind` (named `kind_name` in the message); otherwise a TypeError naming what it
+    returned, with the factory as its `culprit`, so that plugins.blame names the plugin
+    it came from."""
+    if isinstance(value, kind):
+        return value
+    raise result_error(f"{what} returned {type(value).__name__}, not a {kind_name}", factory)
+
+
+def result_error(message: str, factory) -> TypeError:
+    """A TypeError for a value `factory` returned, blaming the factory (see expect_result)."""
+    error = TypeError(message)
+    error.culprit = getattr(factory, "func", factory)  # a partial: the function inside
+    return error
+
+
 @dataclass(frozen=True)
 class Provider:
     """Where registered names came from: a plugin file's (or package module's) name and

@@ -9,7 +9,17 @@ from dataclasses import dataclass
 from . import data as _data  # noqa: F401  (the registries: data sets, augmentations,
 from . import models as _models  # noqa: F401  models, optimizers, warmups, schedules)
 from . import optim
-from .config import NAMES, SETTINGS, ConfigError, TrainConfig, check_value_type, check_values
+from .config import (
+    CONDITIONAL,
+    FIELDS,
+    NAMES,
+    SETTINGS,
+    ConfigError,
+    TrainConfig,
+    check_value_type,
+    check_values,
+    option,
+)
 from .registry import Provider, Registry
 
 
@@ -129,6 +139,48 @@ def validate(cfg: TrainConfig, data=None) -> None:
         entry = data.spec if kind in own and own[kind] == getattr(cfg, key) else \
             registry_of(kind)[getattr(cfg, key)]
         entry.check(cfg)
+    check_unread(cfg)
+
+
+# the entries that read the conditional settings (an optimizer's betas, a schedule's eta_min)
+READERS = {"optimizer": "opt", "warmup": "warmup", "schedule": "schedule"}
+
+
+def check_unread(cfg: TrainConfig) -> None:
+    """ConfigError for a conditional setting (config.CONDITIONAL) that none of the chosen
+    optimizer, warmup and schedule reads (--momentum with AdamW, --cooldown-fraction with
+    cosine), when it holds a value of its own: not its default, nor the task preset's.
+    Such a value would change nothing but the run's name. A plugin schedule that does not
+    declare what it reads may read anything: then nothing is refused."""
+    chosen = {kind: registry_of(kind)[getattr(cfg, key)] for kind, key in READERS.items()}
+    if any(entry.reads is None for entry in chosen.values()):
+        return
+    read = {key for entry in chosen.values() for key in entry.reads}
+    preset = TASKS[cfg.task].config if cfg.task in TASKS else None
+    for key in CONDITIONAL:
+        if key in read:
+            continue
+        value = getattr(cfg, key)
+        if value == FIELDS[key].default or preset is not None and value == getattr(preset, key):
+            continue
+        readers = {kind: [name for name, entry in registry_of(kind).items()
+                          if key in (entry.reads or ())] for kind in READERS}
+        by = " or ".join(f"{registry_of(kind).option} {', '.join(names)}"
+                         for kind, names in readers.items() if names)
+        given = option(key) if value is True else \
+            f"{option(key)} {list(value) if isinstance(value, tuple) else value}"
+        used = ", ".join(f"{registry_of(kind).option} {getattr(cfg, READERS[kind])}"
+                         for kind, entry in chosen.items())
+        raise UnreadSetting(f"{given} does nothing with {used}: only {by} read it; leave it "
+                            "out (a run's name would differ, its training would not).", key)
+
+
+class UnreadSetting(ConfigError):
+    """A conditional setting given a value of its own that no chosen entry reads (`key`)."""
+
+    def __init__(self, message: str, key: str):
+        super().__init__(message)
+        self.key = key
 
 
 def recorded_data(cfg: TrainConfig) -> RecordedData | None:
@@ -166,16 +218,23 @@ class _NoRules:
 LONG_WARMUP = 0.25
 
 
-def planned_iterations(cfg: TrainConfig) -> int | None:
-    """The run's optimizer steps, from its data set's declared train size (None where the
-    size is known only once the data is read)."""
+def planned_iterations_per_epoch(cfg: TrainConfig) -> int | None:
+    """The optimizer steps of an epoch, from its data set's declared train size (None
+    where the size is known only once the data is read). A data set's files may hold
+    fewer images than it declares: a run may take fewer steps, never more."""
     spec = _data.DATASETS.get(cfg.dataset)
     if spec is None or spec.sizes is None:
         return None
     train = spec.sizes[0] - int(round(cfg.val_fraction * spec.sizes[0]))
     if cfg.train_samples is not None:
         train = min(train, cfg.train_samples)
-    return train // cfg.batch_size * cfg.epochs
+    return train // cfg.batch_size
+
+
+def planned_iterations(cfg: TrainConfig) -> int | None:
+    """The run's optimizer steps (see planned_iterations_per_epoch)."""
+    per_epoch = planned_iterations_per_epoch(cfg)
+    return None if per_epoch is None else per_epoch * cfg.epochs
 
 
 def long_warmup_note(cfg: TrainConfig, iterations: int | None) -> str | None:
@@ -220,4 +279,5 @@ def redundant_warmup_note(cfg: TrainConfig) -> str | None:
 
 __all__ = ["TASKS", "TaskEntry", "TrainConfig", "ConfigError", "resolve_config", "validate",
            "redundant_warmup_note", "long_warmup_note", "long_warmups_note",
-           "planned_iterations", "plugins_for", "check_recorded"]
+           "planned_iterations", "planned_iterations_per_epoch", "plugins_for",
+           "check_recorded"]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..config import check_choice
-from ..registry import Registry
+from ..registry import Registry, result_error
 from .readers import (
     DataError,
     read_cifar_binary,
@@ -193,7 +193,13 @@ class EmbeddedLayout:
         return True
 
     def read(self, folder: Path | None = None):
-        return self.reader()
+        splits = self.reader()
+        if not (isinstance(splits, (tuple, list)) and len(splits) == 2 and all(
+                isinstance(pair, (tuple, list)) and len(pair) == 2 for pair in splits)):
+            raise result_error(f"the data set reader ({self.source}) returned "
+                               f"{type(splits).__name__}, not ((train images, train labels), "
+                               "(test images, test labels))", self.reader)
+        return splits
 
 
 def idx_remotes(base: str, md5s: tuple[str, ...]) -> tuple[Remote, ...]:

@@ -9,7 +9,7 @@ from functools import partial
 
 from torch import nn
 
-from ..registry import Registry
+from ..registry import Registry, expect_result
 from .cnn import DigitsNet, EmnistCNN
 from .dropout import Dropout, mask_source
 from .resnet_cifar import CifarResNet
@@ -48,7 +48,9 @@ MODELS: Registry[ModelEntry] = Registry("model", "--model", {
 
 
 def build_model(name: str, num_classes: int, in_channels: int) -> nn.Module:
-    return MODELS[name].factory(num_classes=num_classes, in_channels=in_channels)
+    factory = MODELS[name].factory
+    return expect_result(factory(num_classes=num_classes, in_channels=in_channels), nn.Module,
+                         "torch.nn.Module", f"the factory of model {name!r}", factory)
 
 
 __all__ = ["MODELS", "ModelEntry", "RESNET_DEPTHS", "build_model", "Dropout", "mask_source",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..config import SETTINGS
 from ..files import OutputError, write_text_atomic
 from ..runs import METRICS, RunDir
 from .collect import Run, collect_runs
@@ -37,13 +38,23 @@ OWNER = ".warmup-bench-report"  # in an --out folder: which results and grid it 
 
 def claim_folder(out: Path, results: Path, experiment: Path | None, write: bool = True) -> None:
     """Makes `out` the folder of this report (results folder and grid); OutputError when
-    it holds the report of another one, whose figures this one would mix with its own.
-    `write=False` only checks (before any work)."""
+    it holds the report of another one, whose figures this one would mix with its own, or
+    files that no report wrote (the user's own report.md, a results folder), which it
+    would overwrite. `write=False` only checks (before any work)."""
     import json
 
     owner = {"results": str(Path(results).resolve()),
              "experiment": str(Path(experiment).resolve()) if experiment else None}
     marker = Path(out) / OWNER
+    if (Path(out) / "plots").is_symlink():  # the figures would land wherever it leads
+        raise OutputError(f"--out {out}: its plots/ is a symbolic link; the report writes its "
+                          "figures only into a folder of its own.")
+    if not marker.is_file() and Path(out).is_dir():
+        others = sorted(p.name for p in Path(out).iterdir())
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise OutputError(f"--out {out} holds files no warmup-bench report wrote ({shown}): "
+                              "give the report a new or empty folder.")
     try:
         previous = json.loads(marker.read_text()) if marker.is_file() else owner
     except (OSError, ValueError):
@@ -80,20 +91,24 @@ def collect(results: Path, experiment: Path | None = None, metric: str = "best",
     """The runs of `results` (of `experiment`'s grid only, when given) that can be
     trusted, one row each, for a notebook: every setting, the status, the metric's value
     (None where a run has none, or never reached the target), epochs done, wall seconds
-    and the run folder. Runs skipped are said through `warn` (default: not at all). A
+    and the run folder (with no run, an empty frame of those columns). OutputError when
+    `results` is no folder. Runs skipped are said through `warn` (default: not at all). A
     grid's plugin files run only with `allow_plugins`, as on the command line."""
     from ..experiments import PluginConsent, load_experiment
 
     chosen = parse_metric(metric)
+    if not Path(results).is_dir():
+        raise OutputError(f"results folder {results} does not exist (or is not a folder).")
     runs = collect_runs(Path(results), warn or (lambda _: None))
     if experiment is not None:
         grid = load_experiment(Path(experiment), PluginConsent(allow=allow_plugins))
         wanted = {RunDir.of(results, c).path.resolve() for c in grid.configs()}
         runs = [r for r in runs if r.directory.resolve() in wanted]
+    columns = [*SETTINGS, "status", chosen.name, "epochs_done", "wall_seconds", "folder"]
     return pd.DataFrame.from_records([
         {**r.config, "status": r.status.value, chosen.name: chosen.value(r),
          "epochs_done": r.summary.epochs_done, "wall_seconds": r.summary.wall_seconds,
-         "folder": str(r.directory)} for r in runs])
+         "folder": str(r.directory)} for r in runs], columns=columns)
 
 
 def write_speed(frame: pd.DataFrame, out: Path) -> Path:

@@ -55,7 +55,7 @@ class Band(NamedTuple):
 
 def across_seeds(frames: list[pd.DataFrame], key: str, column: str) -> Band | None:
     """`column` of several runs' logs aligned on `key`: mean, std (ddof 0), min, max and
-    median over the runs, at the keys where every run that logged it has a number; None
+    median over the runs, at the keys where every run that logged it has a finite number; None
     when no run logged it (e.g. Adam's ratio for SGD, sharpness when off)."""
     logged = [(f[key].to_numpy(), f[column].to_numpy(dtype=float)) for f in frames
               if len(f) and column in f and f[column].notna().any()]
@@ -64,7 +64,7 @@ def across_seeds(frames: list[pd.DataFrame], key: str, column: str) -> Band | No
     # keys increase strictly within a log (read_csv checks), so each is found once
     keys = functools.reduce(np.intersect1d, [k for k, _ in logged])
     values = np.stack([v[np.searchsorted(k, keys)] for k, v in logged], axis=1)
-    complete = ~np.isnan(values).any(axis=1)
+    complete = np.isfinite(values).all(axis=1)  # an inf (a diverging step) cannot be drawn
     keys, values = keys[complete].astype(float), values[complete]
     return Band(keys, values.mean(1), values.std(1), values.min(1), values.max(1),
                 np.median(values, 1))

@@ -15,6 +15,7 @@ measured once per epoch, on the val split where the run has one, else on test.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +33,9 @@ class Metric:
     value: Callable[[Run], float | None]  # None: not recorded, or the target not reached
     target: float | None = None  # a time-to-target metric's accuracy (0..1)
     decimals: int = 2
+    # counts with meta.json's iterations per epoch: a run without it cannot be measured
+    # (report says so and leaves it out, rather than count it as never reaching the target)
+    needs_iterations: bool = False
 
     @property
     def time_to_target(self) -> bool:
@@ -82,7 +86,7 @@ def time_metric(kind: str, target: float, name: str) -> Metric:
         return float((images / done["images_per_second"]).sum())
     unit = {"steps": "optimizer steps", "epochs": "epochs", "seconds": "training seconds"}
     return Metric(name, f"{unit[kind]} to {100 * target:g}% accuracy", time, target,
-                  0 if kind == "steps" else 1 if kind == "epochs" else 1)
+                  0 if kind == "steps" else 1, needs_iterations=kind != "epochs")
 
 
 def parse_metric(name: str) -> Metric:
@@ -91,13 +95,12 @@ def parse_metric(name: str) -> Metric:
         return error_metric(name)
     kind, _, target = name.partition(":")
     if kind in TARGET_KINDS:
-        try:
-            accuracy = float(target)
-        except ValueError:
-            accuracy = math.nan
+        # ASCII digits only: Python's float() also reads other scripts' digits ("٥٠")
+        plain = re.fullmatch(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", target, re.ASCII)
+        accuracy = float(target) if plain else math.nan
         if 0 < accuracy <= 100:
             return time_metric(TARGET_KINDS[kind], accuracy / 100, name)
         raise ConfigError(f"--metric {name!r}: the target must be an accuracy in (0, 100] "
-                          f"percent, e.g. {kind}:85.")
+                          f"percent in ASCII digits, e.g. {kind}:85.")
     raise ConfigError(f"--metric {name!r} is not valid; choose from: {', '.join(METRICS)}, "
                       "steps-to:ACC, epochs-to:ACC, seconds-to:ACC.")

@@ -259,7 +259,16 @@ def build_tables(root: Path, runs: list[Run], metric: Metric | str, experiment=N
                  warn: Callable[[str], None] | None = None) -> list[tuple[Table, list[Run]]]:
     """The grid's tables (restricted to the grid's runs under `root`) when an experiment
     is given, else one table per task in the papers' layout (optimizer / warmup rows, LR
-    columns)."""
+    columns). A run the metric cannot measure (steps-to without its iterations per
+    epoch) is left out, said through `warn`."""
+    metric = error_metric(metric) if isinstance(metric, str) else metric
+    if metric.needs_iterations:
+        unmeasured = [r for r in runs if r.iterations_per_epoch is None]
+        for run in unmeasured:
+            if warn is not None:
+                warn(f"skipping {run.directory} for {metric.name}: its meta.json records no "
+                     "iterations per epoch")
+        runs = [r for r in runs if r.iterations_per_epoch is not None]
     if experiment is not None:
         configs = experiment.configs(epochs)
         wanted = {RunDir.of(root, c).path.resolve() for c in configs}

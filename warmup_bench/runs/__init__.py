@@ -22,18 +22,18 @@ from .folder import (
     SUMMARY,
     CheckpointError,
     Logs,
-    RunBusy,
     RunDir,
-    RunLock,
     check_output_root,
     config_hash,
     find_runs,
     run_name,
 )
+from .lock import RunBusy, RunLock, lock_held
 from .summary import METRICS, Status, Summary
+from .tensors import load_tensors, refuse_link
 
 __all__ = ["RunDir", "Logs", "RunLock", "RunBusy", "CheckpointError", "RunFileError", "CsvLog",
            "Bound", "Status", "Summary", "METRICS", "STEP_COLUMNS", "EPOCH_COLUMNS",
            "VAL_COLUMNS", "epoch_columns", "read_csv", "check_output_root", "config_hash",
            "find_runs", "run_name", "CONFIG", "META", "SUMMARY", "STEPS", "EPOCHS", "LOGS",
-           "CHECKPOINT"]
+           "CHECKPOINT", "load_tensors", "refuse_link", "lock_held"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,10 +31,13 @@ class CsvLog:
 
     def __init__(self, path: Path, columns: list[str], mirror=None):
         self.path, self.columns, self.mirror = path, columns, mirror
-        if not path.exists() or path.stat().st_size == 0:
-            path.write_text(",".join(columns) + "\n")
+        # never through a link (an OSError, ELOOP): a run's log is its own file
+        handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        self.handle = os.fdopen(handle, "a", newline="")
+        if os.fstat(handle).st_size == 0:
+            self.handle.write(",".join(columns) + "\n")
+            self.handle.flush()
         self.rows = count_rows(path)  # data rows in the file (checkpoints record it)
-        self.handle = path.open("a", newline="")
         self.writer = csv.writer(self.handle, lineterminator="\n")
 
     def append(self, row: dict) -> None:

@@ -15,7 +15,9 @@ place that names a run's files; everything else goes through `RunDir`.
   lock           an OS file lock held by the one process writing the run (and its pid)
 
 JSON files and checkpoints are replaced atomically; CSVs grow a whole row at a time, so a
-killed process never leaves a file that a reader would misparse.
+killed process never leaves a file that a reader would misparse. Nothing is read or
+written through a symbolic link: a run folder that is a link, or holds one under a run
+file's name, is damaged (the link could lead a write to any file the user can write).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,24 +53,23 @@ from .csvlogs import (
     read_csv,
     truncate_rows,
 )
+from .lock import LOCK, RunLock
 from .summary import Summary
+from .tensors import load_tensors, refuse_link, save_tensors
 
 CONFIG, META, SUMMARY = "config.json", "meta.json", "summary.json"
 STEPS, EPOCHS = "steps.csv", "epochs.csv"
 DIAGNOSTICS, LAYERS = "diagnostics.csv", "layers.csv"
 TENSORBOARD = "tensorboard"  # a folder of event files (with --tensorboard)
 LOGS = {"steps": STEPS, "epochs": EPOCHS, "diagnostics": DIAGNOSTICS, "layers": LAYERS}
-CHECKPOINT, MODEL, LOCK = "checkpoint.pt", "model.pt", "lock"
-# a pack member's checkpoint of the epoch before, kept while the pack commits an epoch
-PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
+CHECKPOINT, MODEL = "checkpoint.pt", "model.pt"
+# a pack member's checkpoint of the epoch before, kept while the pack commits an epoch;
+# when there was none (the pack commits its first epoch), an empty marker says so
+PREVIOUS_CHECKPOINT, NO_PREVIOUS_CHECKPOINT = "checkpoint.prev.pt", "checkpoint.prev.none"
 PREDICTIONS, ONNX = "predictions.png", "model.onnx"  # made on request by predict / export
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint's keys change
 CHECKPOINT_KEYS = {"format", "config_hash", "model", "optimizer", "scheduler", "warmup", "rng",
                    "epoch", "wall_seconds", "results", "rows"}
-
-
-class RunBusy(UserError):
-    """Another live process holds the run folder's lock."""
 
 
 class CheckpointError(UserError):
@@ -92,6 +93,8 @@ def config_hash(cfg: TrainConfig) -> str:
 
 
 def _read_json(path: Path):
+    if path.is_symlink():  # not the run's own file (RunDir.check_files names it)
+        return None
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -139,18 +142,28 @@ class RunDir:
             p.name != LOCK and not p.name.endswith(TEMP_SUFFIX) for p in self.path.iterdir())
 
     def check_files(self) -> None:
-        """RunFileError when a name of the run's files holds something else (a folder
+        """RunFileError when the folder or a name of the run's files is a symbolic link, a
+        log (appended to in place) a hard link, or a name holds something else (a folder
         where steps.csv should be): the folder is damaged, and nothing in it is touched."""
+        refuse_link(self.path)
         for name in (*LOGS.values(), CONFIG, META, SUMMARY, CHECKPOINT, PREVIOUS_CHECKPOINT,
-                     MODEL):
+                     NO_PREVIOUS_CHECKPOINT, MODEL, LOCK, PREDICTIONS, ONNX, TENSORBOARD):
             path = self.path / name
-            if path.exists() and not path.is_file():
-                raise RunFileError(f"{path} is not a file: the run folder is damaged; delete "
+            refuse_link(path)
+            if path.exists() and path.is_dir() != (name == TENSORBOARD):
+                kind = "a folder" if name == TENSORBOARD else "a file"
+                raise RunFileError(f"{path} is not {kind}: the run folder is damaged; delete "
                                    "it to start over.")
+            if name in LOGS.values() and path.exists() and path.stat().st_nlink > 1:
+                raise RunFileError(f"{path} is a hard link to another file: the run folder is "
+                                   "damaged; delete it to start over.")
 
     def lock(self) -> RunLock:
         """Takes the run's exclusive lock (creating the folder); RunBusy if another live
-        process holds it. The OS releases it when its holder dies, however it dies."""
+        process holds it, RunFileError if the folder or its lock is not what it should be
+        (a symbolic link, a folder). The OS releases the lock when its holder dies,
+        however it dies."""
+        refuse_link(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         return RunLock(self.path / LOCK)
 
@@ -159,7 +172,8 @@ class RunDir:
     def start_fresh(self) -> None:
         """Removes what an earlier attempt of this run left behind (under the lock)."""
         remove_temporaries(self.path)
-        for name in (*LOGS.values(), CHECKPOINT, PREVIOUS_CHECKPOINT, MODEL):
+        for name in (*LOGS.values(), CHECKPOINT, PREVIOUS_CHECKPOINT, NO_PREVIOUS_CHECKPOINT,
+                     MODEL):
             (self.path / name).unlink(missing_ok=True)
         shutil.rmtree(self.path / TENSORBOARD, ignore_errors=True)
 
@@ -206,36 +220,51 @@ class RunDir:
                         ) -> None:
         """Saves `state` stamped with the format and the config it belongs to. With
         `keep_previous` (a pack member) the checkpoint it replaces stays, as
-        checkpoint.prev.pt, until `drop_previous_checkpoint`: a pack killed while its
-        members commit an epoch resumes every member from the same epoch."""
-        if keep_previous and (self.path / CHECKPOINT).exists():
-            os.replace(self.path / CHECKPOINT, self.path / PREVIOUS_CHECKPOINT)
-        _save_torch(self.path / CHECKPOINT, {"format": CHECKPOINT_FORMAT,
+        checkpoint.prev.pt (or, where there was none, the marker checkpoint.prev.none),
+        until `drop_previous_checkpoint`: a pack killed while its members commit an epoch
+        resumes every member from the same epoch."""
+        if keep_previous:
+            if (self.path / CHECKPOINT).exists():
+                os.replace(self.path / CHECKPOINT, self.path / PREVIOUS_CHECKPOINT)
+            else:
+                with atomic_path(self.path / NO_PREVIOUS_CHECKPOINT) as tmp:
+                    tmp.touch()
+        save_tensors(self.path / CHECKPOINT, {"format": CHECKPOINT_FORMAT,
                                              "config_hash": config_hash(cfg), **state})
 
     def drop_previous_checkpoint(self) -> None:
         (self.path / PREVIOUS_CHECKPOINT).unlink(missing_ok=True)
+        (self.path / NO_PREVIOUS_CHECKPOINT).unlink(missing_ok=True)
 
     def has_previous_checkpoint(self) -> bool:
-        return (self.path / PREVIOUS_CHECKPOINT).is_file()
+        """A kept previous checkpoint, or the marker that there was none."""
+        return (self.path / PREVIOUS_CHECKPOINT).is_file() or \
+            (self.path / NO_PREVIOUS_CHECKPOINT).is_file()
+
+    def previous_was_none(self) -> bool:
+        """Whether the kept "previous checkpoint" is the marker that there was none."""
+        return (self.path / NO_PREVIOUS_CHECKPOINT).is_file() and \
+            not (self.path / PREVIOUS_CHECKPOINT).is_file()
 
     def roll_back_checkpoint(self) -> None:
-        """The checkpoint of the epoch before becomes the run's (a pack's partial commit)."""
-        os.replace(self.path / PREVIOUS_CHECKPOINT, self.path / CHECKPOINT)
+        """The state of the epoch before becomes the run's (a pack's partial commit): its
+        kept checkpoint, or no checkpoint at all where the marker says there was none."""
+        if (self.path / PREVIOUS_CHECKPOINT).is_file():
+            os.replace(self.path / PREVIOUS_CHECKPOINT, self.path / CHECKPOINT)
+        else:
+            (self.path / CHECKPOINT).unlink(missing_ok=True)
+        (self.path / NO_PREVIOUS_CHECKPOINT).unlink(missing_ok=True)
 
     def load_checkpoint(self, cfg: TrainConfig, map_location, previous: bool = False) -> dict:
         """The checkpoint (`previous`: a pack member's checkpoint.prev.pt), verified to be
         this config's and consistent with the folder's logs; CheckpointError (naming why)
         otherwise. Reads only: changes nothing."""
-        import torch
 
         path = self.path / (PREVIOUS_CHECKPOINT if previous else CHECKPOINT)
         try:
-            state = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as error:  # torch raises many types, with multi-paragraph texts
-            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            raise CheckpointError(f"{path} is unreadable or corrupt "
-                                  f"({type(error).__name__}: {first[:160]}).") from None
+            state = load_tensors(path, map_location)
+        except RunFileError as error:
+            raise CheckpointError(str(error)) from None
         if not isinstance(state, dict) or not CHECKPOINT_KEYS <= set(state):
             raise CheckpointError(f"{path} is not a warmup-bench checkpoint of format "
                                   f"{CHECKPOINT_FORMAT} (keys missing); delete the folder to "
@@ -253,7 +282,7 @@ class RunDir:
         return state
 
     def save_model(self, state_dict: dict) -> None:
-        _save_torch(self.path / MODEL, state_dict)
+        save_tensors(self.path / MODEL, state_dict)
 
     # ---- reading back (report, sweep) -----------------------------------------------
 
@@ -264,7 +293,10 @@ class RunDir:
             return None
 
     def load_summary(self) -> Summary:
-        """The summary, every value checked; RunFileError saying why it cannot be used."""
+        """The summary, every value checked; RunFileError saying why it cannot be used (a
+        run folder or summary that is a link is not the run's own)."""
+        refuse_link(self.path)
+        refuse_link(self.path / SUMMARY)
         path = self.path / SUMMARY
         values = _read_json(path)
         if values is None:
@@ -309,19 +341,6 @@ class RunDir:
         return read_csv(self.path / LAYERS, ["step", "layer"], one_row_per_key=False)
 
 
-def _save_torch(path: Path, state: dict) -> None:
-    """torch.save, atomically; a failed write (torch reports a full disk as RuntimeError)
-    is an OSError naming the file, and the previous file stays as it was."""
-    import torch
-
-    try:
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
-    except RuntimeError as error:
-        first = (str(error).strip().splitlines() or [""])[0][:200]
-        raise OSError(f"cannot write {path} ({first})") from None
-
-
 @dataclass
 class Logs:
     """A run's CSV logs; a diagnostics log that is not being written is its row count."""
@@ -346,31 +365,6 @@ class Logs:
             self.tensorboard.close()
 
 
-class RunLock:
-    """An exclusive flock on the run's lock file, with the holder's pid written in it."""
-
-    def __init__(self, path: Path):
-        import fcntl
-
-        self.handle = path.open("a+")
-        try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.handle.seek(0)
-            holder = self.handle.read().strip() or "unknown"
-            self.handle.close()
-            raise RunBusy(f"{path.parent} is being written by another process (pid {holder}); "
-                          "wait for it to finish, or stop it first.") from None
-        self.handle.seek(0)
-        self.handle.truncate()
-        self.handle.write(f"{os.getpid()}\n")
-        self.handle.flush()
-
-    def release(self) -> None:
-        if not self.handle.closed:
-            self.handle.close()  # closing the descriptor releases the flock
-
-
 def check_output_root(out: Path) -> None:
     """Fails early (ConfigError) for an output root that cannot hold run folders: a file,
     a folder nothing can be created in, or a path too long for the file system."""
@@ -388,7 +382,19 @@ def check_output_root(out: Path) -> None:
         raise ConfigError(str(error)) from None
 
 
-def find_runs(root: Path) -> Iterator[RunDir]:
-    """Every folder under `root` that holds a run's config, in a stable order."""
-    for config_path in sorted(Path(root).rglob(CONFIG)):
+def find_runs(root: Path, on_link: Callable[[Path], None] | None = None) -> Iterator[RunDir]:
+    """Every folder under `root` that holds a run's config, in a stable order. Symbolic
+    links to folders are not followed: one that leads to a run folder (or to a folder of
+    them) is passed to `on_link`, so that a caller can say it skipped it."""
+    configs = []
+    for folder, subfolders, files in os.walk(root):  # does not descend into links
+        here = Path(folder)
+        for name in subfolders:
+            link = here / name
+            if on_link is not None and link.is_symlink() and (
+                    (link / CONFIG).exists() or any(link.glob(f"*/{CONFIG}"))):
+                on_link(link)
+        if CONFIG in files:
+            configs.append(here / CONFIG)
+    for config_path in sorted(configs):
         yield RunDir(config_path.parent)

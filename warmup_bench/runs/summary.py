@@ -39,6 +39,26 @@ class Summary:
     error: str | None = None
     diverged_at: dict | None = None  # {"epoch": e, "step": s}
 
+    def record(self, row: dict) -> bool:
+        """Takes an epoch's row (of epochs.csv) into the summary; True when the epoch is
+        the one to keep: the best validation accuracy where there is a val split (the
+        checkpoint the ViT write-up tests), else the best test accuracy (pytorch_warmup's
+        tables). Replaying epochs.csv's rows gives the summary's numbers back: the CSV is
+        the record, and report checks summary.json against it."""
+        best_test = self.best_test_acc is None or row["test_acc"] > self.best_test_acc
+        if best_test:
+            self.best_test_acc, self.best_epoch = row["test_acc"], row["epoch"]
+        self.final_test_acc, self.final_val_acc = row["test_acc"], row.get("val_acc")
+        self.epochs_done = row["epoch"]
+        if "val_acc" not in row:
+            return best_test
+        best_val = self.best_val_acc is None or row["val_acc"] > self.best_val_acc
+        if best_val:
+            self.best_val_acc, self.best_val_epoch = row["val_acc"], row["epoch"]
+            self.test_acc_at_best_val = row["test_acc"]
+            self.test_top5_at_best_val = row.get("test_top5")
+        return best_val
+
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "status": self.status.value}
 

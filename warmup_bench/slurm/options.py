@@ -100,6 +100,25 @@ _RESERVED = {  # sbatch options that `extra` may not set: the backend sets them 
     "job-name": "job_name_prefix"}
 
 
+# sbatch options a grid file's [slurm] extra may set by itself: where and when its tasks
+# run, never what they run. Any other (export, chdir, container, prolog, ...) could choose
+# the code a task executes (PYTHONPATH to a folder shipped with the grid), so a grid sets
+# it only with the user's consent (--allow-plugins); --slurm-extra is the user's own.
+GRID_EXTRA = frozenset({
+    "constraint", "cluster-constraint", "gres", "gpus", "gpus-per-node", "cpus-per-gpu",
+    "mem-per-cpu", "mem-per-gpu", "tmp", "exclusive", "nodelist", "exclude", "reservation",
+    "licenses", "hint", "nice", "comment", "time-min", "wckey", "switches",
+    "threads-per-core", "cores-per-socket", "sockets-per-node"})
+
+
+def grid_extras_needing_consent(table: dict) -> list[str]:
+    """The options of a grid's [slurm] extra that are not in GRID_EXTRA, as sbatch
+    would read them (--KEY)."""
+    extra = table.get("extra", {}) if isinstance(table, dict) else {}
+    return [str(k) for k in extra
+            if not isinstance(k, str) or k.replace("_", "-") not in GRID_EXTRA]
+
+
 def _check_option(name: str, key: str, value) -> None:
     def text(v) -> bool:
         return isinstance(v, str) and v.strip() != "" and not any(c.isspace() for c in v)

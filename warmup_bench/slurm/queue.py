@@ -97,23 +97,5 @@ def command(argv: list[str]) -> str:
     return done.stdout
 
 
-def lock_held(folder: Path) -> bool:
-    """Whether a live process holds the run folder's lock (probed without creating it,
-    with a shared lock held for an instant)."""
-    import fcntl
-
-    lock = folder / "lock"  # RunDir's lock file
-    try:
-        with open(lock) as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except OSError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-    except OSError:  # no lock file: nobody ever wrote the run
-        return False
-    return False
-
-
 def id_order(job_id: str):
     return (len(job_id), job_id)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from ..runs.lock import lock_held
 from .options import (
     SLURM_FOLDER,
     SQUEUE_FAILURES,
@@ -32,7 +33,6 @@ from .queue import (
     active_tasks,
     command,
     id_order,
-    lock_held,
     read_record,
     record_key,
     record_lock,

@@ -28,22 +28,9 @@ class RunState:
         return self.summary.epochs_done
 
     def record(self, row: dict) -> bool:
-        """Takes an epoch's row into the summary; True when the epoch is the one to keep:
-        the best validation accuracy where there is a val split (the checkpoint the ViT
-        write-up tests), else the best test accuracy (pytorch_warmup's tables)."""
-        s = self.summary
-        best_test = s.best_test_acc is None or row["test_acc"] > s.best_test_acc
-        if best_test:
-            s.best_test_acc, s.best_epoch = row["test_acc"], row["epoch"]
-        s.final_test_acc, s.final_val_acc = row["test_acc"], row.get("val_acc")
-        s.epochs_done = row["epoch"]
-        if "val_acc" not in row:
-            return best_test
-        best_val = s.best_val_acc is None or row["val_acc"] > s.best_val_acc
-        if best_val:
-            s.best_val_acc, s.best_val_epoch = row["val_acc"], row["epoch"]
-            s.test_acc_at_best_val, s.test_top5_at_best_val = row["test_acc"], row["test_top5"]
-        return best_val
+        """Takes an epoch's row into the summary; True when the epoch is the one to keep
+        (see Summary.record)."""
+        return self.summary.record(row)
 
 
 def checkpoint_state(net: Net, state: RunState, logs: Logs,

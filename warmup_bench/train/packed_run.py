@@ -127,8 +127,9 @@ def align(members: list[Member], out: Path, options: RunOptions) -> list[list[Me
     """The members grouped by the epoch they resume from (one group when nothing was
     interrupted mid-commit). A member one epoch ahead of the others whose previous
     checkpoint is still kept, verified, at their epoch (the pack was killed while
-    committing) goes back to it; a previous checkpoint that does not verify is removed
-    and the member keeps its own."""
+    committing) goes back to it, or to a fresh start where the marker says there was
+    none (killed while committing epoch 1); a previous checkpoint that does not verify
+    is removed and the member keeps its own."""
     if not (options.resume and not options.restart):
         return [members] if members else []
     epochs = {}
@@ -154,9 +155,11 @@ def align(members: list[Member], out: Path, options: RunOptions) -> list[list[Me
 
 
 def checkpoint_epoch(run: RunDir, cfg: TrainConfig, previous: bool = False) -> int | None:
-    """The epoch a run's checkpoint (or previous checkpoint) holds: 0 without one, None
-    for one that does not verify (RunSession's restore names what is wrong with it)."""
-    if not (run.has_previous_checkpoint() if previous else run.has_checkpoint()):
+    """The epoch a run's checkpoint (or previous checkpoint) holds: 0 without one (or
+    where the previous one is the marker that there was none), None for one that does not
+    verify (RunSession's restore names what is wrong with it)."""
+    if not (run.has_previous_checkpoint() if previous else run.has_checkpoint()) or \
+            previous and run.previous_was_none():
         return 0
     try:
         return run.load_checkpoint(cfg, "cpu", previous)["epoch"]
