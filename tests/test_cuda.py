@@ -105,9 +105,28 @@ def test_a_sweep_over_the_gpu_runs_there(tmp_path) -> None:
 def test_diagnostics_and_sharpness_through_attention_on_cuda(tmp_path) -> None:
     """The fused SDPA kernels have no double backward: the probe takes the math path."""
     cfg = resolve_config("mnist-vit", {"epochs": 1, "val_fraction": 0.0, "log_interval": 5})
-    result = train(cfg, tmp_path, RunOptions(device="cuda", sharpness_every=10, on_note=None),
+    # 768 training images at batch 128 are 6 steps: estimates at steps 1 and 6
+    result = train(cfg, tmp_path, RunOptions(device="cuda", sharpness_every=5, on_note=None),
                    learnable((1, 28, 28), n=1024))
     diagnostics = pd.read_csv(result.run.path / "diagnostics.csv")
     assert result.status == "complete"
     assert diagnostics["sharpness"].notna().sum() >= 2
     assert diagnostics["preconditioned_sharpness"].dropna().abs().gt(0).all()
+
+
+def test_a_vit_pack_sized_by_the_probe_trains_on_cuda(tmp_path) -> None:
+    """--pack auto's probe runs the ViT (dropout under vmap, each member's generator), and
+    a pack of two ViTs trains with per-member masks drawn on the GPU."""
+    from warmup_bench.train.pack_size import auto_pack_size
+    from warmup_bench.train.packed_run import train_pack
+
+    cfgs = [resolve_config("mnist-vit", {"epochs": 1, "val_fraction": 0.0, "seed": seed})
+            for seed in (1, 2)]
+    size, why = auto_pack_size(cfgs[0], torch.device("cuda"), 4)
+    assert 1 <= size <= 4 and why.startswith("probe on cuda")
+    outcomes = train_pack(cfgs, tmp_path, RunOptions(device="cuda", on_note=None),
+                          learnable((1, 28, 28), n=1024))
+    assert [o.status.value for o in outcomes] == ["complete", "complete"]
+    metas = [json.loads((o.run.path / "meta.json").read_text()) for o in outcomes]
+    assert all(m["dropout_masks"] == "counter-hash-per-member" and m["packed"]["size"] == 2
+               for m in metas)

@@ -86,13 +86,30 @@ def adam_denominator(state: dict, group: dict) -> torch.Tensor:
 
 def adam_ratios(optimizer: torch.optim.Optimizer) -> list[torch.Tensor] | None:
     """r = m_hat / (sqrt(v_hat) + eps) of every parameter with Adam state; None for other
-    optimizers."""
+    optimizers. The parameters that share a group, a step and a kind of second moment
+    are computed together with multi-tensor ops (a few kernels, not a few per tensor on a
+    GPU): the same elementwise operations, so the same floats as adam_denominator's."""
     states = adam_states(optimizer)
-    ratios = []
+    together: dict[tuple, list[dict]] = {}
     for _, state, group in states or ():
-        t = float(state["step"])
-        m_hat = state["exp_avg"] / (1 - group["betas"][0] ** t)
-        ratios.append(m_hat.div_(adam_denominator(state, group)))
+        kind = "exp_inf" if "exp_inf" in state else \
+            "max_exp_avg_sq" if group.get("amsgrad") else "exp_avg_sq"
+        together.setdefault((id(group), float(state["step"]), kind), []).append(state)
+    groups = {id(g): g for _, _, g in states or ()}
+    ratios = []
+    for (group_id, t, kind), members in together.items():
+        group = groups[group_id]
+        beta1, beta2 = group["betas"]
+        m_hat = torch._foreach_div([s["exp_avg"] for s in members], 1 - beta1 ** t)
+        moments = [s[kind] for s in members]
+        if kind == "exp_inf":  # Adamax: u + eps
+            denominators = torch._foreach_add(moments, group["eps"])
+        else:
+            denominators = torch._foreach_div(moments, 1 - beta2 ** t)
+            torch._foreach_sqrt_(denominators)
+            torch._foreach_add_(denominators, group["eps"])
+        torch._foreach_div_(m_hat, denominators)
+        ratios.extend(m_hat)
     return ratios or None
 
 
@@ -101,8 +118,11 @@ def ratio_stats(ratios: list[torch.Tensor]) -> list[torch.Tensor]:
     coordinate (`ratios` are made absolute in place: they are temporaries)."""
     count = sum(r.numel() for r in ratios)
     torch._foreach_abs_(ratios)
-    # per tensor, then over tensors: no concatenated copy (torch's CPU inf- and 1-norms
-    # are several times slower than amax and sum, so not those either)
+    if ratios[0].device.type != "cpu":  # one concatenated copy: 4 kernels, not 3 a tensor
+        flat = torch.cat([r.flatten() for r in ratios])
+        return [flat.sum() / count, torch.count_nonzero(flat > 0.5) / count, flat.amax()]
+    # on a CPU per tensor, then over tensors: no concatenated copy (torch's CPU inf- and
+    # 1-norms are several times slower than amax and sum, so not those either)
     total = torch.stack([r.sum() for r in ratios]).sum()
     above = torch.stack([torch.count_nonzero(r > 0.5) for r in ratios]).sum()
     largest = torch.stack([r.amax() for r in ratios]).amax()
@@ -130,7 +150,8 @@ class StepProbe:
     def before(self) -> None:
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
         self.grad_norms = _norms([g.detach() for g in grads])
-        self.before_params = [p.detach().clone() for p in self.params]
+        # one multi-tensor copy (x * 1 is x, signed zeros and NaNs included)
+        self.before_params = torch._foreach_mul([p.detach() for p in self.params], 1.0)
 
     def after(self, step: int, with_layers: bool) -> tuple[dict, list[dict]]:
         """The diagnostics row, and the per-layer rows when `with_layers`."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from .config import ConfigError
 
 DATA_DIR_HELP = "Data folder (default: $WARMUP_BENCH_DATA or ./data)."
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,12 @@ class RunOptions:
     deterministic: bool = option(False, "torch's deterministic algorithms (CUDA: bit-identical "
                                  "reruns and resumes, somewhat slower).",
                                  flag="--deterministic/--no-deterministic")
+    tf32: bool | None = option(None, "CUDA: TF32 tensor cores for float32 matmuls and "
+                               "convolutions (default: on; --no-tf32 for full float32).",
+                               flag="--tf32/--no-tf32")
+    compile_mode: str | None = option(None, "With --compile: torch.compile's mode, default, "
+                                      "reduce-overhead (CUDA graphs: one launch replays a "
+                                      "whole forward/backward) or max-autotune.")
     diagnostics: bool = option(True, "Log update sizes, Adam step ratios, angular updates "
                                "per log step (diagnostics.csv, layers.csv).",
                                flag="--diagnostics/--no-diagnostics")
@@ -72,6 +79,9 @@ class RunOptions:
         one of `log_intervals` iterations, or whose optional package is missing."""
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads {self.threads} must be at least 1.")
+        if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:
+            raise ConfigError(f"--compile-mode {self.compile_mode!r} is not valid; choose "
+                              f"from: {', '.join(COMPILE_MODES)}.")
         if self.resume and self.restart:
             raise ConfigError("--resume and --restart contradict each other: --resume "
                               "continues the run, --restart trains it again from scratch; "

@@ -38,6 +38,9 @@ class OptimizerEntry:
     # these entries, the same floats as its per-parameter loop (tested). Not for NAdam and
     # RAdam, whose multi-tensor versions round differently (1 ulp), nor plugins' optimizers
     foreach: bool = True
+    # foreach=True on GPUs even so (NAdam, RAdam): there it is torch's default, and the
+    # per-parameter loop would launch several kernels per parameter per step
+    foreach_on_gpu: bool = False
     # torch has a fused (one kernel, one pass over memory) step for it: `build(fused=True)`
     # takes it. The same update, rounded differently in the last bits
     fused: bool = False
@@ -61,14 +64,25 @@ class OptimizerEntry:
                                   f"schedule, so it takes --schedule constant, not "
                                   f"{cfg.schedule} (warmups apply as usual).")
 
+    def kernel(self, device: torch.device, fused: bool = False) -> dict:
+        """The keyword that picks the optimizer's implementation on `device`: its fused
+        step where asked for and it has one, else the multi-tensor one where it takes it."""
+        if fused and self.fused:
+            return {"fused": True}
+        if self.foreach or self.foreach_on_gpu and device.type != "cpu":
+            return {"foreach": True}
+        return {}
+
     def build(self, params, cfg: TrainConfig, fused: bool = False) -> torch.optim.Optimizer:
         settings = {"betas": (cfg.beta1, cfg.beta2), "eps": cfg.eps} if self.has_betas else {}
         if self.has_momentum:
             settings["momentum"] = cfg.momentum
-        kernel = {"fused": True} if fused and self.fused else \
-            {"foreach": True} if self.foreach else {}
+        params = list(params)
+        first = params[0] if params else torch.zeros(0)
+        device = (first["params"][0] if isinstance(first, dict) else first).device
         return expect_result(self.factory(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                          **settings, **kernel, **self.options),
+                                          **settings, **self.kernel(device, fused),
+                                          **self.options),
                              torch.optim.Optimizer, "torch.optim.Optimizer",
                              f"the factory of optimizer {cfg.opt!r}", self.factory)
 
@@ -117,13 +131,14 @@ OPTIMIZERS: Registry[OptimizerEntry] = Registry("optimizer", "--opt", {
     "amsgradw": OptimizerEntry("AdamW with AMSGrad", "AMSGradW", torch.optim.AdamW,
                                {"amsgrad": True}, fused=True),
     "nadamw": OptimizerEntry("NAdam with decoupled weight decay", "NAdamW", torch.optim.NAdam,
-                             {"decoupled_weight_decay": True}, foreach=False),
+                             {"decoupled_weight_decay": True}, foreach=False,
+                             foreach_on_gpu=True),
     "adamax": OptimizerEntry("AdaMax, L2 weight decay", "AdaMax", torch.optim.Adamax),
     "radamw": OptimizerEntry("RAdam with decoupled weight decay", "RAdamW", torch.optim.RAdam,
                              {"decoupled_weight_decay": True}, rectified=True,
-                             foreach=False),
+                             foreach=False, foreach_on_gpu=True),
     "radam": OptimizerEntry("RAdam, L2 weight decay", "RAdam", torch.optim.RAdam,
-                            rectified=True, foreach=False),
+                            rectified=True, foreach=False, foreach_on_gpu=True),
     "gi-adamw": OptimizerEntry("GI-Adam: AdamW with v_0 = g_1^2 (Kalra & Barkeshli 2024)",
                                "GI-AdamW", GIAdamW, fused=True),
     "adamw-schedule-free": OptimizerEntry(

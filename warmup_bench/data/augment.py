@@ -60,8 +60,9 @@ class RotateTranslate:
 
     def __call__(self, images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         b, c, h, w = images.shape
-        size = torch.tensor([w, h], device=images.device, dtype=torch.float32)
-        shifts = torch.round(params["shift_fractions"] * size)  # whole pixels (x, y)
+        fractions = params["shift_fractions"]
+        # whole pixels (x, y); scalars, not a tensor built per batch (a copy to the GPU)
+        shifts = torch.round(torch.stack([fractions[:, 0] * w, fractions[:, 1] * h], dim=1))
         return affine(images, params["angles"], shifts)
 
 
@@ -72,8 +73,8 @@ def affine(images: torch.Tensor, angles_deg: torch.Tensor, shifts: torch.Tensor)
     radians = angles_deg.to(images.device, torch.float32) * (math.pi / 180)
     cos, sin = torch.cos(radians), torch.sin(radians)
     # output -> input map in normalised coordinates (y down): input = R(-a) (out - t)
-    scale = torch.tensor([2.0 / w, 2.0 / h], device=images.device)
-    t = shifts.to(images.device, torch.float32) * scale
+    shifts = shifts.to(images.device, torch.float32)
+    t = torch.stack([shifts[:, 0] * (2.0 / w), shifts[:, 1] * (2.0 / h)], dim=1)
     theta = torch.stack([
         torch.stack([cos, -sin * h / w, -(cos * t[:, 0] - sin * t[:, 1] * h / w)], dim=1),
         torch.stack([sin * w / h, cos, -(sin * t[:, 0] * w / h + cos * t[:, 1])], dim=1),

@@ -18,10 +18,15 @@ p of 0 or 1, evaluation, torch.compile) this is `F.dropout`: CUDA's fused dropou
 already fast, and a compiled graph draws its own masks.
 
 Packed training (train.pack) runs several models as one under `torch.func.vmap`; there
-each member's masks come from that member's own generator (`member_generators`): one key
-per call, as a solo run takes from torch's generator, so on the CPU a member's masks are
-its solo run's, bit for bit. On other devices the key seeds torch's Bernoulli sampler on
-the device: per-member streams, reproducible and resumable, but not CUDA's fused masks.
+each member's masks come from that member's own generator (`member_generators`). On the
+CPU that is one key per call, as a solo run takes from torch's generator, so a member's
+masks are its solo run's, bit for bit. On other devices a whole dropout site is drawn for
+every member at once (`counter_noise`): each member's generator gives one key per
+forward, and the mask of element i at site s is a hash of (key, s, i), so the masks are
+per member (another member, or none, beside it changes nothing), reproducible and
+resumable (the generators are checkpointed), at a few elementwise kernels per site
+instead of a generator, a sampler and a multiply per member; they are not CUDA's fused
+masks.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import functools
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -76,38 +82,82 @@ def inverse_keep(p: float, dtype: torch.dtype) -> float:
     return float(torch.ones((), dtype=dtype).div_(1 - p))
 
 
+def numpy_device(device: torch.device) -> bool:
+    """Whether masks on `device` come from NumPy (the CPU); elsewhere from torch there.
+    The one place that branch is decided, so a CPU test can force the other one."""
+    return device.type == "cpu"
+
+
 def numpy_masks(x: torch.Tensor, p: float, training: bool) -> bool:
     """Whether dropout on `x` draws its masks here: in training, with 0 < p < 1, on the
     CPU and not under torch.compile (which generates its own masks, in the graph)."""
-    return training and 0 < p < 1 and x.device.type == "cpu" and \
+    return training and 0 < p < 1 and numpy_device(x.device) and \
         not torch.compiler.is_compiling()
 
 
-_members: list[torch.Generator] | None = None  # while a pack trains: each member's generator
+@dataclass
+class PackForward:
+    """One forward of a pack: each member's generator, and (off the CPU) the keys this
+    forward drew from them and how many dropout sites it has passed."""
+
+    generators: list[torch.Generator]
+    keys: torch.Tensor | None = None  # one per member, drawn at the first site
+    site: int = 0
+
+
+_members: PackForward | None = None  # while a pack's forward runs
 
 
 @contextmanager
 def member_generators(generators: list[torch.Generator]) -> Iterator[None]:
     """Dropout under vmap (a pack's forward) draws member i's masks from generators[i]."""
     global _members
-    previous, _members = _members, list(generators)
+    previous, _members = _members, PackForward(list(generators))
     try:
         yield
     finally:
         _members = previous
 
 
-def member_noise(shape: torch.Size, p: float, dtype: torch.dtype, device: torch.device,
-                 generator: torch.Generator) -> torch.Tensor:
-    """One member's dropout noise: on the CPU `dropout_noise` (its solo run's masks), on
-    other devices Bernoulli(1 - p) / (1 - p) sampled there from a generator the member's
-    key seeds."""
-    if device.type == "cpu":
-        return dropout_noise(shape, p, dtype, generator)
-    key = int(torch.empty((), dtype=torch.int64).random_(generator=generator))
-    on_device = torch.Generator(device).manual_seed(key)
-    keep = torch.empty(shape, device=device, dtype=dtype).bernoulli_(1 - p, generator=on_device)
-    return keep.mul_(inverse_keep(p, dtype))
+def members_noise(shape: torch.Size, p: float, dtype: torch.dtype, device: torch.device,
+                  pack: PackForward) -> torch.Tensor:
+    """Every member's dropout noise at one site, stacked: on the CPU each member's
+    `dropout_noise` (its solo run's masks), elsewhere `counter_noise` for all at once."""
+    if numpy_device(device):
+        return torch.stack([dropout_noise(shape, p, dtype, g) for g in pack.generators])
+    if pack.keys is None:  # one draw from each member's generator per forward
+        keys = torch.tensor([int(torch.empty((), dtype=torch.int64).random_(generator=g))
+                             for g in pack.generators])
+        pack.keys = (keys.pin_memory() if device.type == "cuda" else keys).to(
+            device, non_blocking=True)
+    pack.site += 1
+    return counter_noise(pack.keys, pack.site, shape, p, dtype)
+
+
+WORD = 0xFFFFFFFF  # 32 bits, held in int64: products with the multipliers below stay < 2^63
+
+
+def mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash (xorshift-multiply rounds) of int64 values in [0, 2^32)."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & WORD
+    x = x ^ (x >> 15)
+    x = (x * 0x5BD1E995) & WORD
+    return x ^ (x >> 16)
+
+
+def counter_noise(keys: torch.Tensor, site: int, shape: torch.Size, p: float,
+                  dtype: torch.dtype) -> torch.Tensor:
+    """m / (1 - p) for each member (one int64 key each, on the noise's device), with
+    m_i = [h(key, site, i) < (1 - p) 2^32]: Bernoulli(1 - p) to within 2^-33 per element,
+    a member's masks a function of its key alone."""
+    n = math.prod(shape)
+    keys = keys.view(-1, 1)
+    seed = mix32((keys & WORD) ^ (site & WORD))
+    index = torch.arange(n, device=keys.device, dtype=torch.int64).view(1, -1)
+    bits = mix32(mix32(index ^ seed) ^ ((keys >> 32) & WORD))
+    keep = bits < round((1 - p) * 2**32)
+    return keep.to(dtype).mul_(inverse_keep(p, dtype)).view(len(keys), *shape)
 
 
 class _MemberNoise(torch.autograd.Function):
@@ -128,10 +178,9 @@ class _MemberNoise(torch.autograd.Function):
     @staticmethod
     def vmap(info, in_dims, x: torch.Tensor, p: float):
         x = x.movedim(in_dims[0], 0)
-        if _members is None or len(_members) != x.shape[0]:
+        if _members is None or len(_members.generators) != x.shape[0]:
             raise RuntimeError("a pack's forward needs one generator per member")
-        return torch.stack([member_noise(x.shape[1:], p, x.dtype, x.device, g)
-                            for g in _members]), 0
+        return members_noise(x.shape[1:], p, x.dtype, x.device, _members), 0
 
 
 def packed_masks(p: float, training: bool) -> bool:
@@ -180,11 +229,11 @@ def mask_source(model: nn.Module, device: torch.device, compiled: bool = False,
     """Where `model`'s dropout masks come from on `device`, for the run's meta.json: None
     without dropout, "numpy-pcg64" when every dropout layer is this module's on a CPU
     (and not compiled), else "torch"; in a pack (`packed`), each member's generator:
-    "numpy-pcg64" on a CPU, "torch-bernoulli-per-member" elsewhere."""
+    "numpy-pcg64" on a CPU, "counter-hash-per-member" elsewhere."""
     layers = [m for m in model.modules() if isinstance(m, nn.Dropout) and m.p > 0]
     if not layers:
         return None
     if packed:
-        return "numpy-pcg64" if device.type == "cpu" else "torch-bernoulli-per-member"
+        return "numpy-pcg64" if numpy_device(device) else "counter-hash-per-member"
     ours = device.type == "cpu" and not compiled and all(isinstance(m, Dropout) for m in layers)
     return "numpy-pcg64" if ours else "torch"

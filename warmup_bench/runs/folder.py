@@ -255,14 +255,15 @@ class RunDir:
             (self.path / CHECKPOINT).unlink(missing_ok=True)
         (self.path / NO_PREVIOUS_CHECKPOINT).unlink(missing_ok=True)
 
-    def load_checkpoint(self, cfg: TrainConfig, map_location, previous: bool = False) -> dict:
+    def load_checkpoint(self, cfg: TrainConfig, previous: bool = False) -> dict:
         """The checkpoint (`previous`: a pack member's checkpoint.prev.pt), verified to be
         this config's and consistent with the folder's logs; CheckpointError (naming why)
-        otherwise. Reads only: changes nothing."""
+        otherwise. Reads only. Its tensors are on the CPU: each consumer places its own
+        (optimizer step counters stay where torch keeps them, RNG states on the CPU)."""
 
         path = self.path / (PREVIOUS_CHECKPOINT if previous else CHECKPOINT)
         try:
-            state = load_tensors(path, map_location)
+            state = load_tensors(path)
         except RunFileError as error:
             raise CheckpointError(str(error)) from None
         if not isinstance(state, dict) or not CHECKPOINT_KEYS <= set(state):
@@ -383,9 +384,8 @@ def check_output_root(out: Path) -> None:
 
 
 def find_runs(root: Path, on_link: Callable[[Path], None] | None = None) -> Iterator[RunDir]:
-    """Every folder under `root` that holds a run's config, in a stable order. Symbolic
-    links to folders are not followed: one that leads to a run folder (or to a folder of
-    them) is passed to `on_link`, so that a caller can say it skipped it."""
+    """Every folder under `root` that holds a run's config, in a stable order. Links are
+    not followed: one to a run folder (or a folder of them) is passed to `on_link`."""
     configs = []
     for folder, subfolders, files in os.walk(root):  # does not descend into links
         here = Path(folder)

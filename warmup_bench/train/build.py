@@ -67,7 +67,7 @@ def build_net(cfg: TrainConfig, data: Dataset, device: torch.device, iters_per_e
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.num_classes, data.input_shape[0]).to(device)
     model = model.to(memory_format=kernels.layout)
-    return Net(model, torch.compile(model) if cfg.compile else model,
+    return Net(model, torch.compile(model, mode=kernels.compile_mode) if cfg.compile else model,
                build_training(model, cfg, iters_per_epoch, kernels.fused_optimizer),
                torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), device, kernels)
 

@@ -70,7 +70,7 @@ def restore(run: RunDir, cfg, net: Net, sharpness: Sharpness | None) -> RunState
     """Loads the verified checkpoint into the objects, then drops the log rows written
     after it. Anything that does not fit raises CheckpointError before the folder is
     touched."""
-    state = run.load_checkpoint(cfg, net.device)
+    state = run.load_checkpoint(cfg)  # on the CPU: the objects below place their tensors
     try:
         net.model.load_state_dict(state["model"])
         net.training.optimizer.load_state_dict(state["optimizer"])

@@ -66,6 +66,7 @@ class Kernels:
     layout: torch.memory_format = torch.contiguous_format  # activations and weights
     fused_optimizer: bool = False  # the optimizer's single-kernel step, where it has one
     bf16: bool = False  # bf16 autocast
+    compile_mode: str | None = None  # torch.compile's mode under --compile (None: off)
 
     def autocast(self, device: torch.device) -> Callable:
         """A context manager factory: bf16 autocast on `device`, or nothing."""
@@ -74,17 +75,25 @@ class Kernels:
 
 
 def choose_kernels(cfg: TrainConfig, device: torch.device, channels_last: bool | None = None,
-                   fused: bool | None = None, on_note: Callable[[str], None] | None = None
-                   ) -> Kernels:
+                   fused: bool | None = None, on_note: Callable[[str], None] | None = None,
+                   compile_mode: str | None = None) -> Kernels:
     """The kernels of a run: the defaults below, unless the options force one; --amp
-    falls back to float32 (with a note) where bf16 is not native."""
+    falls back to float32 (with a note) where bf16 is not native. A compile mode needs
+    --compile. Under reduce-overhead torch replays CUDA graphs: shapes must stay fixed
+    (training batches do: the last partial one is dropped; evaluation's last batch makes
+    a graph of its own), and a graph that mutates its inputs (BatchNorm's running
+    statistics) may run without one, which torch logs; the optimizer's step stays eager."""
+    if compile_mode is not None and not cfg.compile:
+        raise ConfigError(f"--compile-mode {compile_mode} needs --compile: it is the mode "
+                          "torch.compile compiles the model in.")
     bf16 = cfg.amp and native_bf16(device)
     if cfg.amp and not bf16 and on_note is not None:
         on_note(f"note: --amp (bf16 autocast) needs CUDA or a CPU with native bf16 "
                 f"(AVX512-BF16 or AMX); {device_name(device)} has neither: training in "
                 "float32.")
+    mode = (compile_mode or "default") if cfg.compile else None
     return Kernels(memory_format(cfg, device, channels_last), fused_optimizer(device, fused),
-                   bf16)
+                   bf16, mode)
 
 
 def memory_format(cfg: TrainConfig, device: torch.device,
@@ -134,19 +143,45 @@ def busy_note(load: float, cores: int, threads: int) -> str | None:
 
 
 def slowdown_note(epoch: int, speed: float, fastest: float, threads: int,
-                  cpu_share: float = 1.0) -> str | None:
+                  cpu_share: float = 1.0, device: torch.device = torch.device("cpu")
+                  ) -> str | None:
     """A hint when an epoch trained SLOWDOWN times slower than the run's fastest one, or
-    got less than CPU_SHARE of its threads' CPU time (`cpu_share`: process CPU seconds
-    over wall seconds x threads): other processes are using the cores."""
+    (on a CPU) got less than CPU_SHARE of its threads' CPU time (`cpu_share`: process CPU
+    seconds over wall seconds x threads): other processes are using the cores. On a GPU
+    the host mostly waits for the device: a low CPU share there says nothing."""
     fewer = " or --threads 1" if threads > 1 else ""
     if speed > 0 and fastest / speed >= SLOWDOWN:
         return (f"note: epoch {epoch} trained at {speed:,.0f} images/s, {fastest / speed:.0f}x "
                 f"slower than this run's fastest ({fastest:,.0f}): another process may be "
                 f"using the cores; run alone{fewer}.")
-    if threads > 1 and cpu_share < CPU_SHARE:
+    if device.type == "cpu" and threads > 1 and cpu_share < CPU_SHARE:
         return (f"note: epoch {epoch} got {cpu_share:.0%} of the CPU time its {threads} "
                 f"threads could use: another process is using the cores; run alone{fewer}.")
     return None
+
+
+def cuda_math(device: torch.device, tf32: bool | None, deterministic: bool) -> dict:
+    """How CUDA computes in float32, as meta.json records it (None off CUDA); `use_cuda_math`
+    sets it.
+
+    TF32 (10-bit mantissa products, float32 sums) is on by default for matmuls as for
+    convolutions: torch already runs cuDNN convolutions in TF32 by default, so the conv
+    nets ran so anyway, and an fp32 matmul (the ViT, every linear layer) runs at a
+    fraction of the tensor cores' speed without it. --no-tf32 gives full float32 for
+    both. cuDNN picks its fastest kernels by benchmark (the shapes of a run are fixed),
+    except in deterministic mode, where the benchmark's choice could vary between runs."""
+    if device.type != "cuda":
+        return {"tf32": None, "cudnn_benchmark": None}
+    return {"tf32": True if tf32 is None else tf32, "cudnn_benchmark": not deterministic}
+
+
+def use_cuda_math(choice: dict) -> None:
+    """Sets torch's CUDA float32 flags as `cuda_math` chose (nothing off CUDA)."""
+    if choice["tf32"] is None:
+        return
+    torch.backends.cuda.matmul.allow_tf32 = choice["tf32"]
+    torch.backends.cudnn.allow_tf32 = choice["tf32"]
+    torch.backends.cudnn.benchmark = choice["cudnn_benchmark"]
 
 
 def use_deterministic(on: bool) -> None:

@@ -16,6 +16,7 @@ import torch
 from ..config import TrainConfig
 from ..data import DATASETS
 from ..models import build_model
+from ..models.dropout import member_generators
 from ..optim import build_training
 from .device import memory_format
 from .pack import PackedModel, is_out_of_memory
@@ -91,9 +92,13 @@ def _timed(cfg: TrainConfig, spec, device: torch.device, size: int, steps: int
         optimizers = [build_training(m, cfg, 1).optimizer for m in models]
         packed = PackedModel(models)
         packed.train()
+        # dropout under vmap draws each member's masks from its own generator, as in
+        # training (without them, torch's random ops refuse to run under vmap)
+        generators = [torch.Generator().manual_seed(k) for k in range(size)]
 
         def step() -> None:
-            logits = packed(x)
+            with member_generators(generators):
+                logits = packed(x)
             packed.zero_grad()
             torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten()).backward()
             packed.hand_out_gradients()

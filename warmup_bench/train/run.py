@@ -30,9 +30,11 @@ from .checkpoint import RunState, checkpoint_state, own_storage, restore
 from .device import (
     busy_note,
     choose_kernels,
+    cuda_math,
     device_name,
     resolve_device,
     slowdown_note,
+    use_cuda_math,
     use_deterministic,
 )
 from .loop import Diverged, StepFailed, evaluate, evaluation_weights, train_epoch
@@ -70,6 +72,7 @@ def train(cfg: TrainConfig, out: Path, options: RunOptions | None = None,
     if options.threads:
         torch.set_num_threads(options.threads)
     use_deterministic(options.deterministic)
+    use_cuda_math(cuda_math(device, options.tf32, options.deterministic))
     if options.on_hint and device.type == "cpu" and hasattr(os, "getloadavg"):
         note = busy_note(os.getloadavg()[0], os.cpu_count() or 1, torch.get_num_threads())
         if note is not None:
@@ -80,7 +83,7 @@ def train(cfg: TrainConfig, out: Path, options: RunOptions | None = None,
         own = options.data.spec if options.data is not None else None
         data = data if data is not None else load_dataset(cfg.dataset, options.data_dir, own)
         kernels = choose_kernels(cfg, device, options.channels_last, options.fused_optimizer,
-                                 options.note)
+                                 options.note, options.compile_mode)
         loaders = make_loaders(cfg, data, device, kernels.layout)
         net = build_net(cfg, data, device, len(loaders.train), kernels)
         check_model_fits(cfg, net.model, loaders.test, data.num_classes)
@@ -191,7 +194,7 @@ def run_epochs(cfg: TrainConfig, run: RunDir, net: Net, loaders: Loaders,
             fastest = max(fastest, row["images_per_second"])
             if options.on_hint and not slowed and (note := slowdown_note(
                     row["epoch"], row["images_per_second"], fastest, torch.get_num_threads(),
-                    cpu_share)):
+                    cpu_share, net.device)):
                 slowed = True  # said once
                 options.on_hint(note)
     except Diverged as diverged:
@@ -246,6 +249,8 @@ def run_meta(run: RunDir, iters_per_epoch: int, net: Net, resumed_at: int,
         "dropout_masks": mask_source(net.model, device, compiled=net.forward is not net.model,
                                      packed=packed is not None),
         "autocast": "bf16" if net.kernels.bf16 else None,
+        "compile_mode": net.kernels.compile_mode,  # None: not compiled
+        **cuda_math(device, options.tf32, options.deterministic),  # TF32, cuDNN benchmark
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "resumed_at_epoch": resumed_at or None,
         "delay_schedule_iterations": net.training.lr_schedule.scheduler_delay,
