@@ -156,3 +156,32 @@ def test_a_compile_mode_without_compile_or_unknown_is_one_line(tmp_path, flags,
                       str(tmp_path / "out"), *flags])
     assert_one_line_error(result, 2, needle)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_cuda_runs_generator_states_are_saved_and_restored_as_cpu_tensors(
+        tmp_path, monkeypatch) -> None:
+    """The CUDA generator's state goes into the checkpoint and back through torch's own
+    calls, as the CPU byte tensor they take (recorded here: no GPU runs this test)."""
+    from warmup_bench.train.checkpoint import checkpoint_state
+
+    cuda_state = torch.arange(16, dtype=torch.uint8)
+    restored = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: cuda_state.clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state",
+                        lambda state, device: restored.append((state, device)))
+    cfg = resolve_config("digits", {"epochs": 1, "train_samples": 64, "warmup": "none"})
+    done = train(cfg, tmp_path, RunOptions(on_note=None, diagnostics=False))
+    data = load_dataset("digits")
+    loaders = make_loaders(cfg, data, torch.device("cpu"))
+    net = build_net(cfg, data, torch.device("cpu"), len(loaders.train))
+    on_gpu = dataclasses.replace(net, device=torch.device("cuda"))
+    state = restore(done.run, cfg, net, None)  # a checkpoint written by a CPU run
+    logs = done.run.open_logs(False, False)
+    saved = checkpoint_state(on_gpu, state, logs, None)
+    logs.close()
+    assert torch.equal(saved["rng"]["cuda"], cuda_state)
+    done.run.save_checkpoint(cfg, saved)
+    restore(done.run, cfg, on_gpu, None)
+    (state_given, device), = restored
+    assert state_given.device.type == "cpu" and state_given.dtype == torch.uint8
+    assert torch.equal(state_given, cuda_state) and device == torch.device("cuda")
