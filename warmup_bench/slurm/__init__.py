@@ -22,6 +22,7 @@ Rules:
   plain job submitit makes of a single task: `<out>/.slurm/<jobid>/`).
 """
 
+from .ids import slurm_ids
 from .options import (
     SLURM_FOLDER,
     SlurmError,
@@ -32,7 +33,7 @@ from .options import (
     require_submitit,
 )
 from .submit import Submission, Task, cancel, submit, task_log, task_result, wait
-from .task import SlurmTask, slurm_ids
+from .task import SlurmTask
 
 __all__ = ["SlurmOptions", "SlurmError", "Submission", "Task", "SlurmTask", "SLURM_FOLDER",
            "submit", "wait", "cancel", "task_log", "task_result", "slurm_ids",

@@ -11,19 +11,6 @@ from .options import one_line
 
 # ---- inside a task -------------------------------------------------------------------
 
-def slurm_ids() -> dict | None:
-    """{"job_id": ..., "array_task_id": ...} of the Slurm task this process runs in (the
-    array's job id for an array task; array_task_id None for a plain job), or None outside
-    Slurm."""
-    env = os.environ
-    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID", "").isdigit():
-        return {"job_id": env["SLURM_ARRAY_JOB_ID"],
-                "array_task_id": int(env["SLURM_ARRAY_TASK_ID"])}
-    if env.get("SLURM_JOB_ID"):
-        return {"job_id": env["SLURM_JOB_ID"], "array_task_id": None}
-    return None
-
-
 def _requeue_signal() -> int:
     """The signal submitit asks Slurm for before the time limit (SIGUSR2 unless
     SUBMITIT_PREEMPT_SIGNAL says otherwise)."""

@@ -23,7 +23,7 @@ from ..models import mask_source
 from ..optim import optimizer_kernel
 from ..plugins import blame, describe_error, plugin_errors
 from ..runs import RunDir, Status, Summary
-from ..slurm.task import slurm_ids
+from ..slurm.ids import slurm_ids
 from ..tasks import long_warmup_note
 from .build import Loaders, Net, build_net, check_model_fits, make_loaders
 from .checkpoint import RunState, checkpoint_state, own_storage, restore
