@@ -18,20 +18,26 @@ from warmup_bench.train.build import build_net, make_loaders
 from warmup_bench.train.checkpoint import restore
 
 
+def finished_run_and_a_fresh_net(tmp_path):
+    """A finished one-epoch digits run (its folder, config) and a net built as a resume
+    of it builds one, before anything is restored into it."""
+    cfg = resolve_config("digits", {"epochs": 1, "train_samples": 64, "warmup": "none"})
+    done = train(cfg, tmp_path, RunOptions(on_note=None, diagnostics=False))
+    data = load_dataset("digits")
+    loaders = make_loaders(cfg, data, torch.device("cpu"))
+    return done.run, cfg, build_net(cfg, data, torch.device("cpu"), len(loaders.train))
+
+
 def test_a_checkpoint_loads_on_the_cpu_and_each_object_places_its_own(tmp_path) -> None:
     """A run on another device (here the "meta" device stands for CUDA) restores from a
     checkpoint read onto the CPU: its generator state stays a CPU byte tensor, the model's
     weights are copied onto its own parameters, and the optimizer's step counters stay
     where torch keeps them (the CPU; on a GPU a step there would make the multi-tensor
     Adam sync twice per parameter per step)."""
-    cfg = resolve_config("digits", {"epochs": 1, "train_samples": 64, "warmup": "none"})
-    done = train(cfg, tmp_path, RunOptions(on_note=None, diagnostics=False))
-    data = load_dataset("digits")
-    loaders = make_loaders(cfg, data, torch.device("cpu"))
-    net = build_net(cfg, data, torch.device("cpu"), len(loaders.train))
+    run, cfg, net = finished_run_and_a_fresh_net(tmp_path)
     elsewhere = dataclasses.replace(net, device=torch.device("meta"))
-    state = restore(done.run, cfg, elsewhere, None)
-    saved = torch.load(done.run.path / "checkpoint.pt", weights_only=True)
+    state = restore(run, cfg, elsewhere, None)
+    saved = torch.load(run.path / "checkpoint.pt", weights_only=True)
     assert state.epoch == 1
     assert all(torch.equal(net.model.state_dict()[k], v) for k, v in saved["model"].items())
     steps = [s["step"] for s in net.training.optimizer.state.values()]
@@ -169,19 +175,15 @@ def test_a_cuda_runs_generator_states_are_saved_and_restored_as_cpu_tensors(
     monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: cuda_state.clone())
     monkeypatch.setattr(torch.cuda, "set_rng_state",
                         lambda state, device: restored.append((state, device)))
-    cfg = resolve_config("digits", {"epochs": 1, "train_samples": 64, "warmup": "none"})
-    done = train(cfg, tmp_path, RunOptions(on_note=None, diagnostics=False))
-    data = load_dataset("digits")
-    loaders = make_loaders(cfg, data, torch.device("cpu"))
-    net = build_net(cfg, data, torch.device("cpu"), len(loaders.train))
+    run, cfg, net = finished_run_and_a_fresh_net(tmp_path)
     on_gpu = dataclasses.replace(net, device=torch.device("cuda"))
-    state = restore(done.run, cfg, net, None)  # a checkpoint written by a CPU run
-    logs = done.run.open_logs(False, False)
+    state = restore(run, cfg, net, None)  # a checkpoint written by a CPU run
+    logs = run.open_logs(False, False)
     saved = checkpoint_state(on_gpu, state, logs, None)
     logs.close()
     assert torch.equal(saved["rng"]["cuda"], cuda_state)
-    done.run.save_checkpoint(cfg, saved)
-    restore(done.run, cfg, on_gpu, None)
+    run.save_checkpoint(cfg, saved)
+    restore(run, cfg, on_gpu, None)
     (state_given, device), = restored
     assert state_given.device.type == "cpu" and state_given.dtype == torch.uint8
     assert torch.equal(state_given, cuda_state) and device == torch.device("cuda")
