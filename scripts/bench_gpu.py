@@ -101,9 +101,8 @@ def one_run(workload: str, variant: str, fraction: float, device: str = "cuda",
     n = max(2048, int(images * fraction))
     cfg, options = settings(workload, variant, epochs)
     with tempfile.TemporaryDirectory() as out:
-        result = train(cfg, Path(out), RunOptions(
-            device=device, on_note=None, **{"diagnostics": True, **options}),
-            synthetic(workload, n, device))
+        result = train(cfg, Path(out), RunOptions(device=device, on_note=None, **options),
+                       synthetic(workload, n, device))
         epochs_csv = result.run.read_epochs()
     last = epochs_csv.iloc[-1]
     return {"workload": workload, "variant": variant, "images": n,

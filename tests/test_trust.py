@@ -114,8 +114,9 @@ def test_a_run_file_that_links_elsewhere_is_refused_untouched(tmp_path, finished
         assert result.exit_code == 2 and "symbolic link" in result.stderr
     else:
         assert_one_line_error(result, 2, f"{name} is a symbolic link")
-    assert snapshot(tmp_path, skip=("lock",)) == before
-    assert not any(target.iterdir()) if target.is_dir() else True
+    assert snapshot(tmp_path, skip=("lock",)) == before  # the target's files included
+    if target.is_dir():
+        assert not any(target.iterdir())  # no event file written through the link
 
 
 def test_a_run_folder_that_is_a_link_is_skipped_said_and_refused(tmp_path, finished) -> None:
@@ -492,11 +493,11 @@ def test_a_legacy_pickle_checkpoint_is_refused_without_a_torch_warning(tmp_path,
 # ---- 19. collect() of no runs has every column; of no folder, one clear error ---------
 
 def test_collect_of_no_runs_has_the_columns_of_the_readme_snippet(tmp_path) -> None:
-    from warmup_bench.files import OutputError
+    from warmup_bench.config import ConfigError
 
     frame = collect(tmp_path)
     assert len(frame) == 0 and {"opt", "warmup", "lr", "best", "status", "folder"} <= \
         set(frame.columns)
     assert frame.groupby(["opt", "warmup", "lr"])["best"].describe().empty
-    with pytest.raises(OutputError, match="results folder .*nope does not exist"):
+    with pytest.raises(ConfigError, match="results folder .*nope does not exist"):
         collect(tmp_path / "nope")

@@ -142,8 +142,9 @@ def validate(cfg: TrainConfig, data=None) -> None:
     check_unread(cfg)
 
 
-# the entries that read the conditional settings (an optimizer's betas, a schedule's eta_min)
-READERS = {"optimizer": "opt", "warmup": "warmup", "schedule": "schedule"}
+# the kinds of entry that read the conditional settings (an optimizer's betas, a schedule's
+# eta_min), and the setting naming each
+READERS = {kind: NAMES[kind] for kind in ("optimizer", "warmup", "schedule")}
 
 
 def check_unread(cfg: TrainConfig) -> None:
@@ -169,8 +170,8 @@ def check_unread(cfg: TrainConfig) -> None:
                          for kind, names in readers.items() if names)
         given = option(key) if value is True else \
             f"{option(key)} {list(value) if isinstance(value, tuple) else value}"
-        used = ", ".join(f"{registry_of(kind).option} {getattr(cfg, READERS[kind])}"
-                         for kind, entry in chosen.items())
+        used = ", ".join(f"{registry_of(kind).option} {getattr(cfg, key)}"
+                         for kind, key in READERS.items())
         raise UnreadSetting(f"{given} does nothing with {used}: only {by} read it; leave it "
                             "out (a run's name would differ, its training would not).", key)
 

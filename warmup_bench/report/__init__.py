@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import SETTINGS
+from ..config import SETTINGS, ConfigError
 from ..files import OutputError, write_text_atomic
 from ..runs import METRICS, RunDir
 from .collect import Run, collect_runs
@@ -91,14 +91,14 @@ def collect(results: Path, experiment: Path | None = None, metric: str = "best",
     """The runs of `results` (of `experiment`'s grid only, when given) that can be
     trusted, one row each, for a notebook: every setting, the status, the metric's value
     (None where a run has none, or never reached the target), epochs done, wall seconds
-    and the run folder (with no run, an empty frame of those columns). OutputError when
+    and the run folder (with no run, an empty frame of those columns). ConfigError when
     `results` is no folder. Runs skipped are said through `warn` (default: not at all). A
     grid's plugin files run only with `allow_plugins`, as on the command line."""
     from ..experiments import PluginConsent, load_experiment
 
     chosen = parse_metric(metric)
     if not Path(results).is_dir():
-        raise OutputError(f"results folder {results} does not exist (or is not a folder).")
+        raise ConfigError(f"results folder {results} does not exist (or is not a folder).")
     runs = collect_runs(Path(results), warn or (lambda _: None))
     if experiment is not None:
         grid = load_experiment(Path(experiment), PluginConsent(allow=allow_plugins))

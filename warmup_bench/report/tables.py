@@ -263,8 +263,7 @@ def build_tables(root: Path, runs: list[Run], metric: Metric | str, experiment=N
     epoch) is left out, said through `warn`."""
     metric = error_metric(metric) if isinstance(metric, str) else metric
     if metric.needs_iterations:
-        unmeasured = [r for r in runs if r.iterations_per_epoch is None]
-        for run in unmeasured:
+        for run in (r for r in runs if r.iterations_per_epoch is None):
             if warn is not None:
                 warn(f"skipping {run.directory} for {metric.name}: its meta.json records no "
                      "iterations per epoch")

@@ -112,8 +112,9 @@ GRID_EXTRA = frozenset({
 
 
 def grid_extras_needing_consent(table: dict) -> list[str]:
-    """The options of a grid's [slurm] extra that are not in GRID_EXTRA, as sbatch
-    would read them (--KEY)."""
+    """The keys of a grid's [slurm] extra that are not in GRID_EXTRA (compared as sbatch
+    reads them: underscores for hyphens, no abbreviation admitted), as the grid wrote
+    them."""
     extra = table.get("extra", {}) if isinstance(table, dict) else {}
     return [str(k) for k in extra
             if not isinstance(k, str) or k.replace("_", "-") not in GRID_EXTRA]

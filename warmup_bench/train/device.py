@@ -161,8 +161,8 @@ def slowdown_note(epoch: int, speed: float, fastest: float, threads: int,
 
 
 def cuda_math(device: torch.device, tf32: bool | None, deterministic: bool) -> dict:
-    """How CUDA computes in float32, as meta.json records it (None off CUDA); `use_cuda_math`
-    sets it.
+    """How CUDA computes in float32, as meta.json records it (None off CUDA);
+    `use_arithmetic` sets it.
 
     TF32 (10-bit mantissa products, float32 sums) is on by default for matmuls as for
     convolutions: torch already runs cuDNN convolutions in TF32 by default, so the conv
@@ -175,8 +175,12 @@ def cuda_math(device: torch.device, tf32: bool | None, deterministic: bool) -> d
     return {"tf32": True if tf32 is None else tf32, "cudnn_benchmark": not deterministic}
 
 
-def use_cuda_math(choice: dict) -> None:
-    """Sets torch's CUDA float32 flags as `cuda_math` chose (nothing off CUDA)."""
+def use_arithmetic(device: torch.device, deterministic: bool, tf32: bool | None) -> None:
+    """Sets how a run's arithmetic executes on `device`, once before it builds anything:
+    torch's deterministic algorithms (`use_deterministic`), then CUDA's float32 flags as
+    `cuda_math` chooses them."""
+    use_deterministic(deterministic)
+    choice = cuda_math(device, tf32, deterministic)
     if choice["tf32"] is None:
         return
     torch.backends.cuda.matmul.allow_tf32 = choice["tf32"]

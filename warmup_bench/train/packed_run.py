@@ -24,15 +24,7 @@ from ..execution import RunOptions
 from ..plugins import describe_error, plugin_errors
 from ..runs import RunBusy, RunDir, Status
 from .build import build_net, check_model_fits, make_loaders
-from .device import (
-    Kernels,
-    cuda_math,
-    fused_optimizer,
-    native_bf16,
-    resolve_device,
-    use_cuda_math,
-    use_deterministic,
-)
+from .device import Kernels, fused_optimizer, native_bf16, resolve_device, use_arithmetic
 from .pack import Member, PackedModel, is_out_of_memory, pack_key, train_pack_epoch
 from .run import (
     INTERRUPTED,
@@ -74,8 +66,7 @@ def train_pack(cfgs: list[TrainConfig], out: Path, options: RunOptions | None = 
     if todo:
         if options.threads:
             torch.set_num_threads(options.threads)
-        use_deterministic(options.deterministic)
-        use_cuda_math(cuda_math(device, options.tf32, options.deterministic))
+        use_arithmetic(device, options.deterministic, options.tf32)
         with plugin_errors("building the pack"):
             own = options.data.spec if options.data is not None else None
             data = data if data is not None else load_dataset(cfgs[0].dataset,

@@ -34,8 +34,7 @@ from .device import (
     device_name,
     resolve_device,
     slowdown_note,
-    use_cuda_math,
-    use_deterministic,
+    use_arithmetic,
 )
 from .loop import Diverged, StepFailed, evaluate, evaluation_weights, train_epoch
 
@@ -71,8 +70,7 @@ def train(cfg: TrainConfig, out: Path, options: RunOptions | None = None,
         return finished
     if options.threads:
         torch.set_num_threads(options.threads)
-    use_deterministic(options.deterministic)
-    use_cuda_math(cuda_math(device, options.tf32, options.deterministic))
+    use_arithmetic(device, options.deterministic, options.tf32)
     if options.on_hint and device.type == "cpu" and hasattr(os, "getloadavg"):
         note = busy_note(os.getloadavg()[0], os.cpu_count() or 1, torch.get_num_threads())
         if note is not None:
