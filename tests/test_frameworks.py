@@ -90,7 +90,7 @@ lightning = pytest.importorskip("lightning")
 
 
 class Regression(lightning.LightningModule):
-    """A LightningModule whose configure_optimizers is the README's example."""
+    """A LightningModule whose configure_optimizers is docs/warmup-library.md's example."""
 
     def __init__(self):
         super().__init__()

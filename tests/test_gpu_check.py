@@ -1,6 +1,6 @@
 """The CPU side of the GPU check (scripts/gpu_check.sh, scripts/bench_gpu.py): it refuses
 at once without CUDA, its arguments are checked, and its report turns a recorded
-bench.json into the README's tables and the paper grids' GPU-hours."""
+bench.json into docs/gpu.md's tables and the paper grids' GPU-hours."""
 
 from __future__ import annotations
 
