@@ -9,16 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import invoke
 from runfolders import write_finished_run
-from typer.testing import CliRunner
 
 from warmup_bench import plots
-from warmup_bench.cli import app
 from warmup_bench.report import build_table, collect, collect_runs, parse_metric, render
 from warmup_bench.report.figures import analyse, figure_jobs, phase_grid, sensitivity_curves
 from warmup_bench.tasks import resolve_config
 
-runner = CliRunner()
 ITERATIONS = 44  # per epoch, as meta.json records it
 
 
@@ -77,8 +75,7 @@ def test_time_to_target_reads_the_val_split_where_there_is_one(tmp_path) -> None
     ("table", "110 ± 31 (2/4 reached)"),
 ])
 def test_every_renderer_shows_reached_counts(timed, fmt, expected) -> None:
-    result = runner.invoke(app, ["report", str(timed), "--metric", "steps-to:90", "--format",
-                                 fmt], env={"COLUMNS": "200"})
+    result = invoke("report", str(timed), "--metric", "steps-to:90", "--format", fmt)
     assert result.exit_code == 0, result.output
     assert expected in result.output
     if fmt != "csv":
@@ -89,8 +86,8 @@ def test_compare_has_no_published_times_and_says_so(timed, tmp_path) -> None:
     grid = tmp_path / "g.toml"
     grid.write_text('task = "digits"\nseeds = [1, 2, 3, 4]\n[fixed]\nepochs = 5\n'
                     '[published]\n"AdamW/Linear" = { "0.01" = [1.0, 0.1] }\n')
-    result = runner.invoke(app, ["report", str(timed), "--experiment", str(grid),
-                                 "--compare", "--metric", "steps-to:90", "--format", "csv"])
+    result = invoke("report", str(timed), "--experiment", str(grid), "--compare", "--metric",
+                    "steps-to:90", "--format", "csv")
     assert result.exit_code == 0, result.output
     assert "note: no published numbers of steps-to:90 exist: nothing to compare." in \
         result.stderr and "published" not in result.stdout.split("\n")[1]
@@ -98,7 +95,7 @@ def test_compare_has_no_published_times_and_says_so(timed, tmp_path) -> None:
 
 @pytest.mark.parametrize("bad", ["steps-to:0", "steps-to:120", "steps-to:abc", "fastest"])
 def test_a_bad_metric_is_one_line(timed, bad) -> None:
-    result = runner.invoke(app, ["report", str(timed), "--metric", bad])
+    result = invoke("report", str(timed), "--metric", bad)
     assert result.exit_code == 2 and result.output.count("\n") == 1 and bad in result.output
 
 
@@ -170,7 +167,7 @@ def test_report_out_draws_the_phase_and_sensitivity_figures(grid_runs, tmp_path)
     table = build_table("t", runs, ("opt", "warmup"), "lr")
     names = sorted(job[1].name for job in figure_jobs(table, runs, tmp_path))
     assert "phase_digits_AdamW.png" in names and "sensitivity_digits_AdamW.png" in names
-    result = runner.invoke(app, ["report", str(grid_runs), "--out", str(tmp_path / "out")])
+    result = invoke("report", str(grid_runs), "--out", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
     for name in ("phase_digits_AdamW.png", "sensitivity_digits_AdamW.png"):
         assert (tmp_path / "out" / "plots" / name).read_bytes()[:4] == b"\x89PNG"
@@ -180,7 +177,7 @@ def test_report_out_draws_the_phase_and_sensitivity_figures(grid_runs, tmp_path)
 
 
 def test_report_json_has_a_record_per_cell(grid_runs) -> None:
-    result = runner.invoke(app, ["report", str(grid_runs), "--format", "json"])
+    result = invoke("report", str(grid_runs), "--format", "json")
     assert result.exit_code == 0, result.output
     (table,) = json.loads(result.stdout)
     assert table["metric"] == "top-1 error (%) from best test accuracy"

@@ -20,24 +20,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clirun import invoke
 from datafiles import png_header, write_npz
 from PIL import Image
-from typer.testing import CliRunner
 
-from warmup_bench.cli import app
 from warmup_bench.data import BatchLoader, DataError, Split, pixel_statistics
 from warmup_bench.data.readers import read_sklearn_digits
 
-runner = CliRunner()
 EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n"
        b"newpath 0 0 moveto 8 8 lineto stroke\nshowpage\n%%EOF\n")
-
-
-def run_cli(*args):
-    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
-    assert result.exception is None or isinstance(result.exception, SystemExit), \
-        f"{args}: {result.exception!r}"
-    return result
 
 
 def assert_one_line_error(result, needle: str) -> None:
@@ -49,8 +40,8 @@ def assert_one_line_error(result, needle: str) -> None:
 
 def train_on(tmp_path: Path, source: str):
     """`train` on --data `source`, the cheapest command that reads a data source."""
-    return run_cli("train", "--task", "digits", "--data", source, "--epochs", "1",
-                   "--no-progress", "--out", tmp_path / "out")
+    return invoke("train", "--task", "digits", "--data", source, "--epochs", "1", "--no-progress",
+                  "--out", tmp_path / "out", clean=True)
 
 
 def assert_refused(tmp_path: Path, source: str, needle: str) -> None:
@@ -62,15 +53,15 @@ def assert_refused(tmp_path: Path, source: str, needle: str) -> None:
 def model_run(tmp_path_factory) -> Path:
     """A digits run with a saved model, for `predict --image`."""
     out = tmp_path_factory.mktemp("run")
-    result = run_cli("train", "--task", "digits", "--epochs", "1", "--save-model",
-                     "--no-progress", "--out", out)
+    result = invoke("train", "--task", "digits", "--epochs", "1", "--save-model", "--no-progress",
+                    "--out", out, clean=True)
     assert result.exit_code == 0, result.output
     (folder,) = (out / "digits").iterdir()
     return folder
 
 
 def predict(run: Path, image: Path):
-    return run_cli("predict", run, "--image", image)
+    return invoke("predict", run, "--image", image, clean=True)
 
 
 def write_folder(root: Path, per_class: int = 20) -> Path:

@@ -16,16 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clirun import invoke
 from datafiles import idx_bytes, write_cifar_python, write_idx_dataset
-from typer.testing import CliRunner
 
-from warmup_bench.cli import app
 from warmup_bench.config import ConfigError, TrainConfig
 from warmup_bench.data.catalog import IDX_FILES
 from warmup_bench.runs import run_name
 from warmup_bench.tasks import resolve_config
-
-runner = CliRunner()
 
 
 def snapshot(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple[int, int]]:
@@ -34,13 +31,6 @@ def snapshot(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple[int, int
         return {}
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
             for p in sorted(root.rglob("*")) if p.is_file() and p.name not in skip}
-
-
-def run_cli(args: list[str]):
-    result = runner.invoke(app, args, env={"COLUMNS": "200"})
-    assert result.exception is None or isinstance(result.exception, SystemExit), \
-        f"{args}: {result.exception!r}"
-    return result
 
 
 def assert_one_line_error(result, code: int, needle: str) -> None:
@@ -152,7 +142,8 @@ TRAIN_FLAGS = [
                          ids=[" ".join(f) or "empty" for f, _ in TRAIN_FLAGS])
 def test_train_flags(tmp_path, flags, needle) -> None:
     out = tmp_path / "out"
-    result = run_cli(["train", "--task", "digits", "--no-progress", "--out", str(out), *flags])
+    result = invoke("train", "--task", "digits", "--no-progress", "--out", str(out), *flags,
+                    clean=True)
     assert_one_line_error(result, 2, needle)
     assert not out.exists()
 
@@ -160,17 +151,17 @@ def test_train_flags(tmp_path, flags, needle) -> None:
 def test_train_out_is_a_file(tmp_path) -> None:
     out = tmp_path / "results"
     out.write_text("not a folder")
-    result = run_cli(["train", "--task", "digits", "--out", str(out)])
+    result = invoke("train", "--task", "digits", "--out", str(out), clean=True)
     assert_one_line_error(result, 2, f"--out {out} is a file")
     assert out.read_text() == "not a folder"
 
 
 def test_train_out_too_long(tmp_path) -> None:
     out = tmp_path / ("x" * 300)
-    assert_one_line_error(run_cli(["train", "--task", "digits", "--out", str(out)]), 2,
+    assert_one_line_error(invoke("train", "--task", "digits", "--out", str(out), clean=True), 2,
                           "File name too long")
     deep = tmp_path.joinpath(*["d" * 200] * 25)
-    assert_one_line_error(run_cli(["train", "--task", "digits", "--out", str(deep)]), 2,
+    assert_one_line_error(invoke("train", "--task", "digits", "--out", str(deep), clean=True), 2,
                           "File name too long")
     assert snapshot(tmp_path) == {}
 
@@ -228,7 +219,7 @@ def test_other_commands(tmp_path, args, needle) -> None:
     if "sweep" in args[0] and "--out" not in args:
         args += ["--out", str(tmp_path / "out")]
     before = snapshot(tmp_path)
-    assert_one_line_error(run_cli(args), 2, needle)
+    assert_one_line_error(invoke(*args, clean=True), 2, needle)
     assert snapshot(tmp_path) == before
 
 
@@ -282,7 +273,7 @@ def test_idx_data_files(tmp_path, case) -> None:
     if case == "empty-test-split":  # its labels must match: none
         (folder / IDX_FILES[3]).write_bytes(idx_bytes(np.zeros(0, np.uint8)))
     before = snapshot(tmp_path)
-    result = run_cli(["data", "check", "mnist", "--data-dir", str(tmp_path / "data")])
+    result = invoke("data", "check", "mnist", "--data-dir", str(tmp_path / "data"), clean=True)
     assert_one_line_error(result, 2, needle)
     assert str(tmp_path / "data") in result.stderr
     assert snapshot(tmp_path) == before
@@ -300,7 +291,7 @@ def test_gzip_bomb_is_refused_after_reading_what_the_header_announces(tmp_path) 
         handle.write(idx_header(8, (4, 28, 28)))
         for _ in range(64):
             handle.write(bytes(1 << 24))
-    result = run_cli(["data", "check", "mnist", "--data-dir", str(tmp_path / "data")])
+    result = invoke("data", "check", "mnist", "--data-dir", str(tmp_path / "data"), clean=True)
     assert_one_line_error(result, 2, "more bytes than its IDX header (4x28x28)")
 
 
@@ -369,7 +360,7 @@ def test_cifar_data_files(tmp_path, case) -> None:
     marker = tmp_path / "code-ran"
     (folder / "data_batch_2").write_bytes(make(marker))
     before = snapshot(tmp_path)
-    result = run_cli(["data", "check", "cifar10", "--data-dir", str(tmp_path / "data")])
+    result = invoke("data", "check", "cifar10", "--data-dir", str(tmp_path / "data"), clean=True)
     assert_one_line_error(result, 2, needle)
     assert "data_batch_2" in result.stderr and not marker.exists()
     assert snapshot(tmp_path) == before
@@ -381,7 +372,7 @@ def test_cifar_binary_partial_record(tmp_path) -> None:
     folder = tmp_path / "data" / "cifar-10-batches-bin"
     write_cifar_binary(folder, per_batch=2)
     (folder / "test_batch.bin").write_bytes(b"\x01" * 3000)
-    result = run_cli(["data", "check", "cifar10", "--data-dir", str(tmp_path / "data")])
+    result = invoke("data", "check", "cifar10", "--data-dir", str(tmp_path / "data"), clean=True)
     assert_one_line_error(result, 2, "3000 bytes is not a whole number of 3073-byte")
 
 
@@ -478,7 +469,7 @@ GRID_CASES = [
 def test_grid_files(tmp_path, text, needle) -> None:
     grid = tmp_path / "grid.toml"
     grid.write_bytes(text if isinstance(text, bytes) else text.encode())
-    result = run_cli(["sweep", str(grid), "--out", str(tmp_path / "out")])
+    result = invoke("sweep", str(grid), "--out", str(tmp_path / "out"), clean=True)
     assert_one_line_error(result, 2, needle)
     assert str(grid) in result.stderr and not (tmp_path / "out").exists()
 
@@ -544,7 +535,7 @@ def test_run_folders_are_skipped_with_one_warning(tmp_path, config, summary, nee
     write_folder(root, "good", GOOD_CONFIG, GOOD_SUMMARY)
     bad = write_folder(root, "bad", config, summary)
     outside = snapshot(tmp_path)
-    result = run_cli(["report", str(root), "--out", str(report_dir)])
+    result = invoke("report", str(root), "--out", str(report_dir), clean=True)
     assert_one_line_error(result, 0, needle)
     assert result.stderr.startswith(f"warning: skipping {bad}")
     written = set(snapshot(tmp_path)) - set(outside)
@@ -559,8 +550,8 @@ def test_unknown_published_cells_are_warned_about(tmp_path) -> None:
     grid.write_text(BASE + '[fixed]\nepochs = 1\n[published]\n'
                     '"AdamW/Linear" = { "0.01" = [1.0, 0.1] }\n'
                     '"Adam/none" = { "0.01" = [1.0, 0.1] }\n')
-    result = run_cli(["report", str(root), "--experiment", str(grid), "--compare",
-                      "--format", "csv"])
+    result = invoke("report", str(root), "--experiment", str(grid), "--compare", "--format", "csv",
+                    clean=True)
     assert_one_line_error(result, 0, "[published] 'Adam/none' / '0.01' names no cell")
     assert "AdamW/Linear,0.01,10.0" in result.stdout and "Adam/none" not in result.stdout
 
@@ -576,7 +567,7 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("runs")
     folders = {}
     for name, lr in (("mine", "0.01"), ("foreign", "0.02")):
-        result = run_cli(["train", *CKPT_ARGS, "--lr", lr, "--out", str(root / name)])
+        result = invoke("train", *CKPT_ARGS, "--lr", lr, "--out", str(root / name), clean=True)
         assert result.exit_code == 0, result.output
         (folders[name],) = (root / name / "digits").iterdir()
     return folders
@@ -649,7 +640,7 @@ def test_checkpoints_that_are_not_this_runs(tmp_path, trained, case) -> None:
     (folder / "checkpoint.pt").write_bytes(make(trained["mine"] / "checkpoint.pt",
                                                 trained["foreign"] / "checkpoint.pt"))
     before = snapshot(out, skip=("lock",))
-    result = run_cli(["train", *CKPT_ARGS, "--lr", "0.01", "--resume", "--out", str(out)])
+    result = invoke("train", *CKPT_ARGS, "--lr", "0.01", "--resume", "--out", str(out), clean=True)
     assert_one_line_error(result, 2, needle)
     assert "checkpoint" in result.stderr
     assert snapshot(out, skip=("lock",)) == before  # nothing in the folder changed
@@ -663,6 +654,6 @@ def test_the_untampered_copy_resumes(tmp_path, trained) -> None:
     shutil.copytree(trained["mine"], folder)
     summary = json.loads((folder / "summary.json").read_text())
     (folder / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
-    result = run_cli(["train", *CKPT_ARGS, "--lr", "0.01", "--resume", "--out", str(out)])
+    result = invoke("train", *CKPT_ARGS, "--lr", "0.01", "--resume", "--out", str(out), clean=True)
     assert result.exit_code == 0, result.output
     assert json.loads((folder / "summary.json").read_text())["status"] == "complete"

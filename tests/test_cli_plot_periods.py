@@ -5,27 +5,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from clirun import invoke
 
 from warmup_bench import __version__
-from warmup_bench.cli import app
 from warmup_bench.warmup import factor_curves, period_curves
 
-runner = CliRunner()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def test_help_and_version() -> None:
-    result = runner.invoke(app, ["--help"])
+    result = invoke("--help")
     assert result.exit_code == 0 and "plot-periods" in result.output
-    result = runner.invoke(app, ["--version"])
+    result = invoke("--version")
     assert result.exit_code == 0 and result.output.strip() == f"warmup-bench {__version__}"
 
 
 def test_plot_periods_writes_figures_and_csvs_matching_the_library(tmp_path) -> None:
     out = tmp_path / "plots"
-    result = runner.invoke(app, ["plot-periods", "--points", "6", "--steps", "250",
-                                 "--out", str(out)])
+    result = invoke("plot-periods", "--points", "6", "--steps", "250", "--out", str(out))
     assert result.exit_code == 0, result.output
     for name in ("warmup_periods.png", "warmup_factors.png"):
         data = (out / name).read_bytes()
@@ -45,8 +42,8 @@ def test_plot_periods_writes_figures_and_csvs_matching_the_library(tmp_path) -> 
 
 
 def test_plot_periods_svg(tmp_path) -> None:
-    result = runner.invoke(app, ["plot-periods", "--points", "3", "--steps", "10",
-                                 "--format", "svg", "--out", str(tmp_path)])
+    result = invoke("plot-periods", "--points", "3", "--steps", "10", "--format", "svg", "--out",
+                    str(tmp_path))
     assert result.exit_code == 0, result.output
     assert (tmp_path / "warmup_periods.svg").read_text().lstrip().startswith("<?xml")
 
@@ -64,7 +61,7 @@ def test_plot_periods_svg(tmp_path) -> None:
 )
 def test_invalid_ranges_exit_2_with_one_line_and_write_nothing(tmp_path, args, needle) -> None:
     out = tmp_path / "never"
-    result = runner.invoke(app, ["plot-periods", *args, "--out", str(out)])
+    result = invoke("plot-periods", *args, "--out", str(out))
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:") and needle in lines[0]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import invoke
 from datafiles import (
     idx_bytes,
     write_cifar_binary,
@@ -16,9 +17,7 @@ from datafiles import (
     write_idx,
     write_idx_dataset,
 )
-from typer.testing import CliRunner
 
-from warmup_bench.cli import app
 from warmup_bench.data import (
     DEBIAN_FASHION_MNIST,
     DataError,
@@ -29,8 +28,6 @@ from warmup_bench.data import (
     read_idx,
 )
 from warmup_bench.data.catalog import EMNIST_FILES, IDX_FILES
-
-runner = CliRunner()
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -150,13 +147,13 @@ def test_check_flags_md5_mismatch_and_sizes(tmp_path) -> None:
 
 
 def test_missing_data_set_is_a_one_line_error(tmp_path) -> None:
-    result = runner.invoke(app, ["data", "check", "mnist", "--data-dir", str(tmp_path)])
+    result = invoke("data", "check", "mnist", "--data-dir", str(tmp_path))
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "train-images-idx3-ubyte" in lines[0] and "MNIST/raw" in lines[0]
     assert "warmup-bench data download mnist" in lines[0]
     assert not any(tmp_path.iterdir())
-    result = runner.invoke(app, ["data", "check", "imagenet"])
+    result = invoke("data", "check", "imagenet")
     assert result.exit_code == 2
     assert "cifar10, mnist, emnist, fashion-mnist, digits" in result.output
 
@@ -165,7 +162,7 @@ def test_data_dir_from_environment(tmp_path, monkeypatch) -> None:
     write_idx_dataset(tmp_path / "MNIST/raw", IDX_FILES)
     monkeypatch.setenv("WARMUP_BENCH_DATA", str(tmp_path))
     assert locate("mnist") == tmp_path / "MNIST/raw"
-    result = runner.invoke(app, ["data", "list"], env={"COLUMNS": "200"})
+    result = invoke("data", "list")
     assert result.exit_code == 0 and str(tmp_path / "MNIST/raw") in result.output
 
 

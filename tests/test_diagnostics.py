@@ -7,9 +7,8 @@ import math
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from clirun import invoke
 
-from warmup_bench.cli import app
 from warmup_bench.diagnostics import (
     DIAGNOSTIC_COLUMNS,
     Sharpness,
@@ -21,8 +20,6 @@ from warmup_bench.diagnostics import (
     ratio_stats,
 )
 from warmup_bench.runs import RunDir
-
-runner = CliRunner()
 
 
 def tiny_model(seed: int = 0) -> torch.nn.Module:
@@ -163,8 +160,8 @@ def test_sharpness_of_a_quadratic_is_its_top_eigenvalue_plain_and_preconditioned
 
 
 def digits(tmp_path, name: str, *flags: str):
-    result = runner.invoke(app, ["train", "--task", "digits", "--epochs", "3", "--no-progress",
-                                 "--out", str(tmp_path / name), *flags])
+    result = invoke("train", "--task", "digits", "--epochs", "3", "--no-progress", "--out",
+                    str(tmp_path / name), *flags)
     assert result.exit_code == 0, result.output
     (folder,) = (tmp_path / name / "digits").iterdir()
     return RunDir(folder)
@@ -190,19 +187,18 @@ def test_diagnostics_change_nothing_the_run_computes(tmp_path) -> None:
 
 
 def test_sharpness_every_must_fit_the_log_interval(tmp_path) -> None:
-    result = runner.invoke(app, ["train", "--task", "digits", "--sharpness-every", "15",
-                                 "--out", str(tmp_path)])
+    result = invoke("train", "--task", "digits", "--sharpness-every", "15", "--out", str(tmp_path))
     assert result.exit_code == 2 and "multiple of the log interval (10)" in result.output
 
 
 def test_report_draws_the_diagnostics_figures(tmp_path) -> None:
     for warmup in ("none", "untuned-linear"):
         for seed in ("1", "2"):
-            result = runner.invoke(app, [
-                "train", "--task", "digits", "--epochs", "2", "--no-progress", "--warmup",
-                warmup, "--seed", seed, "--sharpness-every", "20", "--out", str(tmp_path / "r")])
+            result = invoke("train", "--task", "digits", "--epochs", "2", "--no-progress",
+                            "--warmup", warmup, "--seed", seed, "--sharpness-every", "20", "--out",
+                            str(tmp_path / "r"))
             assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["report", str(tmp_path / "r"), "--out", str(tmp_path / "rep")])
+    result = invoke("report", str(tmp_path / "r"), "--out", str(tmp_path / "rep"))
     assert result.exit_code == 0, result.output
     plots = {p.name for p in (tmp_path / "rep" / "plots").glob("*.png")}
     assert {"diagnostics_digits_AdamW_lr_0.01.png", "update_size_digits_AdamW_lr_0.01.png"} <= plots

@@ -15,14 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import invoke
 from datafiles import idx_bytes, random_images, write_cifar_python
-from typer.testing import CliRunner
 
-from warmup_bench.cli import app
 from warmup_bench.data import DATASETS, DataError, download, load_dataset
 from warmup_bench.data.catalog import EMNIST_FILES, IDX_FILES, Remote
-
-runner = CliRunner()
 
 
 class Server:
@@ -160,10 +157,10 @@ def test_cli_download_then_already_there(tmp_path, mnist_files) -> None:
     with Server(files) as server:
         args = ["data", "download", "mnist", "--data-dir", str(tmp_path),
                 "--mirror", server.url, "--no-progress"]
-        first = runner.invoke(app, args)
+        first = invoke(*args)
         assert first.exit_code == 0, first.output
         assert "verified" in first.output
-        second = runner.invoke(app, args)
+        second = invoke(*args)
         assert second.exit_code == 0 and "already" in second.output
         assert len(server.requests) == 4  # the second call fetched nothing
 
@@ -171,8 +168,8 @@ def test_cli_download_then_already_there(tmp_path, mnist_files) -> None:
 def test_cli_download_failure_is_one_line_exit_2(tmp_path, mnist_files) -> None:
     _, files = mnist_files
     with Server({}) as server:  # every file 404s
-        result = runner.invoke(app, ["data", "download", "mnist", "--data-dir", str(tmp_path),
-                                     "--mirror", server.url, "--no-progress"])
+        result = invoke("data", "download", "mnist", "--data-dir", str(tmp_path), "--mirror",
+                        server.url, "--no-progress")
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "404" in lines[0]

@@ -207,10 +207,9 @@ def test_a_full_disk_mid_run_ends_failed_with_one_line(tmp_path, monkeypatch) ->
     """Fault injection: the fourth CSV row hits ENOSPC, as a full disk would."""
     import errno
 
-    from typer.testing import CliRunner
+    from clirun import invoke
 
     from warmup_bench import runs
-    from warmup_bench.cli import app
 
     real_append, calls = runs.CsvLog.append, []
 
@@ -221,9 +220,9 @@ def test_a_full_disk_mid_run_ends_failed_with_one_line(tmp_path, monkeypatch) ->
         real_append(self, row)
 
     monkeypatch.setattr(runs.CsvLog, "append", append)
-    result = CliRunner().invoke(app, ["train", "--task", "digits", "--epochs", "2",
-                                      "--warmup", "none",  # no long-warmup warning
-                                      "--no-progress", "--out", str(tmp_path)])
+    result = invoke("train", "--task", "digits", "--epochs", "2",
+                    "--warmup", "none",  # no long-warmup warning
+                    "--no-progress", "--out", str(tmp_path))
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 1 and len(lines) == 1, result.output
     assert "No space left on device" in lines[0] and "Traceback" not in result.output

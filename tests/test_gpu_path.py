@@ -156,10 +156,11 @@ def test_a_compile_mode_reaches_torch_compile_and_meta_json(tmp_path, monkeypatc
                                               "from: default, reduce-overhead, max-autotune")])
 def test_a_compile_mode_without_compile_or_unknown_is_one_line(tmp_path, flags,
                                                                needle) -> None:
-    from test_bad_inputs import assert_one_line_error, run_cli
+    from clirun import invoke
+    from test_bad_inputs import assert_one_line_error
 
-    result = run_cli(["train", "--task", "digits", "--no-progress", "--out",
-                      str(tmp_path / "out"), *flags])
+    result = invoke("train", "--task", "digits", "--no-progress", "--out",
+                      str(tmp_path / "out"), *flags, clean=True)
     assert_one_line_error(result, 2, needle)
     assert not (tmp_path / "out").exists()
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_bad_inputs import assert_one_line_error, run_cli, snapshot
+from clirun import invoke
+from test_bad_inputs import assert_one_line_error, snapshot
 
 from warmup_bench.data.verify import sha256_of
 
@@ -46,7 +47,7 @@ def test_a_grid_never_runs_its_plugins_without_consent(tmp_path, command) -> Non
     (tmp_path / "out").mkdir()
     args = [a.format(grid=grid, out=tmp_path / "out") for a in GRID_COMMANDS[command]]
     before = snapshot(tmp_path)
-    result = run_cli(args)
+    result = invoke(*args, clean=True)
     assert_one_line_error(result, 2, f"touch.py (sha256:{sha256_of(plugin)[:16]})")
     assert "--allow-plugins" in result.stderr and str(grid) in result.stderr
     assert not marker.exists() and snapshot(tmp_path) == before
@@ -58,12 +59,12 @@ def test_allow_plugins_does_not_reach_outside_the_grids_folder(tmp_path, where) 
     outside = tmp_path / "elsewhere" / "x.py"
     listed = "../elsewhere/x.py" if where == "parent" else str(outside)
     grid, plugin = grid_with_plugin(tmp_path / "grids", marker, listed, plugin_at=outside)
-    result = run_cli(["sweep", str(grid), "--dry-run", "--allow-plugins",
-                      "--out", str(tmp_path / "out")])
+    result = invoke("sweep", str(grid), "--dry-run", "--allow-plugins",
+                      "--out", str(tmp_path / "out"), clean=True)
     assert_one_line_error(result, 2, "outside the grid's folder: name each with --plugin")
     assert f"x.py (sha256:{sha256_of(plugin)[:16]})" in result.stderr and not marker.exists()
-    named = run_cli(["sweep", str(grid), "--dry-run", "--plugin", str(outside),
-                     "--out", str(tmp_path / "out")])
+    named = invoke("sweep", str(grid), "--dry-run", "--plugin", str(outside),
+                     "--out", str(tmp_path / "out"), clean=True)
     assert named.exit_code == 0, named.output
     assert marker.exists()  # named on the command line: the user chose to run it
 
@@ -71,8 +72,8 @@ def test_allow_plugins_does_not_reach_outside_the_grids_folder(tmp_path, where) 
 def test_allow_plugins_loads_the_grids_own_plugins(tmp_path) -> None:
     marker = tmp_path / "code-ran"
     grid, _ = grid_with_plugin(tmp_path / "grids", marker, "sub/touch.py")
-    result = run_cli(["sweep", str(grid), "--dry-run", "--allow-plugins",
-                      "--out", str(tmp_path / "out")])
+    result = invoke("sweep", str(grid), "--dry-run", "--allow-plugins",
+                      "--out", str(tmp_path / "out"), clean=True)
     assert result.exit_code == 0, result.output
     assert marker.exists() and "1 runs" in result.output
 
@@ -80,7 +81,7 @@ def test_allow_plugins_loads_the_grids_own_plugins(tmp_path) -> None:
 def test_a_missing_grid_plugin_is_named(tmp_path) -> None:
     grid = tmp_path / "grid.toml"
     grid.write_text(GRID.format(plugins='"nowhere.py"'))
-    result = run_cli(["sweep", str(grid), "--allow-plugins", "--out", str(tmp_path / "o")])
+    result = invoke("sweep", str(grid), "--allow-plugins", "--out", str(tmp_path / "o"), clean=True)
     assert_one_line_error(result, 2, "nowhere.py: no such file")
 
 
@@ -91,16 +92,16 @@ def test_a_results_folder_naming_a_plugin_never_imports_it(tmp_path) -> None:
     shutil.copy(Path(__file__).parents[1] / "experiments" / "plugins" / "cosine_warmup.py",
                 plugin)
     out = tmp_path / "results"
-    result = run_cli(["train", "--task", "digits", "--warmup", "untuned-cosine", "--epochs", "1",
+    result = invoke("train", "--task", "digits", "--warmup", "untuned-cosine", "--epochs", "1",
                       "--train-samples", "64", "--no-progress", "--plugin", str(plugin),
-                      "--out", str(out)])
+                      "--out", str(out), clean=True)
     assert result.exit_code == 0, result.output
     plugin.write_text(TOUCHING_PLUGIN.format(marker=str(marker)))  # a file of that name now
     from warmup_bench.optim import WARMUPS
 
     for name in ("cosine", "untuned-cosine"):  # as in a fresh process
         WARMUPS.pop(name, None)
-    report = run_cli(["report", str(out)])
+    report = invoke("report", str(out), clean=True)
     assert report.exit_code == 2 and "needs plugin cosine_warmup.py#sha256:" in report.output
     assert not marker.exists()
 
@@ -144,8 +145,8 @@ wb.register_warmup("flaky", lambda optimizer, *, period: Flaky(optimizer), descr
 def test_plugin_code_raising_mid_run_ends_it_failed_with_the_plugins_message(tmp_path) -> None:
     plugin = write_plugin(tmp_path, "flaky_warmup.py", RAISING_WARMUP)
     out = tmp_path / "out"
-    result = run_cli([*DIGITS, "--epochs", "1", "--warmup", "flaky", "--plugin", str(plugin),
-                      "--out", str(out)])
+    result = invoke(*DIGITS, "--epochs", "1", "--warmup", "flaky", "--plugin", str(plugin),
+                      "--out", str(out), clean=True)
     assert_one_line_error(result, 1, "plugin flaky_warmup.py (line 11) raised TypeError: "
                                      "flaky factor at step 4 (epoch 1)")
     summary = summary_of(out)
@@ -160,8 +161,8 @@ def test_plugin_code_calling_sys_exit_mid_run_is_named(tmp_path) -> None:
                                                  "import sys; sys.exit(3)")
                           .replace('"flaky"', '"exiting"'))
     out = tmp_path / "out"
-    result = run_cli([*DIGITS, "--epochs", "1", "--warmup", "exiting", "--plugin", str(plugin),
-                      "--out", str(out)])
+    result = invoke(*DIGITS, "--epochs", "1", "--warmup", "exiting", "--plugin", str(plugin),
+                      "--out", str(out), clean=True)
     assert_one_line_error(result, 1, "plugin exiting_warmup.py (line 11) called sys.exit(3) "
                                      "at step 4 (epoch 1)")
     assert summary_of(out)["status"] == "failed"
@@ -170,7 +171,7 @@ def test_plugin_code_calling_sys_exit_mid_run_is_named(tmp_path) -> None:
 def test_a_plugin_calling_sys_exit_while_loading_is_named(tmp_path) -> None:
     plugin = tmp_path / "quitter.py"
     plugin.write_text("import sys\nsys.exit(3)\n")
-    result = run_cli(["list", "warmups", "--plugin", str(plugin)])
+    result = invoke("list", "warmups", "--plugin", str(plugin), clean=True)
     assert_one_line_error(result, 2, "quitter.py called sys.exit(3) while loading")
 
 
@@ -187,7 +188,8 @@ class Broken(torch.nn.Module):
 wb.register_model("broken", Broken)
 ''')
     out = tmp_path / "out"
-    result = run_cli([*DIGITS, "--model", "broken", "--plugin", str(plugin), "--out", str(out)])
+    result = invoke(*DIGITS, "--model", "broken", "--plugin", str(plugin), "--out", str(out),
+                    clean=True)
     assert_one_line_error(result, 2, "plugin bad_model.py (line 11) failed while building the "
                                      "run: TypeError: forward takes no images")
     assert not out.exists()
@@ -201,7 +203,7 @@ def test_a_failed_checkpoint_write_ends_the_run_failed_and_resume_is_exact(
 
     args = [*DIGITS, "--epochs", "3", "--threads", "1"]
     clean = tmp_path / "clean"
-    assert run_cli([*args, "--out", str(clean)]).exit_code == 0
+    assert invoke(*args, "--out", str(clean), clean=True).exit_code == 0
     real_save, calls = torch.save, []
 
     def save(obj, f, *a, **k):
@@ -213,13 +215,13 @@ def test_a_failed_checkpoint_write_ends_the_run_failed_and_resume_is_exact(
 
     monkeypatch.setattr(torch, "save", save)
     out = tmp_path / "out"
-    result = run_cli([*args, "--out", str(out)])
+    result = invoke(*args, "--out", str(out), clean=True)
     assert_one_line_error(result, 1, "checkpoint.pt (")
     assert "unexpected pos" in result.stderr
     summary = summary_of(out)
     assert summary["status"] == "failed" and "cannot write" in summary["error"]
     monkeypatch.setattr(torch, "save", real_save)
-    assert run_cli([*args, "--resume", "--out", str(out)]).exit_code == 0
+    assert invoke(*args, "--resume", "--out", str(out), clean=True).exit_code == 0
     for name in ("steps.csv", "diagnostics.csv", "layers.csv"):
         assert (only_run(out) / name).read_bytes() == (only_run(clean) / name).read_bytes()
     ours, theirs = (only_run(o) / "epochs.csv" for o in (out, clean))
@@ -288,7 +290,7 @@ def damaged_results(tmp_path: Path, case: str) -> tuple[Path, Path]:
 def test_report_skips_a_run_with_damaged_numbers(tmp_path, case, command) -> None:
     root, bad = damaged_results(tmp_path, case)
     args = {"table": [], "speed": ["--speed"], "out": ["--out", str(tmp_path / "report")]}
-    result = run_cli(["report", str(root), *args[command]])
+    result = invoke("report", str(root), *args[command], clean=True)
     assert_one_line_error(result, 0, DAMAGE[case][2])
     assert result.stderr.startswith(f"warning: skipping {bad}")
     if command == "table":
@@ -316,7 +318,7 @@ def test_report_skips_a_run_whose_steps_csv_is_damaged(tmp_path, case) -> None:
     folder = write_folder(root, "bad", OTHER_CONFIG, GOOD_SUMMARY)
     content, needle = STEPS_DAMAGE[case]
     (folder / "steps.csv").write_text(content)
-    result = run_cli(["report", str(root), "--out", str(tmp_path / "report")])
+    result = invoke("report", str(root), "--out", str(tmp_path / "report"), clean=True)
     assert_one_line_error(result, 0, needle)
     assert result.stderr.startswith(f"warning: skipping {folder}: ")
     assert "(1)" in (tmp_path / "report" / "report.md").read_text()
@@ -329,7 +331,7 @@ def test_report_skips_a_run_whose_steps_csv_is_damaged(tmp_path, case) -> None:
 def interrupted_run(tmp_path_factory) -> Path:
     """A finished 2-epoch digits run, marked interrupted (resumable from epoch 2)."""
     out = tmp_path_factory.mktemp("interrupted")
-    assert run_cli([*DIGITS, "--epochs", "2", "--out", str(out)]).exit_code == 0
+    assert invoke(*DIGITS, "--epochs", "2", "--out", str(out), clean=True).exit_code == 0
     folder = only_run(out)
     summary = json.loads((folder / "summary.json").read_text())
     (folder / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
@@ -349,7 +351,7 @@ def test_resume_with_a_folder_where_steps_csv_should_be_is_one_line(tmp_path,
     steps.unlink()
     steps.mkdir()
     before = snapshot(out, skip=("lock",))
-    result = run_cli([*DIGITS, "--epochs", "2", "--resume", "--out", str(out)])
+    result = invoke(*DIGITS, "--epochs", "2", "--resume", "--out", str(out), clean=True)
     assert_one_line_error(result, 2, "steps.csv is not a file: the run folder is damaged")
     assert snapshot(out, skip=("lock",)) == before
 
@@ -364,7 +366,7 @@ def test_resume_over_undecodable_rows_redoes_them(tmp_path, interrupted_run) -> 
     (folder / "epochs.csv").write_bytes(b"\n".join(epochs[:state["rows"]["epochs"] + 1])
                                         + b"\n\xff\xfe1,2,3\n")
     (folder / "steps.csv").write_bytes(clean + b"\xff\xfe9,9,9\n")
-    result = run_cli([*DIGITS, "--epochs", "2", "--resume", "--out", str(out)])
+    result = invoke(*DIGITS, "--epochs", "2", "--resume", "--out", str(out), clean=True)
     assert result.exit_code == 0, result.output
     assert (folder / "steps.csv").read_bytes() == clean
     assert json.loads((folder / "summary.json").read_text())["status"] == "complete"
@@ -381,7 +383,7 @@ def test_text_from_run_folders_and_grids_reaches_the_terminal_escaped(tmp_path) 
     root = tmp_path / "results"
     folder = write_folder(root, "good", GOOD_CONFIG, GOOD_SUMMARY)
     (folder / "meta.json").write_text(json.dumps({"device_name": HOSTILE}))
-    speed = run_cli(["report", str(root), "--speed"])
+    speed = invoke("report", str(root), "--speed", clean=True)
     assert speed.exit_code == 0, speed.output
     assert "[bold red]pwned[/bold red]" in speed.stdout  # shown as text, not as markup
     assert "\x1b" not in speed.stdout and "\\x1b[2J" in speed.stdout
@@ -390,7 +392,7 @@ def test_text_from_run_folders_and_grids_reaches_the_terminal_escaped(tmp_path) 
     grid = tmp_path / "grid.toml"
     grid.write_text(f'title = {json.dumps(HOSTILE)}\ndescription = {json.dumps(HOSTILE)}\n'
                     'task = "digits"\n[fixed]\nepochs = 1\n')
-    dry = run_cli(["sweep", str(grid), "--dry-run", "--out", str(tmp_path / "o")])
+    dry = invoke("sweep", str(grid), "--dry-run", "--out", str(tmp_path / "o"), clean=True)
     assert dry.exit_code == 0, dry.output
     assert dry.stdout.count("[bold red]pwned[/bold red]") == 2
     assert "\x1b" not in dry.stdout and "\\x1b[2J" in dry.stdout
@@ -403,7 +405,7 @@ def test_control_codes_in_a_folder_name_are_escaped_in_warnings(tmp_path) -> Non
     write_folder(root, "good", GOOD_CONFIG, GOOD_SUMMARY)
     write_folder(root, "bad\x1b[2J", GOOD_CONFIG, {**GOOD_SUMMARY, "status": "running"},
                  keep_name=True)
-    result = run_cli(["report", str(root)])
+    result = invoke("report", str(root), clean=True)
     assert "bad\\x1b[2J" in result.stderr and "\x1b" not in result.stderr
 
 
@@ -423,16 +425,16 @@ def saved_model(tmp_path_factory) -> Path:
     np.savez(root / "math.npz", x_train=x_train[:, 0], y_train=y_train, x_test=x_test[:, 0],
              y_test=y_test, class_names=names)
     out = root / "results"
-    result = run_cli([*DIGITS, "--epochs", "1", "--save-model", "--data",
-                      f"npz:{root / 'math.npz'}", "--out", str(out)])
+    result = invoke(*DIGITS, "--epochs", "1", "--save-model", "--data",
+                      f"npz:{root / 'math.npz'}", "--out", str(out), clean=True)
     assert result.exit_code == 0, result.output
     return only_run(out)
 
 
 def test_predict_draws_class_names_with_dollars_and_backslashes(saved_model, tmp_path) -> None:
     out = tmp_path / "p.png"
-    result = run_cli(["predict", str(saved_model), "--data",
-                      f"npz:{saved_model.parents[2] / 'math.npz'}", "--out", str(out)])
+    result = invoke("predict", str(saved_model), "--data",
+                      f"npz:{saved_model.parents[2] / 'math.npz'}", "--out", str(out), clean=True)
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:4] == b"\x89PNG"
 
@@ -469,7 +471,7 @@ def test_predict_and_export_refuse_unwritable_outputs(saved_model, tmp_path, com
     target, needle = output_cases(tmp_path, None)[case]
     data = ["--data", f"npz:{saved_model.parents[2] / 'math.npz'}"]
     before = snapshot(tmp_path)
-    result = run_cli([command, str(saved_model), *data, "--out", str(target)])
+    result = invoke(command, str(saved_model), *data, "--out", str(target), clean=True)
     assert_one_line_error(result, 2, needle)
     assert snapshot(tmp_path) == before
 
@@ -481,15 +483,16 @@ def test_outputs_on_a_read_only_file_system_are_one_line(saved_model, read_only,
     args = {"predict": ["predict", str(saved_model), *data, "--out", str(read_only / "p.png")],
             "export": ["export", str(saved_model), *data, "--out", str(read_only / "m.onnx")],
             "plot-periods": ["plot-periods", "--out", str(read_only / "plots")]}[command]
-    assert_one_line_error(run_cli(args), 2, "Read-only file system")
+    assert_one_line_error(invoke(*args, clean=True), 2, "Read-only file system")
 
 
 def test_train_out_in_proc_is_one_line_exit_2(tmp_path) -> None:
-    assert_one_line_error(run_cli([*DIGITS, "--out", "/proc/x"]), 2, "/proc is not writable")
+    assert_one_line_error(invoke(*DIGITS, "--out", "/proc/x", clean=True), 2,
+                          "/proc is not writable")
 
 
 def test_a_batch_larger_than_the_training_set_is_one_line(tmp_path) -> None:
-    result = run_cli([*DIGITS, "--batch-size", "4096", "--out", str(tmp_path / "o")])
+    result = invoke(*DIGITS, "--batch-size", "4096", "--out", str(tmp_path / "o"), clean=True)
     assert_one_line_error(result, 2, "--batch-size 4096 exceeds the 320 training samples")
     assert not (tmp_path / "o").exists()
 
@@ -514,8 +517,8 @@ def test_a_plugin_warmup_factor_outside_0_1_fails_the_run_naming_plugin_and_step
     plugin = write_plugin(tmp_path, f"{name}.py",
                           BAD_FACTOR_WARMUP.format(value=value, at=2, name=name))
     out = tmp_path / "out"
-    result = run_cli([*DIGITS, "--epochs", "1", "--warmup", name, "--plugin", str(plugin),
-                      "--out", str(out)])
+    result = invoke(*DIGITS, "--epochs", "1", "--warmup", name, "--plugin", str(plugin),
+                      "--out", str(out), clean=True)
     assert_one_line_error(result, 1, f"plugin {name}.py raised WarmupFactorError: "
                                      f"Odd.warmup_factor returned {shown} at iteration 3")
     assert "at step 2 (epoch 1)" in result.stderr  # stepped after iteration 2, for iteration 3
@@ -529,8 +532,8 @@ def test_a_plugin_warmup_bad_from_the_first_step_writes_nothing(tmp_path) -> Non
     plugin = write_plugin(tmp_path, "odd_first.py",
                           BAD_FACTOR_WARMUP.format(value="-1.0", at=0, name="oddfirst"))
     out = tmp_path / "out"
-    result = run_cli([*DIGITS, "--warmup", "oddfirst", "--plugin", str(plugin),
-                      "--out", str(out)])
+    result = invoke(*DIGITS, "--warmup", "oddfirst", "--plugin", str(plugin),
+                      "--out", str(out), clean=True)
     assert_one_line_error(result, 2, "failed while building the run: WarmupFactorError: "
                                      "Odd.warmup_factor returned -1.0 at iteration 1")
     assert "plugin odd_first.py (line 7)" in result.stderr  # the line building the warmup
@@ -541,9 +544,9 @@ def test_predict_and_export_find_the_runs_own_data_without_data(saved_model, tmp
     """The run recorded where its .npz was read (meta.json's data_source): no --data."""
     meta = json.loads((saved_model / "meta.json").read_text())
     assert meta["data_source"] == f"npz:{(saved_model.parents[2] / 'math.npz').resolve()}"
-    predicted = run_cli(["predict", str(saved_model), "--out", str(tmp_path / "p.png")])
+    predicted = invoke("predict", str(saved_model), "--out", str(tmp_path / "p.png"), clean=True)
     assert predicted.exit_code == 0, predicted.output
-    exported = run_cli(["export", str(saved_model), "--out", str(tmp_path / "m.onnx")])
+    exported = invoke("export", str(saved_model), "--out", str(tmp_path / "m.onnx"), clean=True)
     assert exported.exit_code == 0, exported.output
 
 
@@ -553,8 +556,8 @@ def test_predict_refuses_a_runs_data_file_that_changed(saved_model, tmp_path) ->
     moved = tmp_path / "math.npz"
     with np.load(saved_model.parents[2] / "math.npz") as arrays:
         np.savez(moved, **{k: arrays[k] for k in arrays.files}, extra=np.zeros(1))
-    result = run_cli(["predict", str(saved_model), "--data", f"npz:{moved}",
-                      "--out", str(tmp_path / "p.png")])
+    result = invoke("predict", str(saved_model), "--data", f"npz:{moved}",
+                      "--out", str(tmp_path / "p.png"), clean=True)
     assert_one_line_error(result, 2, "(its source changed)")
 
 
@@ -607,10 +610,10 @@ def test_run_csvs_read_back_every_float_bit_for_bit(tmp_path) -> None:
 
 
 def test_resume_with_restart_and_report_epochs_below_one_are_one_line(tmp_path) -> None:
-    result = run_cli(["train", "--task", "digits", "--resume", "--restart", "--out",
-                      str(tmp_path / "out")])
+    result = invoke("train", "--task", "digits", "--resume", "--restart", "--out",
+                      str(tmp_path / "out"), clean=True)
     assert_one_line_error(result, 2, "--resume and --restart contradict each other")
     assert not (tmp_path / "out").exists()
     (tmp_path / "results").mkdir()
-    result = run_cli(["report", str(tmp_path / "results"), "--epochs", "-3"])
+    result = invoke("report", str(tmp_path / "results"), "--epochs", "-3", clean=True)
     assert_one_line_error(result, 2, "--epochs -3 must be at least 1.")

@@ -10,20 +10,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from typer.testing import CliRunner
+from clirun import invoke
 
-from warmup_bench.cli import app
 from warmup_bench.execution import RunOptions
 from warmup_bench.optim import COOLDOWN_SHAPES, WarmupStableDecay
 from warmup_bench.tasks import resolve_config
 from warmup_bench.train import train
 
-runner = CliRunner()
 QUIET = RunOptions(on_note=None)
-
-
-def cli(*args):
-    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
 
 
 def only_run(out: Path) -> Path:
@@ -35,7 +29,7 @@ def only_run(out: Path) -> Path:
 
 
 def test_the_new_entries_are_listed_with_their_labels() -> None:
-    optimizers, schedules = cli("list", "optimizers").output, cli("list", "schedules").output
+    optimizers, schedules = invoke("list", "optimizers").output, invoke("list", "schedules").output
     for name, label in (("gi-adamw", "GI-AdamW"), ("adamw-schedule-free", "SF-AdamW"),
                         ("sgd-schedule-free", "SF-SGD")):
         assert name in optimizers and label in optimizers
@@ -55,7 +49,7 @@ def test_the_new_entries_are_listed_with_their_labels() -> None:
      "valid; choose from: linear, cosine, 1-sqrt"),
 ])
 def test_their_rules_are_one_line_exit_2(tmp_path, flags, needle) -> None:
-    result = cli("train", "--task", "digits", *flags, "--out", tmp_path / "o")
+    result = invoke("train", "--task", "digits", *flags, "--out", tmp_path / "o")
     assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
     assert needle in result.output and not (tmp_path / "o").exists()
 
@@ -64,8 +58,8 @@ def test_schedule_free_without_its_package_names_the_extra(tmp_path, monkeypatch
     import sys
 
     monkeypatch.setitem(sys.modules, "schedulefree", None)  # its import fails
-    result = cli("train", "--task", "digits", "--opt", "adamw-schedule-free", "--schedule",
-                 "constant", "--out", tmp_path / "o")
+    result = invoke("train", "--task", "digits", "--opt", "adamw-schedule-free", "--schedule",
+                    "constant", "--out", tmp_path / "o")
     assert result.exit_code == 2 and "pip install 'warmup-bench[schedulefree]'" in \
         result.output and not (tmp_path / "o").exists()
 
@@ -81,8 +75,8 @@ def test_new_settings_leave_older_run_names_as_they_were() -> None:
 
 
 def digits_run(tmp_path: Path, name: str, *flags, epochs: int = 1) -> Path:
-    result = cli("train", "--task", "digits", "--epochs", epochs, "--no-progress",
-                 "--log-interval", "1", "--threads", "1", *flags, "--out", tmp_path / name)
+    result = invoke("train", "--task", "digits", "--epochs", epochs, "--no-progress",
+                    "--log-interval", "1", "--threads", "1", *flags, "--out", tmp_path / name)
     assert result.exit_code == 0, result.output
     return only_run(tmp_path / name)
 

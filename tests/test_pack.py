@@ -7,6 +7,7 @@ exactly."""
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import subprocess
 import sys
@@ -15,22 +16,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from typer.testing import CliRunner
+from clirun import invoke
 
-from warmup_bench.cli import app
-from warmup_bench.config import DECLARED
+from warmup_bench.config import DECLARED, FIELD_KINDS, ConfigError
 from warmup_bench.data import load_dataset
 from warmup_bench.execution import RunOptions
 from warmup_bench.models import build_model
 from warmup_bench.models.dropout import member_generators
-from warmup_bench.optim import OPTIMIZERS, build_training
+from warmup_bench.optim import COOLDOWN_SHAPES, OPTIMIZERS, build_training
+from warmup_bench.registry import Registry
 from warmup_bench.runs import Status
 from warmup_bench.sweep_packs import pack_groups, parse_pack
-from warmup_bench.tasks import resolve_config
-from warmup_bench.train import train
+from warmup_bench.tasks import registry_of, resolve_config
+from warmup_bench.train import PackError, train, train_pack
 from warmup_bench.train.pack import PackedModel, pack_key
 from warmup_bench.train.pack_size import auto_pack_size, probe
-from warmup_bench.train.packed_run import PackError, train_pack
 
 QUIET = RunOptions(on_note=None)
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -128,11 +128,66 @@ def test_each_members_update_is_its_torch_optimizers_bit_for_bit(opt) -> None:
     assert first.untyped_storage().data_ptr() == stacked.untyped_storage().data_ptr()
 
 
+# What a pack's members must share for one stacked forward and step to be each member's
+# own: the data set, the model and its batch shapes, the number of steps an epoch takes
+# and of epochs, one optimizer and one schedule kind, one autocast. This states the
+# packing rule (config.py declares the rest), so it is checked against behaviour below.
+MUST_SHARE = {"task", "dataset", "model", "batch_size", "epochs", "train_samples",
+              "val_fraction", "opt", "schedule", "amp"}
+# a setting only some entries read is varied where one reads it (elsewhere a value of its
+# own is refused): each setting under the first of these where two values are valid
+CONTEXTS = ({}, {"opt": "sgd", "warmup": "none"}, {"warmup": "linear", "warmup_period": 5},
+            {"schedule": "multistep", "milestones": [2]}, {"schedule": "wsd"})
+# `plugins` is derived from the names a config uses when it is resolved, never set: two
+# configs can differ in it only by naming different entries, so never in it alone
+UNVARIED = {"plugins"}
+
+
+def values_to_try(name: str) -> list:
+    """Candidate values of setting `name`, by its type (names: every registry's)."""
+    kind, optional, _ = FIELD_KINDS[name]
+    names = sorted(set(COOLDOWN_SHAPES).union(*Registry.by_kind.values()))
+    values = {str: list(registry_of(DECLARED[name].names)) if DECLARED[name].names else names,
+              bool: [False, True], int: [1, 2, 3, 10, 64],
+              float: [0.0, 0.001, 0.1, 0.5, 0.99, 2.0], tuple: [(1,), (2,), (1, 2)]}[kind]
+    return values + ([None] if optional else [])  # None: the task's own value
+
+
+def differing_only_in(name: str):
+    """Two valid configs (as resolve_config makes them) that differ in `name` alone."""
+    for context in CONTEXTS:
+        for first, second in itertools.combinations(values_to_try(name), 2):
+            try:
+                a = resolve_config("digits", {**context, name: first})
+                b = resolve_config("digits", {**context, name: second})
+            except ConfigError:
+                continue
+            if {k for k, v in a.to_dict().items() if getattr(b, k) != v} == {name}:
+                return a, b
+    return None
+
+
 def test_the_settings_a_pack_shares_are_those_that_shape_the_computation() -> None:
-    own = {name for name, s in DECLARED.items() if s.per_member}
-    assert own == {"seed", "lr", "beta1", "beta2", "eps", "momentum", "weight_decay", "warmup",
-                   "warmup_period", "delay_schedule", "milestones", "gamma", "eta_min",
-                   "cooldown_fraction", "cooldown_shape", "label_smoothing", "grad_clip"}
+    """Two runs differing in one setting alone pack together exactly when config.py
+    declares it per_member; those differing in a setting of MUST_SHARE never do."""
+    assert UNVARIED < set(DECLARED) and MUST_SHARE < set(DECLARED)
+    apart = set()
+    for name, declared in DECLARED.items():
+        if name in UNVARIED:
+            continue
+        pair = differing_only_in(name)
+        assert pair is not None, f"no two valid configs differ in {name} alone"
+        a, b = pair
+        assert (pack_key(a) == pack_key(b)) == declared.per_member, name
+        assert len(pack_groups([a, b, a], 8)) == (1 if declared.per_member else 2), name
+        if not declared.per_member:
+            apart.add(name)
+            with pytest.raises(PackError, match="cannot be packed"):
+                train_pack([a, b], Path("/nonexistent"), QUIET)
+    assert MUST_SHARE <= apart, MUST_SHARE - apart
+
+
+def test_runs_pack_by_their_key_in_grid_order() -> None:
     a = resolve_config("digits", {"lr": 0.01, "warmup": "radam", "seed": 3})
     b = resolve_config("digits", {"lr": 0.03, "warmup": "untuned-linear", "grad_clip": 1.0})
     c = resolve_config("digits", {"batch_size": 64})
@@ -150,8 +205,7 @@ def steps_and_epochs(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 def sweep(tmp_path: Path, grid: str, out: str, *args: str):
     path = tmp_path / "grid.toml"
     path.write_text(grid)
-    return CliRunner().invoke(app, ["sweep", str(path), "--out", str(tmp_path / out),
-                                    "--threads", "2", *args])
+    return invoke("sweep", path, "--out", tmp_path / out, "--threads", "2", *args)
 
 
 DIGITS_GRID = """
@@ -193,8 +247,8 @@ def test_a_packed_sweep_writes_the_run_folders_of_the_unpacked_one(tmp_path) -> 
     assert all(n == names[0] for n in names) and sorted(names[0]) == sorted(r.name for r in runs)
     tables = []
     for out in ("packed", "alone"):
-        result = CliRunner().invoke(app, ["report", str(tmp_path / out), "--format", "json",
-                                          "--experiment", str(tmp_path / "grid.toml")])
+        result = invoke("report", tmp_path / out, "--format", "json", "--experiment",
+                        tmp_path / "grid.toml")
         assert result.exit_code == 0, result.output
         tables.append(json.loads(result.output[result.output.index("["):]))
     assert len(tables[0]) == len(tables[1]) > 0

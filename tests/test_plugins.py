@@ -16,21 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from clirun import invoke
 
 from warmup_bench import plugins
-from warmup_bench.cli import app
 from warmup_bench.data import DATASETS
 from warmup_bench.data.readers import read_sklearn_digits
 from warmup_bench.optim import OPTIMIZERS, WARMUPS
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "experiments" / "plugins"
-runner = CliRunner()
-
-
-def invoke(*args: str):
-    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
 
 
 def only_run(root: Path, pattern: str = "*") -> Path:

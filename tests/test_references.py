@@ -9,16 +9,13 @@ import math
 
 import pytest
 import torch
+from clirun import invoke
 from runfolders import write_finished_run
-from typer.testing import CliRunner
 
-from warmup_bench.cli import app
 from warmup_bench.models import build_model
 from warmup_bench.optim import OPTIMIZERS
 from warmup_bench.runs import RunDir, run_name
 from warmup_bench.tasks import resolve_config
-
-runner = CliRunner()
 
 
 def test_vit_qkv_is_xavier_uniform_like_multihead_attention() -> None:
@@ -59,7 +56,7 @@ def test_vit_preset_trains_without_augmentation_as_the_reference_ran() -> None:
     assert resolve_config("mnist-vit").augment == "none"
     assert resolve_config("mnist-vit", {"augment": "rotate-translate"}).augment == \
         "rotate-translate"
-    result = runner.invoke(app, ["list", "tasks"], env={"COLUMNS": "400"})
+    result = invoke("list", "tasks")
     assert "--augment rotate-translate for the described one" in result.output
 
 
@@ -96,8 +93,7 @@ def test_summary_records_each_references_metric(val_run: RunDir, tmp_path) -> No
     assert summary.test_acc_at_best_val == best_val["test_acc"]
     assert summary.test_top5_at_best_val == best_val["test_top5"]
     assert summary.best_test_acc == epochs["test_acc"].max()
-    out = runner.invoke(app, ["report", str(tmp_path), "--metric", "at-best-val", "--format",
-                              "csv"])
+    out = invoke("report", str(tmp_path), "--metric", "at-best-val", "--format", "csv")
     assert out.exit_code == 0, out.output
     error = round(100 * (1 - summary.test_acc_at_best_val), 10)
     assert f",{error}," in out.output
@@ -109,8 +105,8 @@ def test_summary_records_each_references_metric(val_run: RunDir, tmp_path) -> No
 @pytest.fixture(scope="module")
 def digits_model(tmp_path_factory) -> RunDir:
     out = tmp_path_factory.mktemp("digits")
-    result = runner.invoke(app, ["train", "--task", "digits", "--epochs", "4", "--save-model",
-                                 "--no-progress", "--out", str(out)])
+    result = invoke("train", "--task", "digits", "--epochs", "4", "--save-model", "--no-progress",
+                    "--out", str(out))
     assert result.exit_code == 0, result.output
     (folder,) = (out / "digits").iterdir()
     return RunDir(folder)
@@ -134,7 +130,7 @@ def test_predictions_grid_has_one_panel_per_image(digits_model) -> None:
     nine = plots.predictions_figure(images[:9].numpy(), labels[:9].tolist(),
                                     predicted[:9].tolist(), trained.class_names, "t")
     assert len(nine.axes) == 9  # a 3 x 3 grid
-    result = runner.invoke(app, ["predict", str(digits_model.path), "--images", "16"])
+    result = invoke("predict", str(digits_model.path), "--images", "16")
     assert result.exit_code == 0, result.output
     assert digits_model.predictions_path.read_bytes()[:4] == b"\x89PNG"
     right = int((labels == predicted).sum())
@@ -149,25 +145,23 @@ def test_classify_one_image_file(digits_model, tmp_path) -> None:
     trained = load_trained(digits_model.path)
     digit = trained.data.test.images[0, 0].numpy()  # 8 x 8, saved larger: resized back
     Image.fromarray(digit).resize((32, 32), Image.Resampling.NEAREST).save(tmp_path / "d.png")
-    result = runner.invoke(app, ["predict", str(digits_model.path), "--image",
-                                 str(tmp_path / "d.png")])
+    result = invoke("predict", str(digits_model.path), "--image", str(tmp_path / "d.png"))
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 5 and lines[0].startswith("1.")
     probabilities = [float(line.rsplit(None, 1)[1].rstrip("%")) for line in lines]
     assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 100.01
     (tmp_path / "bad.png").write_bytes(b"not an image")
-    bad = runner.invoke(app, ["predict", str(digits_model.path), "--image",
-                              str(tmp_path / "bad.png")])
+    bad = invoke("predict", str(digits_model.path), "--image", str(tmp_path / "bad.png"))
     assert bad.exit_code == 2 and "not a readable image" in bad.stderr
 
 
 def test_predict_without_a_saved_model_is_one_line(tmp_path) -> None:
-    result = runner.invoke(app, ["train", "--task", "digits", "--epochs", "1", "--no-progress",
-                                 "--out", str(tmp_path)])
+    result = invoke("train", "--task", "digits", "--epochs", "1", "--no-progress", "--out",
+                    str(tmp_path))
     (folder,) = (tmp_path / "digits").iterdir()
     for command in ("predict", "export"):
-        result = runner.invoke(app, [command, str(folder)])
+        result = invoke(command, str(folder))
         assert result.exit_code == 2 and "has no saved model: train it with --save-model" \
             in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
@@ -175,8 +169,7 @@ def test_predict_without_a_saved_model_is_one_line(tmp_path) -> None:
 
 def test_onnx_round_trip_of_the_digits_model(digits_model, tmp_path) -> None:
     pytest.importorskip("onnxruntime")
-    result = runner.invoke(app, ["export", str(digits_model.path), "--out",
-                                 str(tmp_path / "digits.onnx")])
+    result = invoke("export", str(digits_model.path), "--out", str(tmp_path / "digits.onnx"))
     assert result.exit_code == 0, result.output
     difference = float(result.output.rsplit("logits", 1)[1])
     assert difference < 1e-4
@@ -184,8 +177,7 @@ def test_onnx_round_trip_of_the_digits_model(digits_model, tmp_path) -> None:
 
     # one self-contained file: copied alone elsewhere (twice exported), it still runs
     assert sorted(p.name for p in tmp_path.iterdir()) == ["digits.onnx"]
-    again = runner.invoke(app, ["export", str(digits_model.path), "--out",
-                                str(tmp_path / "digits.onnx")])
+    again = invoke("export", str(digits_model.path), "--out", str(tmp_path / "digits.onnx"))
     assert again.exit_code == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["digits.onnx"]
     elsewhere = tmp_path / "copy"
     elsewhere.mkdir()
@@ -207,9 +199,9 @@ def test_onnx_round_trip_of_the_vit(tmp_path) -> None:
     from warmup_bench.inference import export_onnx, load_trained
 
     write_idx_dataset(tmp_path / "data" / "MNIST" / "raw", IDX_FILES, sizes=(256, 64))
-    result = runner.invoke(app, ["train", "--task", "mnist-vit", "--epochs", "1",
-                                 "--no-progress", "--save-model", "--data-dir",
-                                 str(tmp_path / "data"), "--out", str(tmp_path / "out")])
+    result = invoke("train", "--task", "mnist-vit", "--epochs", "1", "--no-progress",
+                    "--save-model", "--data-dir", str(tmp_path / "data"), "--out",
+                    str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
     (folder,) = (tmp_path / "out" / "mnist-vit").iterdir()
     trained = load_trained(folder, tmp_path / "data")
@@ -228,7 +220,7 @@ def test_export_without_its_extra_names_the_extra(digits_model, monkeypatch) -> 
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", without_onnxruntime)
-    result = runner.invoke(app, ["export", str(digits_model.path)])
+    result = invoke("export", str(digits_model.path))
     assert result.exit_code == 2
     assert "pip install 'warmup-bench[export]'" in result.stderr and \
         "onnxruntime is missing" in result.stderr
@@ -248,7 +240,7 @@ def test_speed_table_from_run_files(tmp_path) -> None:
     assert frame.loc["cpu (AMD EPYC)", "speedup_over_slowest"] == pytest.approx(1.0)
     assert frame.loc["NVIDIA H100", "total_seconds"] == pytest.approx(4.0)  # 2 epochs x 2 s
     assert frame.loc["NVIDIA H100", "best_test_acc"] == pytest.approx(90.0)
-    result = runner.invoke(app, ["report", str(tmp_path), "--speed", "--format", "markdown"])
+    result = invoke("report", str(tmp_path), "--speed", "--format", "markdown")
     assert result.exit_code == 0, result.output
     assert "| digits | NVIDIA H100 | 1 | 2.00 | 500 | 4.0 | 90.00 | 80.00 | 25.00x |" in \
         result.output

@@ -8,17 +8,15 @@ import statistics
 from pathlib import Path
 
 import pytest
+from clirun import invoke
 from runfolders import write_finished_run
-from typer.testing import CliRunner
 
-from warmup_bench.cli import app
 from warmup_bench.experiments import load_experiment
 from warmup_bench.optim import OPTIMIZERS
 from warmup_bench.report import Cell, build_table, collect_runs, render
 from warmup_bench.runs import RunDir
 from warmup_bench.tasks import resolve_config
 
-runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
 NO_WARMUP = ROOT / "experiments" / "cifar10-no-warmup.toml"
 Z5 = [k / math.sqrt(2.5) for k in (-2, -1, 0, 1, 2)]  # sample mean 0, sample std 1
@@ -75,12 +73,12 @@ def test_table_values_exact(fixture_runs) -> None:
 
 
 def test_cli_report_formats_and_plots(fixture_runs, tmp_path) -> None:
-    result = runner.invoke(app, ["report", str(fixture_runs), "--format", "csv"])
+    result = invoke("report", str(fixture_runs), "--format", "csv")
     assert result.exit_code == 0, result.output
     assert "AdamW/None,0.1,9.0,1.0,3,1," in result.output
     assert result.output.count("warning: skipping") == 3
     out = tmp_path / "report"
-    result = runner.invoke(app, ["report", str(fixture_runs), "--out", str(out)])
+    result = invoke("report", str(fixture_runs), "--out", str(out))
     assert result.exit_code == 0, result.output
     assert "9.00 ± 1.00 (3)" in (out / "report.md").read_text()
     pngs = sorted(p.relative_to(out / "plots").as_posix() for p in (out / "plots").rglob("*.png"))
@@ -91,8 +89,7 @@ def test_cli_report_formats_and_plots(fixture_runs, tmp_path) -> None:
         p for p in pngs if p.startswith("runs/") and "-s4-" in p] and \
         sum(p.startswith("runs/") for p in pngs) == 1
     assert all((out / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
-    every = runner.invoke(app, ["report", str(fixture_runs), "--out", str(out),
-                                "--run-figures", "all"])
+    every = invoke("report", str(fixture_runs), "--out", str(out), "--run-figures", "all")
     assert every.exit_code == 0, every.output
     assert len(list((out / "plots" / "runs").glob("*.png"))) == 5
 
@@ -109,8 +106,8 @@ def published_fixture(root: Path, shift_sigmas: float = 0.0) -> None:
 
 def test_compare_reproduced_published_numbers_are_within_band(tmp_path) -> None:
     published_fixture(tmp_path)
-    result = runner.invoke(app, ["report", str(tmp_path), "--experiment", str(NO_WARMUP),
-                                 "--compare", "--format", "csv"])
+    result = invoke("report", str(tmp_path), "--experiment", str(NO_WARMUP), "--compare",
+                    "--format", "csv")
     assert result.exit_code == 0, result.output
     rows = [line.split(",") for line in result.output.strip().splitlines()[1:]]
     assert len(rows) == 12 and all(r[-1] == "True" for r in rows)
@@ -119,12 +116,11 @@ def test_compare_reproduced_published_numbers_are_within_band(tmp_path) -> None:
 
 def test_compare_flags_shifted_numbers(tmp_path) -> None:
     published_fixture(tmp_path, shift_sigmas=3.0)  # 3 std off: outside 2 * sqrt(2) std
-    result = runner.invoke(app, ["report", str(tmp_path), "--experiment", str(NO_WARMUP),
-                                 "--compare", "--format", "markdown"], env={"COLUMNS": "200"})
+    result = invoke("report", str(tmp_path), "--experiment", str(NO_WARMUP), "--compare",
+                    "--format", "markdown")
     assert result.exit_code == 0
     assert result.output.count("OUTSIDE 2σ") == 12 and "within 2σ" not in result.output
-    table = runner.invoke(app, ["report", str(tmp_path), "--experiment", str(NO_WARMUP),
-                                "--compare"], env={"COLUMNS": "250"})
+    table = invoke("report", str(tmp_path), "--experiment", str(NO_WARMUP), "--compare")
     assert table.exit_code == 0 and "published 8.23 ± 0.25" in table.output
 
 
@@ -141,13 +137,13 @@ def test_cells_without_published_value_are_marked(tmp_path) -> None:
     (["--compare"], "--compare needs --experiment"),
 ])
 def test_report_bad_options(fixture_runs, args, needle) -> None:
-    result = runner.invoke(app, ["report", str(fixture_runs), *args])
+    result = invoke("report", str(fixture_runs), *args)
     assert result.exit_code == 2 and needle in result.output
 
 
 def test_report_on_empty_or_missing_folder(tmp_path) -> None:
-    assert runner.invoke(app, ["report", str(tmp_path / "nope")]).exit_code == 2
-    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert invoke("report", str(tmp_path / "nope")).exit_code == 2
+    result = invoke("report", str(tmp_path))
     assert result.exit_code == 2 and "no finished runs" in result.output
 
 
@@ -160,7 +156,7 @@ def test_groups_differing_in_another_setting_get_their_own_figures(tmp_path) -> 
             write_run(root, config(opt="sgd", lr=0.1, model=model, warmup=warmup, **period),
                       0.92)
     out = tmp_path / "report"
-    result = runner.invoke(app, ["report", str(root), "--out", str(out)])
+    result = invoke("report", str(root), "--out", str(out))
     assert result.exit_code == 0, result.output
     lr_figures = sorted(p.name for p in (out / "plots").glob("lr_*.png"))
     assert lr_figures == ["lr_cifar10-resnet20_SGD_lr_0.1_model_resnet20.png",
@@ -192,7 +188,7 @@ def test_run_folder_written_before_meta_json_is_still_reported(tmp_path) -> None
     # a run of the same cell written by this version groups with it
     write_finished_run(tmp_path, config(opt="adamw", lr=0.01, seed=2, epochs=2), [0.9094])
     assert RunDir(directory).read_meta()["iterations_per_epoch"] == 390
-    result = runner.invoke(app, ["report", str(tmp_path), "--format", "csv"])
+    result = invoke("report", str(tmp_path), "--format", "csv")
     assert result.exit_code == 0, result.output
     assert "AdamW/None,0.01,9.0,0.08485281374" in result.output  # errors 8.94 and 9.06
     assert ",2,0," in result.output and "warning" not in result.output
@@ -201,12 +197,11 @@ def test_run_folder_written_before_meta_json_is_still_reported(tmp_path) -> None
 def test_report_out_refuses_a_folder_holding_another_experiments_report(fixture_runs,
                                                                          tmp_path) -> None:
     out = tmp_path / "report"
-    first = runner.invoke(app, ["report", str(fixture_runs), "--out", str(out)])
+    first = invoke("report", str(fixture_runs), "--out", str(out))
     assert first.exit_code == 0, first.output
-    again = runner.invoke(app, ["report", str(fixture_runs), "--out", str(out)])
+    again = invoke("report", str(fixture_runs), "--out", str(out))
     assert again.exit_code == 0, again.output  # the same report, redrawn
     before = sorted(p.name for p in out.rglob("*"))
-    other = runner.invoke(app, ["report", str(fixture_runs), "--experiment", str(NO_WARMUP),
-                                "--out", str(out)])
+    other = invoke("report", str(fixture_runs), "--experiment", str(NO_WARMUP), "--out", str(out))
     assert other.exit_code == 2 and "holds the report of another experiment" in other.output
     assert sorted(p.name for p in out.rglob("*")) == before

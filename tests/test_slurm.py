@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from clirun import invoke
 
 from warmup_bench import slurm, sweep
 from warmup_bench.config import ConfigError
@@ -484,14 +485,6 @@ def test_slurm_time_limits_read_as_minutes() -> None:
 
 # ---- through the command line ---------------------------------------------------------
 
-def cli(*args) -> object:
-    from typer.testing import CliRunner
-
-    from warmup_bench.cli import app
-
-    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
-
-
 SLURM_ARGS = ("--backend", "slurm", "--shared-out", "--slurm-cpus", "1", "--slurm-parallel",
               "2", "--threads", "1")
 
@@ -502,12 +495,12 @@ def test_cli_sweep_on_slurm_waits_and_reports_as_a_local_sweep(cluster, tmp_path
     again, nothing is submitted."""
     grid = ROOT / "experiments" / "digits.toml"
     started = time.perf_counter()
-    local = cli("sweep", grid, "--epochs", "2", "--threads", "1", "--out", tmp_path / "local")
+    local = invoke("sweep", grid, "--epochs", "2", "--threads", "1", "--out", tmp_path / "local")
     timings["cli local"] = time.perf_counter() - started
     assert local.exit_code == 0, local.output
     started = time.perf_counter()
-    result = cli("sweep", grid, "--epochs", "2", "--wait", *SLURM_ARGS, "--out",
-                 tmp_path / "slurm")
+    result = invoke("sweep", grid, "--epochs", "2", "--wait", *SLURM_ARGS, "--out",
+                    tmp_path / "slurm")
     timings["cli slurm"] = time.perf_counter() - started
     assert result.exit_code == 0, result.output
     assert "submitted array job" in result.output and "done: no run failed" in result.output
@@ -518,11 +511,11 @@ def test_cli_sweep_on_slurm_waits_and_reports_as_a_local_sweep(cluster, tmp_path
         assert logged(ours.path) == logged(theirs.path)
         assert ours.read_meta()["threads"] == theirs.read_meta()["threads"] == 1
         assert ours.read_meta()["slurm"]["job_id"] and theirs.read_meta()["slurm"] is None
-    reports = [cli("report", tmp_path / o, "--experiment", grid, "--epochs", "2", "--format",
-                   "markdown").output for o in ("slurm", "local")]
+    reports = [invoke("report", tmp_path / o, "--experiment", grid, "--epochs", "2", "--format",
+                      "markdown").output for o in ("slurm", "local")]
     assert reports[0] == reports[1] and "(2)" in reports[0]
-    again = cli("sweep", grid, "--epochs", "2", "--wait", *SLURM_ARGS, "--out",
-                tmp_path / "slurm")
+    again = invoke("sweep", grid, "--epochs", "2", "--wait", *SLURM_ARGS, "--out",
+                   tmp_path / "slurm")
     assert again.exit_code == 0 and "16 already finished, 0 to run" in again.output
     print(f"\ndigits grid, 16 runs x 2 epochs, 1 thread: local sweep "
           f"{timings['cli local']:.1f} s, slurm sweep --wait {timings['cli slurm']:.1f} s")
@@ -531,12 +524,12 @@ def test_cli_sweep_on_slurm_waits_and_reports_as_a_local_sweep(cluster, tmp_path
 def test_cli_sweep_on_slurm_without_wait_says_how_to_follow(cluster, tmp_path) -> None:
     grid = tmp_path / "tiny.toml"
     grid.write_text('task = "digits"\n[fixed]\nepochs = 1\ntrain_samples = 64\n')
-    result = cli("sweep", grid, *SLURM_ARGS, "--out", tmp_path / "out")
+    result = invoke("sweep", grid, *SLURM_ARGS, "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
     job_id = result.output.split("submitted array job ")[1].split()[0]
     assert f"squeue -j {job_id}" in result.output and str(tmp_path / "out" / ".slurm") in \
         result.output
-    queued = cli("sweep", grid, *SLURM_ARGS, "--out", tmp_path / "out")
+    queued = invoke("sweep", grid, *SLURM_ARGS, "--out", tmp_path / "out")
     assert "not submitted again" in queued.output or "nothing to submit" in queued.output
     subprocess.run(["scancel", job_id], capture_output=True)
 
@@ -551,7 +544,7 @@ def test_cli_bad_slurm_input_is_one_line_and_submits_nothing(cluster, tmp_path, 
     grid = tmp_path / "tiny.toml"
     grid.write_text('task = "digits"\n[fixed]\nepochs = 1\ntrain_samples = 64\n')
     before = job_ids()
-    result = cli("sweep", grid, *SLURM_ARGS, *flags, "--out", tmp_path / "out")
+    result = invoke("sweep", grid, *SLURM_ARGS, *flags, "--out", tmp_path / "out")
     assert result.exit_code == 2 and needle in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and job_ids() == before
     assert not (tmp_path / "out" / ".slurm").exists()

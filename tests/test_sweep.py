@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from clirun import invoke
 
-from warmup_bench.cli import app
 from warmup_bench.experiments import ExperimentError, load_experiment
 from warmup_bench.runs import RunDir
 
@@ -20,7 +19,6 @@ def run_dir(out, cfg):
 def read_summary(directory):
     return RunDir(directory).read_summary()
 
-runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
 
 TINY = """
@@ -40,10 +38,6 @@ def write(tmp_path: Path, text: str, name: str = "grid.toml") -> Path:
     path = tmp_path / name
     path.write_text(text)
     return path
-
-
-def invoke(*args: str):
-    return runner.invoke(app, [*args], env={"COLUMNS": "200"})
 
 
 def test_every_bundled_experiment_loads() -> None:

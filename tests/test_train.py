@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from clirun import invoke
 from torch.optim.lr_scheduler import CosineAnnealingLR, MultiStepLR
-from typer.testing import CliRunner
 
-from warmup_bench.cli import app
 from warmup_bench.data import DEBIAN_FASHION_MNIST
 from warmup_bench.optim import OPTIMIZERS, WARMUPS
 from warmup_bench.tasks import resolve_config
@@ -29,7 +28,6 @@ except ImportError:  # pragma: no cover
     oracle = None
 needs_oracle = pytest.mark.skipif(oracle is None, reason="pytorch_warmup (test oracle) missing")
 QUIET = RunOptions(on_note=lambda _: None)
-runner = CliRunner()
 DIGITS_ITERS = 1438 // 32  # iterations per epoch of the digits task
 
 
@@ -43,14 +41,10 @@ def only_run(out: Path) -> Path:
     return directory
 
 
-def invoke(*args: str):
-    return runner.invoke(app, ["train", "--no-progress", *args])
-
-
 def test_digits_acceptance_run_directory(tmp_path) -> None:
     started = time.perf_counter()
-    result = invoke("--task", "digits", "--opt", "adamw", "--warmup", "untuned-linear",
-                    "--out", str(tmp_path))
+    result = invoke("train", "--no-progress", "--task", "digits", "--opt", "adamw", "--warmup",
+                    "untuned-linear", "--out", str(tmp_path))
     elapsed = time.perf_counter() - started
     assert result.exit_code == 0, result.output
     directory = only_run(tmp_path)
@@ -75,8 +69,8 @@ def test_digits_acceptance_run_directory(tmp_path) -> None:
     assert list(steps[0]) == ["step", "epoch", "lr", "warmup_factor", "loss"]
     assert [int(r["step"]) for r in steps] == list(range(1, 30 * DIGITS_ITERS + 1, 10))
     assert "best test acc" in result.output
-    again = invoke("--task", "digits", "--opt", "adamw", "--warmup", "untuned-linear",
-                   "--out", str(tmp_path))
+    again = invoke("train", "--no-progress", "--task", "digits", "--opt", "adamw", "--warmup",
+                   "untuned-linear", "--out", str(tmp_path))
     assert again.exit_code == 0 and "already complete, not retrained" in again.output
 
 
@@ -122,8 +116,8 @@ TRAJECTORIES = {} if oracle is None else {
                                   "radam+cosine-epoch", "linear+delayed-cosine"])
 def test_logged_lr_is_the_lr_the_optimizer_used(tmp_path, name) -> None:
     flags, warmup_factory, scheduler_factory, per_epoch, delay = TRAJECTORIES[name]
-    result = invoke("--task", "digits", "--epochs", str(EPOCHS), "--log-interval", "1",
-                    "--weight-decay", "0", "--out", str(tmp_path), *flags)
+    result = invoke("train", "--no-progress", "--task", "digits", "--epochs", str(EPOCHS),
+                    "--log-interval", "1", "--weight-decay", "0", "--out", str(tmp_path), *flags)
     assert result.exit_code == 0, result.output
     steps = read_csv(only_run(tmp_path) / "steps.csv")
     expected = expected_lrs(warmup_factory, scheduler_factory, TOTAL, per_epoch, delay)
@@ -202,8 +196,8 @@ def test_resume_after_sigkill_gives_identical_metrics(tmp_path) -> None:
 
 def test_same_command_twice_gives_identical_csvs(tmp_path) -> None:
     for out in ("a", "b"):
-        assert invoke("--task", "digits", "--epochs", "2", "--out", str(tmp_path / out)
-                      ).exit_code == 0
+        assert invoke("train", "--no-progress", "--task", "digits", "--epochs", "2", "--out",
+                      str(tmp_path / out)).exit_code == 0
     a, b = only_run(tmp_path / "a"), only_run(tmp_path / "b")
     assert a.name == b.name
     assert (a / "steps.csv").read_text() == (b / "steps.csv").read_text()
@@ -213,8 +207,8 @@ def test_same_command_twice_gives_identical_csvs(tmp_path) -> None:
 
 
 def test_divergence_stops_cleanly(tmp_path) -> None:
-    result = invoke("--task", "digits", "--opt", "sgd", "--warmup", "none", "--lr", "1e12",
-                    "--out", str(tmp_path))
+    result = invoke("train", "--no-progress", "--task", "digits", "--opt", "sgd", "--warmup",
+                    "none", "--lr", "1e12", "--out", str(tmp_path))
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("diverged:")
@@ -239,7 +233,7 @@ def test_divergence_stops_cleanly(tmp_path) -> None:
 ])
 def test_bad_flags_exit_2_and_create_nothing(tmp_path, args, needle) -> None:
     out = tmp_path / "out"
-    result = invoke("--task", "digits", "--out", str(out), *args)
+    result = invoke("train", "--no-progress", "--task", "digits", "--out", str(out), *args)
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:") and needle in lines[0], lines
@@ -247,16 +241,16 @@ def test_bad_flags_exit_2_and_create_nothing(tmp_path, args, needle) -> None:
 
 
 def test_default_task_without_cifar_says_how_to_get_it(tmp_path) -> None:
-    result = invoke("--opt", "adamw", "--warmup", "untuned-linear", "--out", str(tmp_path / "o"),
-                    "--data-dir", str(tmp_path / "nodata"))
+    result = invoke("train", "--no-progress", "--opt", "adamw", "--warmup", "untuned-linear",
+                    "--out", str(tmp_path / "o"), "--data-dir", str(tmp_path / "nodata"))
     assert result.exit_code == 2
     assert "cifar-10-batches-py" in result.output and "data download cifar10" in result.output
     assert not (tmp_path / "o").exists()
 
 
 def test_radam_warmup_on_radam_warns(tmp_path) -> None:
-    result = invoke("--task", "digits", "--opt", "radam", "--warmup", "radam", "--epochs", "1",
-                    "--out", str(tmp_path))
+    result = invoke("train", "--no-progress", "--task", "digits", "--opt", "radam", "--warmup",
+                    "radam", "--epochs", "1", "--out", str(tmp_path))
     assert result.exit_code == 0 and "redundant" in result.output
 
 
@@ -308,7 +302,8 @@ def test_ctrl_c_leaves_an_interrupted_resumable_run(tmp_path) -> None:
 def test_save_model_keeps_best_epoch_weights(tmp_path) -> None:
     from warmup_bench.models import build_model
 
-    result = invoke("--task", "digits", "--epochs", "3", "--save-model", "--out", str(tmp_path))
+    result = invoke("train", "--no-progress", "--task", "digits", "--epochs", "3", "--save-model",
+                    "--out", str(tmp_path))
     assert result.exit_code == 0
     state = torch.load(only_run(tmp_path) / "model.pt", weights_only=True)
     model = build_model("digits-net", 10, 1)
@@ -324,8 +319,9 @@ def test_default_command_trains_resnet20_on_cifar_files(tmp_path) -> None:
     from datafiles import write_cifar_python
 
     write_cifar_python(tmp_path / "data" / "cifar-10-batches-py", per_batch=52)  # 2 batches
-    result = invoke("--opt", "adamw", "--warmup", "untuned-linear", "--epochs", "1",
-                    "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out"))
+    result = invoke("train", "--no-progress", "--opt", "adamw", "--warmup", "untuned-linear",
+                    "--epochs", "1", "--data-dir", str(tmp_path / "data"), "--out",
+                    str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
     (directory,) = (tmp_path / "out" / "cifar10-resnet20").iterdir()
     config = json.loads((directory / "config.json").read_text())
@@ -357,9 +353,6 @@ def test_preset_run_names_are_those_older_versions_gave() -> None:
 
 
 def test_momentum_is_one_setting_sgd_takes(tmp_path) -> None:
-    from typer.testing import CliRunner
-
-    from warmup_bench.cli import app
     from warmup_bench.optim import OPTIMIZERS
 
     cfg = resolve_config("digits", {"opt": "sgd", "warmup": "none", "momentum": 0.5})
@@ -367,12 +360,10 @@ def test_momentum_is_one_setting_sgd_takes(tmp_path) -> None:
     assert optimizer.param_groups[0]["momentum"] == 0.5
     adamw = OPTIMIZERS["adamw"].build([torch.nn.Parameter(torch.zeros(2))], cfg)
     assert "momentum" not in adamw.param_groups[0]  # Adam takes betas, not momentum
-    bad = CliRunner().invoke(app, ["train", "--task", "digits", "--momentum", "1",
-                                   "--out", str(tmp_path)])
+    bad = invoke("train", "--task", "digits", "--momentum", "1", "--out", str(tmp_path))
     assert bad.exit_code == 2 and "--momentum 1.0 must be in [0, 1)" in bad.output
-    result = CliRunner().invoke(app, ["train", "--task", "digits", "--opt", "sgd", "--warmup",
-                                      "none", "--lr", "0.05", "--momentum", "0.5", "--epochs",
-                                      "1", "--no-progress", "--out", str(tmp_path)])
+    result = invoke("train", "--task", "digits", "--opt", "sgd", "--warmup", "none", "--lr", "0.05",
+                    "--momentum", "0.5", "--epochs", "1", "--no-progress", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     (folder,) = (tmp_path / "digits").iterdir()
     assert json.loads((folder / "config.json").read_text())["momentum"] == 0.5
@@ -381,24 +372,20 @@ def test_momentum_is_one_setting_sgd_takes(tmp_path) -> None:
 def test_a_complete_run_can_be_restarted_to_save_its_model(tmp_path) -> None:
     """`--save-model` on a finished run says how to get the model; --restart trains it
     again (the same numbers: a run is a function of its config) and saves it."""
-    from typer.testing import CliRunner
-
-    from warmup_bench.cli import app
-
     args = ["train", "--task", "digits", "--epochs", "2", "--warmup", "none", "--no-progress",
             "--out", str(tmp_path)]
-    assert CliRunner().invoke(app, args).exit_code == 0
+    assert invoke(*args).exit_code == 0
     (folder,) = (tmp_path / "digits").iterdir()
     steps = (folder / "steps.csv").read_bytes()
-    again = CliRunner().invoke(app, [*args, "--save-model"])
+    again = invoke(*args, "--save-model")
     assert again.exit_code == 0 and "add --restart to train it again with --save-model" in \
         again.output and not (folder / "model.pt").exists()
-    predict = CliRunner().invoke(app, ["predict", str(folder)])
+    predict = invoke("predict", str(folder))
     assert predict.exit_code == 2 and "--save-model --restart" in predict.output
-    restarted = CliRunner().invoke(app, [*args, "--save-model", "--restart"])
+    restarted = invoke(*args, "--save-model", "--restart")
     assert restarted.exit_code == 0, restarted.output
     assert (folder / "model.pt").is_file() and (folder / "steps.csv").read_bytes() == steps
-    assert CliRunner().invoke(app, ["predict", str(folder)]).exit_code == 0
+    assert invoke("predict", str(folder)).exit_code == 0
 
 
 def test_speed_hints_name_the_numbers_and_stay_quiet_otherwise() -> None:

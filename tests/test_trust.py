@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from test_bad_inputs import assert_one_line_error, run_cli, snapshot
+from clirun import invoke
+from test_bad_inputs import assert_one_line_error, snapshot
 
 from warmup_bench.report import collect
 
@@ -29,7 +30,7 @@ TRAIN = ["train", "--task", "digits", "--train-samples", "320", "--no-progress",
 def finished(tmp_path_factory) -> Path:
     """A complete 2-epoch digits run with its saved model (10 iterations an epoch)."""
     out = tmp_path_factory.mktemp("finished")
-    result = run_cli([*TRAIN, "--save-model", "--out", str(out)])
+    result = invoke(*TRAIN, "--save-model", "--out", str(out), clean=True)
     assert result.exit_code == 0, result.output
     (folder,) = (out / "digits").iterdir()
     return folder
@@ -65,12 +66,12 @@ def test_a_grids_slurm_options_that_choose_the_code_need_consent(tmp_path, extra
     args = ["sweep", str(grid), "--dry-run", "--out", str(tmp_path / "out")] \
         if command == "sweep" else ["report", str(tmp_path / "out"), "--experiment", str(grid)]
     before = snapshot(tmp_path)
-    result = run_cli(args)
+    result = invoke(*args, clean=True)
     assert_one_line_error(result, 2, "which can choose what the Slurm tasks run")
     assert "--allow-plugins" in result.stderr and "--slurm-extra" in result.stderr
     assert snapshot(tmp_path) == before
     if command == "sweep":  # the user's consent lets the grid set it
-        allowed = run_cli([*args, "--allow-plugins"])
+        allowed = invoke(*args, "--allow-plugins", clean=True)
         assert allowed.exit_code == 0, allowed.output
 
 
@@ -78,7 +79,7 @@ def test_a_grid_may_set_where_its_tasks_run(tmp_path) -> None:
     grid = tmp_path / "grid.toml"
     grid.write_text(SLURM_GRID.format(extra='{constraint = "a100", gres = "gpu:1", '
                                             'exclusive = true}'))
-    result = run_cli(["sweep", str(grid), "--dry-run", "--out", str(tmp_path / "out")])
+    result = invoke("sweep", str(grid), "--dry-run", "--out", str(tmp_path / "out"), clean=True)
     assert result.exit_code == 0, result.output
 
 
@@ -91,7 +92,7 @@ def test_a_lock_that_links_to_a_foreign_file_is_refused_untouched(tmp_path, fini
     (folder / "lock").unlink(missing_ok=True)
     (folder / "lock").symlink_to(foreign)
     before = snapshot(tmp_path)
-    result = run_cli([*TRAIN, "--resume", "--out", str(tmp_path / "out")])
+    result = invoke(*TRAIN, "--resume", "--out", str(tmp_path / "out"), clean=True)
     assert_one_line_error(result, 2, "lock is not a lock file (a symbolic or hard link")
     assert foreign.read_text() == "the user's own file\n" and snapshot(tmp_path) == before
 
@@ -109,7 +110,7 @@ def test_a_run_file_that_links_elsewhere_is_refused_untouched(tmp_path, finished
         (folder / name).unlink()
     (folder / name).symlink_to(target)
     before = snapshot(tmp_path, skip=("lock",))  # the lock's pid changes
-    result = run_cli([*TRAIN, "--resume", "--out", str(tmp_path / "out")])
+    result = invoke(*TRAIN, "--resume", "--out", str(tmp_path / "out"), clean=True)
     if name == "summary.json":  # unreadable as a summary: the run is not believed finished
         assert result.exit_code == 2 and "symbolic link" in result.stderr
     else:
@@ -126,14 +127,14 @@ def test_a_run_folder_that_is_a_link_is_skipped_said_and_refused(tmp_path, finis
     (results / "digits" / finished.name).symlink_to(elsewhere)
     copy_of(finished, tmp_path / "other")  # a real run beside it, to report
     shutil.copytree(tmp_path / "other" / "out" / "digits", results / "digits2")
-    report = run_cli(["report", str(results)])
+    report = invoke("report", str(results), clean=True)
     assert report.exit_code == 0, report.output
     assert report.stderr.count("warning: skipping") == 1
     assert f"skipping {results / 'digits' / finished.name}: a symbolic link" in report.stderr
-    resume = run_cli([*TRAIN, "--resume", "--out", str(results)])
+    resume = invoke(*TRAIN, "--resume", "--out", str(results), clean=True)
     assert_one_line_error(resume, 2, "is a symbolic link")
-    predict = run_cli(["predict", str(results / "digits" / finished.name),
-                       "--out", str(tmp_path / "p.png")])
+    predict = invoke("predict", str(results / "digits" / finished.name),
+                       "--out", str(tmp_path / "p.png"), clean=True)
     assert_one_line_error(predict, 2, "is a symbolic link")
     assert not (tmp_path / "p.png").exists()
 
@@ -146,7 +147,7 @@ def test_a_hard_link_that_would_be_written_through_is_refused(tmp_path, finished
     foreign.write_text("the user's own file\n")
     (folder / name).unlink(missing_ok=True)
     os.link(foreign, folder / name)
-    result = run_cli([*TRAIN, "--resume", "--out", str(tmp_path / "out")])
+    result = invoke(*TRAIN, "--resume", "--out", str(tmp_path / "out"), clean=True)
     assert_one_line_error(result, 2, "hard link")
     assert foreign.read_text() == "the user's own file\n"
 
@@ -154,11 +155,11 @@ def test_a_hard_link_that_would_be_written_through_is_refused(tmp_path, finished
 def test_report_out_refuses_a_plots_folder_that_is_a_link(tmp_path, finished) -> None:
     copy_of(finished, tmp_path)
     report, elsewhere = tmp_path / "report", tmp_path / "elsewhere"
-    assert run_cli(["report", str(tmp_path / "out"), "--out", str(report)]).exit_code == 0
+    assert invoke("report", str(tmp_path / "out"), "--out", str(report), clean=True).exit_code == 0
     shutil.rmtree(report / "plots")
     elsewhere.mkdir()
     (report / "plots").symlink_to(elsewhere)
-    result = run_cli(["report", str(tmp_path / "out"), "--out", str(report)])
+    result = invoke("report", str(tmp_path / "out"), "--out", str(report), clean=True)
     assert_one_line_error(result, 2, "its plots/ is a symbolic link")
     assert not any(elsewhere.iterdir())
 
@@ -167,7 +168,7 @@ def test_a_lock_that_is_a_folder_is_one_line_exit_2(tmp_path, finished) -> None:
     folder = copy_of(finished, tmp_path, status="interrupted")
     (folder / "lock").unlink(missing_ok=True)
     (folder / "lock").mkdir()
-    result = run_cli([*TRAIN, "--resume", "--out", str(tmp_path / "out")])
+    result = invoke(*TRAIN, "--resume", "--out", str(tmp_path / "out"), clean=True)
     assert_one_line_error(result, 2, "lock is not a lock file")
 
 
@@ -178,12 +179,12 @@ def test_report_out_refuses_a_folder_of_the_users_own_files(tmp_path, finished) 
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "report.md").write_text("my own notes\n")
-    result = run_cli(["report", str(tmp_path / "out"), "--out", str(mine)])
+    result = invoke("report", str(tmp_path / "out"), "--out", str(mine), clean=True)
     assert_one_line_error(result, 2, "holds files no warmup-bench report wrote (report.md)")
     assert (mine / "report.md").read_text() == "my own notes\n" and len(list(mine.iterdir())) == 1
     again = tmp_path / "fresh"
-    assert run_cli(["report", str(tmp_path / "out"), "--out", str(again)]).exit_code == 0
-    assert run_cli(["report", str(tmp_path / "out"), "--out", str(again)]).exit_code == 0
+    assert invoke("report", str(tmp_path / "out"), "--out", str(again), clean=True).exit_code == 0
+    assert invoke("report", str(tmp_path / "out"), "--out", str(again), clean=True).exit_code == 0
 
 
 # ---- 5, 6. grid files that would hang or overflow the reader --------------------------
@@ -196,7 +197,7 @@ def test_a_grid_that_is_no_regular_file_is_refused_without_blocking(tmp_path) ->
                           capture_output=True, text=True, timeout=60)  # a hang fails here
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "not a regular file" in done.stderr
-    result = run_cli(["sweep", "/dev/zero", "--dry-run", "--out", str(tmp_path / "out")])
+    result = invoke("sweep", "/dev/zero", "--dry-run", "--out", str(tmp_path / "out"), clean=True)
     assert_one_line_error(result, 2, "/dev/zero: not a regular file")
 
 
@@ -236,7 +237,7 @@ def test_a_plugin_factory_returning_none_is_one_line_naming_it(tmp_path, flag, w
     plugin = tmp_path / "hollow.py"
     plugin.write_text(PLUGIN)
     out = tmp_path / "out"
-    result = run_cli([*TRAIN, "--plugin", str(plugin), flag, "hollow", "--out", str(out)])
+    result = invoke(*TRAIN, "--plugin", str(plugin), flag, "hollow", "--out", str(out), clean=True)
     assert_one_line_error(result, 2, f"plugin hollow.py failed while building the run: "
                                      f"TypeError: {what}")
     assert not out.exists()
@@ -249,7 +250,7 @@ def test_report_draws_diagnostics_that_went_infinite(tmp_path, finished) -> None
     diagnostics.loc[3:, "angular_update_mean"] = math.inf
     diagnostics.to_csv(folder / "diagnostics.csv", index=False)
     report = tmp_path / "report"
-    result = run_cli(["report", str(tmp_path / "out"), "--out", str(report)])
+    result = invoke("report", str(tmp_path / "out"), "--out", str(report), clean=True)
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     assert list((report / "plots").glob("diagnostics_*.png"))
 
@@ -305,7 +306,7 @@ def test_a_run_folder_that_lies_is_skipped_with_one_warning(tmp_path, finished,
     folder = copy_of(finished, tmp_path)
     file, changes, needle = LIES[case]
     edit_json(folder / file, **changes)
-    result = run_cli(["report", str(tmp_path / "out"), "--metric", "steps-to:1"])
+    result = invoke("report", str(tmp_path / "out"), "--metric", "steps-to:1", clean=True)
     assert result.exit_code == 2, result.output  # the only run, skipped: nothing to report
     assert f"warning: skipping {folder}: " in result.stderr and needle in result.stderr, \
         result.stderr
@@ -314,7 +315,7 @@ def test_a_run_folder_that_lies_is_skipped_with_one_warning(tmp_path, finished,
 def test_a_complete_run_without_logged_steps_is_skipped(tmp_path, finished) -> None:
     folder = copy_of(finished, tmp_path)
     (folder / "steps.csv").write_text("step,epoch,lr,warmup_factor,loss\n")
-    result = run_cli(["report", str(tmp_path / "out"), "--metric", "steps-to:1"])
+    result = invoke("report", str(tmp_path / "out"), "--metric", "steps-to:1", clean=True)
     assert result.exit_code == 2
     assert "steps.csv has no rows, yet 2 epoch(s) were trained" in result.stderr
 
@@ -328,7 +329,8 @@ def test_steps_to_leaves_out_a_run_without_its_iterations_and_says_so(tmp_path) 
     write_finished_run(tmp_path, cfgs[0], [0.6, 0.9])
     unknown = write_finished_run(tmp_path, cfgs[1], [0.6, 0.9])
     (unknown / "meta.json").write_text("{}")
-    result = run_cli(["report", str(tmp_path), "--metric", "steps-to:80", "--format", "csv"])
+    result = invoke("report", str(tmp_path), "--metric", "steps-to:80", "--format", "csv",
+                    clean=True)
     assert result.exit_code == 0, result.output
     assert f"skipping {unknown} for steps-to:80: its meta.json records no iterations per " \
         "epoch" in result.stderr
@@ -358,7 +360,7 @@ def test_a_divergence_steps_csv_cannot_have_logged_is_not_believed(tmp_path, cas
         {"epoch": 3, "step": 89}
     if case is not None:
         edit_json(folder / "summary.json", diverged_at=DIVERGED_LIES[case][0])
-    result = run_cli(["report", str(tmp_path), "--format", "csv"])
+    result = invoke("report", str(tmp_path), "--format", "csv", clean=True)
     if case is None:
         assert result.exit_code == 0 and "[1 diverged]" not in result.stdout, result.output
         assert "AdamW/Linear,0.01,,,0,1," in result.stdout and not result.stderr  # 1 diverged
@@ -373,7 +375,7 @@ def test_an_interrupted_run_marked_complete_is_skipped(tmp_path, finished) -> No
     (folder / "epochs.csv").write_text("".join(epochs[:2]))  # the header and epoch 1
     (folder / "summary.json").write_text(json.dumps({**summary_replayed(folder, 1),
                                                      "status": "complete"}))
-    result = run_cli(["report", str(tmp_path / "out")])
+    result = invoke("report", str(tmp_path / "out"), clean=True)
     assert result.exit_code == 2
     assert "summary.json says complete, yet epochs.csv has 1 of the 2 epochs" in result.stderr
 
@@ -389,7 +391,7 @@ def test_predict_refuses_overflowing_or_complex_weights(tmp_path, finished, weig
     state = torch.load(folder / "model.pt", weights_only=True)
     torch.save({k: weights(v) if v.is_floating_point() else v for k, v in state.items()},
                folder / "model.pt")
-    result = run_cli(["predict", str(folder), "--out", str(tmp_path / "p.png")])
+    result = invoke("predict", str(folder), "--out", str(tmp_path / "p.png"), clean=True)
     assert_one_line_error(result, 2, needle)
     assert not (tmp_path / "p.png").exists()
 
@@ -401,7 +403,7 @@ def test_nan_weights_are_refused_by_predict_and_export(tmp_path, finished, comma
     torch.save({k: torch.full_like(v, math.nan) if v.is_floating_point() else v
                 for k, v in weights.items()}, folder / "model.pt")
     written = tmp_path / ("p.png" if command == "predict" else "m.onnx")
-    result = run_cli([command, str(folder), "--out", str(written)])
+    result = invoke(command, str(folder), "--out", str(written), clean=True)
     assert_one_line_error(result, 2, "holds weights that are not finite (NaN or inf)")
     assert not written.exists()
 
@@ -434,7 +436,7 @@ def test_a_run_made_with_a_setting_that_does_nothing_is_skipped_by_report(tmp_pa
     cfg = resolve_config("digits", {"epochs": 2})
     write_finished_run(tmp_path, cfg, [0.9])
     made_before = write_finished_run(tmp_path, dataclasses.replace(cfg, momentum=0.5), [0.8])
-    result = run_cli(["report", str(tmp_path), "--format", "csv"])
+    result = invoke("report", str(tmp_path), "--format", "csv", clean=True)
     assert result.exit_code == 0 and "AdamW/Linear,0.01,10.0" in result.stdout
     assert f"skipping {made_before}: config.json is not a valid configuration (--momentum " \
         "0.5 does nothing with --opt adamw" in result.stderr
@@ -451,7 +453,7 @@ def test_a_fixed_setting_applies_to_the_runs_that_read_it(tmp_path) -> None:
     experiment = load_experiment(grid)
     assert [(c.opt, c.momentum) for c in experiment.configs()] == [
         ("sgd", 0.5), ("sgd", 0.5), ("adamw", 0.9), ("adamw", 0.9)]
-    result = run_cli(["sweep", str(grid), "--dry-run", "--out", str(tmp_path / "out")])
+    result = invoke("sweep", str(grid), "--dry-run", "--out", str(tmp_path / "out"), clean=True)
     assert result.exit_code == 0 and "note: [fixed] momentum = 0.5 (left out of 2 runs): " \
         "their optimizer, warmup and schedule do not read it." in result.stderr
 
@@ -468,7 +470,7 @@ def test_report_options_that_would_be_ignored_are_one_line(tmp_path, finished, a
                                                            needle) -> None:
     copy_of(finished, tmp_path)
     before = snapshot(tmp_path)
-    result = run_cli(["report", str(tmp_path / "out"), *args])
+    result = invoke("report", str(tmp_path / "out"), *args, clean=True)
     assert_one_line_error(result, 2, needle)
     assert snapshot(tmp_path) == before
 
@@ -485,14 +487,14 @@ def test_a_legacy_pickle_checkpoint_is_refused_without_a_torch_warning(tmp_path,
         pickle.dump({"format": 1, "code": print}, file, protocol=4)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = run_cli([*TRAIN, "--resume", "--out", str(tmp_path / "out")])
+        result = invoke(*TRAIN, "--resume", "--out", str(tmp_path / "out"), clean=True)
     assert_one_line_error(result, 2, "checkpoint.pt is unreadable or corrupt")
     assert [str(w.message) for w in caught if "torch" in w.filename] == []
 
 
 # ---- 19. collect() of no runs has every column; of no folder, one clear error ---------
 
-def test_collect_of_no_runs_has_the_columns_of_the_readme_snippet(tmp_path) -> None:
+def test_collect_of_no_runs_has_the_columns_of_the_reports_doc_snippet(tmp_path) -> None:
     from warmup_bench.config import ConfigError
 
     frame = collect(tmp_path)
