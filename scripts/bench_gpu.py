@@ -116,7 +116,7 @@ def packed(workload: str, size: int, fraction: float, device: str = "cuda",
     """A pack of `size` runs (seeds 1..size) trained as one model: the aggregate training
     images/s of its last epoch (each member trains the pack epoch's images)."""
     from warmup_bench.execution import RunOptions
-    from warmup_bench.train.packed_run import train_pack
+    from warmup_bench.train import train_pack
 
     images = WORKLOADS[workload][2]
     n = max(2048, int(images * fraction))
@@ -207,7 +207,7 @@ def paper_grid_hours(results: dict) -> dict | None:
 
 
 def markdown(results: dict) -> str:
-    """The recorded measurements as the README's tables."""
+    """The recorded measurements as docs/gpu.md's tables."""
     lines = [f"{results['device']}, torch {results['torch']}, {results['date']}", "",
              "| workload | variant | s / epoch (full data) | images / s |",
              "|---|---|---:|---:|"]

@@ -25,8 +25,7 @@ from warmup_bench.data.catalog import Dataset, Split
 from warmup_bench.execution import RunOptions
 from warmup_bench.experiments import load_experiment
 from warmup_bench.tasks import resolve_config
-from warmup_bench.train import train
-from warmup_bench.train.packed_run import train_pack
+from warmup_bench.train import train, train_pack
 
 
 def synthetic(n_train: int, n_test: int, shape=(1, 28, 28), classes: int = 47) -> Dataset:

@@ -117,8 +117,8 @@ def test_diagnostics_and_sharpness_through_attention_on_cuda(tmp_path) -> None:
 def test_a_vit_pack_sized_by_the_probe_trains_on_cuda(tmp_path) -> None:
     """--pack auto's probe runs the ViT (dropout under vmap, each member's generator), and
     a pack of two ViTs trains with per-member masks drawn on the GPU."""
+    from warmup_bench.train import train_pack
     from warmup_bench.train.pack_size import auto_pack_size
-    from warmup_bench.train.packed_run import train_pack
 
     cfgs = [resolve_config("mnist-vit", {"epochs": 1, "val_fraction": 0.0, "seed": seed})
             for seed in (1, 2)]

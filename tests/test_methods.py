@@ -103,10 +103,10 @@ def interrupted_then_resumed(tmp_path: Path, cfg, stop_at: int, monkeypatch) -> 
 
     real = running.train_epoch
 
-    def stopping(cfg_, net, loader, epoch, *args, **kwargs):
+    def stopping(members, model, epoch, *args, **kwargs):
         if epoch == stop_at:
             raise KeyboardInterrupt
-        return real(cfg_, net, loader, epoch, *args, **kwargs)
+        return real(members, model, epoch, *args, **kwargs)
 
     with monkeypatch.context() as patch:
         patch.setattr(running, "train_epoch", stopping)
@@ -143,7 +143,7 @@ def evaluate_checkpoint(cfg, folder: Path, averaged: bool) -> float:
     from warmup_bench.data import load_dataset
     from warmup_bench.train.build import build_net, make_loaders
     from warmup_bench.train.device import choose_kernels
-    from warmup_bench.train.loop import evaluate
+    from warmup_bench.train.evaluation import evaluate
 
     device = torch.device("cpu")
     data = load_dataset(cfg.dataset)
@@ -179,13 +179,13 @@ def test_schedule_free_learns_and_is_judged_at_its_averaged_weights(tmp_path, mo
 
 def test_batchnorm_statistics_are_recomputed_at_the_averaged_weights(tmp_path,
                                                                        monkeypatch) -> None:
-    import warmup_bench.train.loop as loop
+    import warmup_bench.train.evaluation as evaluation
 
     cfg = resolve_config("digits", {"opt": "adamw-schedule-free", "schedule": "constant",
                                     "model": "resnet20", "epochs": 1, "train_samples": 320,
                                     "warmup": "none"})
     with_recompute = train(cfg, tmp_path / "a", QUIET).run.path
-    monkeypatch.setattr(loop, "recompute_batchnorm", lambda net, loader: None)
+    monkeypatch.setattr(evaluation, "recompute_batchnorm", lambda net, loader: None)
     without = train(cfg, tmp_path / "b", QUIET).run.path
     ours, theirs = (torch.load(p / "checkpoint.pt", weights_only=True)["model"]
                     for p in (with_recompute, without))

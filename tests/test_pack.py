@@ -331,12 +331,12 @@ def test_a_damaged_member_folder_keeps_that_member_out_not_the_pack(tmp_path) ->
 
 def test_out_of_memory_fails_the_pack_with_a_smaller_pack_suggested(tmp_path,
                                                                     monkeypatch) -> None:
-    import warmup_bench.train.packed_run as packed_run
+    import warmup_bench.train.run as running
 
     def exhausted(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(packed_run, "train_pack_epoch", exhausted)
+    monkeypatch.setattr(running, "train_epoch", exhausted)
     cfgs = [resolve_config("digits", {"epochs": 1, "seed": s}) for s in (1, 2)]
     outcomes = train_pack(cfgs, tmp_path, QUIET)
     for outcome in outcomes:
@@ -552,7 +552,7 @@ def test_vit_members_train_with_their_own_dropout_masks_and_resume(tmp_path,
     """Two ViT members (dropout 0.1), 2 epochs of 4 steps on synthetic 28x28 images: each
     member's curve is its run alone's within reassociation (its masks are the run
     alone's), and a pack interrupted after epoch 1 resumes to the uninterrupted files."""
-    import warmup_bench.train.packed_run as packed_run
+    import warmup_bench.train.run as running
     from warmup_bench.data.catalog import Dataset, Split
 
     g = torch.Generator().manual_seed(0)
@@ -574,17 +574,17 @@ def test_vit_members_train_with_their_own_dropout_masks_and_resume(tmp_path,
         assert (a["loss"] - b["loss"]).abs().max() < 1e-4  # other masks: ~1e-1
         meta = json.loads((member.run.path / "meta.json").read_text())
         assert meta["dropout_masks"] == "numpy-pcg64"
-    real = packed_run.train_pack_epoch
+    real = running.train_epoch
 
-    def interrupted_in_epoch_two(members, pack, epoch, on_divergence):
+    def interrupted_in_epoch_two(members, pack, epoch, *args):
         if epoch == 1:
             raise KeyboardInterrupt
-        return real(members, pack, epoch, on_divergence)
+        return real(members, pack, epoch, *args)
 
-    monkeypatch.setattr(packed_run, "train_pack_epoch", interrupted_in_epoch_two)
+    monkeypatch.setattr(running, "train_epoch", interrupted_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         train_pack(cfgs, tmp_path / "resumed", options, data=data)
-    monkeypatch.setattr(packed_run, "train_pack_epoch", real)
+    monkeypatch.setattr(running, "train_epoch", real)
     resumed = train_pack(cfgs, tmp_path / "resumed", RunOptions(on_note=None,
                                                                 diagnostics=False,
                                                                 resume=True), data=data)

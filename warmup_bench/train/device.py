@@ -5,6 +5,7 @@ between thread counts, and each choice is recorded in the run's meta.json."""
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 from collections.abc import Callable
@@ -99,9 +100,8 @@ def choose_kernels(cfg: TrainConfig, device: torch.device, channels_last: bool |
 def memory_format(cfg: TrainConfig, device: torch.device,
                   channels_last: bool | None = None) -> torch.memory_format:
     """The layout of a run's activations and weights. Conv nets run channels_last on CUDA
-    and on CPUs (one fwd/bwd/step of ResNet-20 1.29x, the EMNIST CNN 1.6x, the digits net
-    1.4x faster on an AMD EPYC than contiguous: oneDNN's NHWC kernels); the ViT and MPS
-    keep the contiguous layout. `channels_last` forces either."""
+    and on CPUs, where oneDNN's NHWC kernels are faster (docs/cpu-speed.md); the ViT and
+    MPS keep the contiguous layout. `channels_last` forces either."""
     if channels_last is None:
         channels_last = MODELS[cfg.model].channels_last and device.type in ("cuda", "cpu")
     return torch.channels_last if channels_last else torch.contiguous_format
@@ -109,9 +109,9 @@ def memory_format(cfg: TrainConfig, device: torch.device,
 
 def fused_optimizer(device: torch.device, fused: bool | None = None) -> bool:
     """Whether to take the optimizer's fused step (SGD, Adam, AdamW, AMSGradW). On CPUs by
-    default: one vectorised pass over the parameters instead of one per operation, so the
-    EMNIST CNN's AdamW step costs 0.7 ms instead of 1.5 ms inside the loop and the ViT's
-    1.8 ms instead of 7.2 ms. On CUDA the multi-tensor step stays, as in torch."""
+    default: one vectorised pass over the parameters instead of one per operation, a
+    fraction of the step's cost (docs/cpu-speed.md). On CUDA the multi-tensor step stays,
+    as in torch."""
     return device.type == "cpu" if fused is None else fused
 
 
@@ -134,8 +134,8 @@ CPU_SHARE = 0.6
 
 def busy_note(load: float, cores: int, threads: int) -> str | None:
     """A hint when other processes already keep the cores busy: torch's default of one
-    thread per core then thrashes (a digits run took 34 s next to another torch process
-    on 2 cores, against 12.5 s with --threads 1 and 9 s alone)."""
+    thread per core then thrashes, several times slower than one thread
+    (docs/cpu-speed.md)."""
     if threads > 1 and load >= max(1.0, cores / 2):
         return (f"note: the machine is busy (load average {load:.1f} on {cores} cores): "
                 f"{threads} threads per run may be far slower than --threads 1 here.")
@@ -194,7 +194,6 @@ def use_deterministic(on: bool) -> None:
     (atomic adds in convolution backward, scatter) vary from run to run."""
     if not on:
         return
-    import os
 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)

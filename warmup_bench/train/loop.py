@@ -1,4 +1,4 @@
-"""The training loop: one epoch of steps, and evaluation. Per iteration it applies the
+"""The training loop: one epoch of every member's steps. Per iteration it applies the
 warmup protocol of pytorch_warmup: `optimizer.step()`, then the WarmupScheduler's step
 (the schedule, when due, under the warmup). The host waits for the device only at log
 steps and at the epoch's end; every such sync is commented."""
@@ -7,21 +7,19 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import torch
-import torch.nn.functional as F
 
 from ..config import TrainConfig
-from ..data import BatchLoader
 from ..diagnostics import Monitor
-from ..runs import CsvLog
-from .build import Net
+from .build import Loaders, Net
 
-EVAL_CHUNK_CPU = 128
-BN_BATCHES = 50  # training batches that recompute BatchNorm statistics at averaged weights
+if TYPE_CHECKING:
+    from .session import RunSession
+
 
 
 class Diverged(Exception):
@@ -53,53 +51,133 @@ class Progress:
     images: int  # trained since the previous log step
 
 
-def train_epoch(cfg: TrainConfig, net: Net, loader: BatchLoader, epoch: int, steps_log: CsvLog,
-                monitor: Monitor | None = None,
-                on_progress: Callable[[Progress], None] | None = None) -> dict:
-    """One epoch of training steps; returns its train metrics (the start of the epoch's
-    row in the epochs log) or raises Diverged (StepFailed for any other error)."""
-    net.model.train()
-    optimizer, iters = net.training.optimizer, len(loader)
+@dataclass
+class Member:
+    """A run in training: its config, its built objects, its open run (a RunSession), and
+    whether its loss stopped being finite. A run alone is a pack of one member."""
+
+    cfg: TrainConfig
+    net: Net
+    loaders: Loaders
+    session: RunSession | None = None  # once opened
+    diverged: Diverged | None = None  # once its loss stopped being finite
+
+    @property
+    def monitor(self) -> Monitor | None:
+        return self.session.monitor
+
+
+class Forward(Protocol):
+    """How the members' forward and backward run: `DirectModel` (one member, its model
+    called on its batch) or train.pack's PackedModel (several, one vmapped model)."""
+
+    def train(self) -> None: ...
+
+    def bind(self, models: list[torch.nn.Module]) -> None: ...
+
+    def losses(self, batches: list[tuple[torch.Tensor, torch.Tensor]], nets: list[Net]
+               ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class DirectModel:
+    """A run alone: its model (channels_last, compiled, with its CPU dropout masks, as
+    built) called on its batch, its own optimizer clearing the gradients."""
+
+    def train(self) -> None:
+        pass  # the member's own module is put in train mode by the loop
+
+    def bind(self, models: list[torch.nn.Module]) -> None:
+        pass  # one member: nothing to restack when it leaves
+
+    def losses(self, batches: list[tuple[torch.Tensor, torch.Tensor]], nets: list[Net]
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The member's loss and correct predictions (each of shape (1,)), its gradients
+        computed."""
+        [(x, y)], [net] = batches, nets
+        with net.autocast():
+            logits = net.forward(x)
+            loss = net.criterion(logits.float(), y)
+        net.training.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss.detach().reshape(1), (logits.argmax(1) == y).sum().reshape(1)
+
+
+def train_epoch(members: list[Member], model: Forward, epoch: int,
+                on_divergence: Callable[[Member], None],
+                on_progress: Callable[[Progress], None] | None = None) -> dict[int, dict]:
+    """One epoch of every member's training steps; returns each surviving member's train
+    metrics (the start of its epochs.csv row) by its index in `members`. A member whose
+    loss stops being finite gets `.diverged` (the step its run alone would report), is
+    handed to `on_divergence`, and leaves: the others continue. Any other error is
+    StepFailed, naming the step."""
+    live = list(range(len(members)))
+    cfg, loader = members[0].cfg, members[0].loaders.train
+    iters, batch = len(loader), loader.batch_size
+    for member in members:
+        member.net.model.train()
+    model.train()
     started = time.perf_counter()
-    loss_sum = torch.zeros((), device=loader.device)
-    correct = torch.zeros((), dtype=torch.long, device=loader.device)
+    loss_sums = torch.zeros(len(live), device=loader.device)
+    correct = torch.zeros(len(live), dtype=torch.long, device=loader.device)
+    streams = [m.loaders.train.batches(epoch) for m in members]  # each member's own batches
     step = epoch * iters
+
+    def leave(position: int, error: Diverged) -> None:
+        nonlocal loss_sums, correct
+        index = live.pop(position)
+        members[index].diverged = error
+        on_divergence(members[index])
+        keep = [p for p in range(len(live) + 1) if p != position]
+        loss_sums, correct = loss_sums[keep], correct[keep]
+        if live:
+            model.bind([members[i].net.model for i in live])
+
     try:
-        for i, (x, y) in enumerate(loader.batches(epoch)):
+        for i in range(iters):
             step = epoch * iters + i + 1  # 1-based global iteration
             log_step = (step - 1) % cfg.log_interval == 0
             # diagnostics also at every one of the first iterations, where warmup matters
-            probe = monitor is not None and (log_step or step <= cfg.log_interval)
-            lr_used = optimizer.param_groups[0]["lr"]  # what this step applies (warmup included)
-            with net.autocast():
-                logits = net.forward(x)
-                loss = net.criterion(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            update(cfg, net, monitor if probe else None, step, lr_used)
-            loss_sum += loss.detach()
-            correct += (logits.argmax(1) == y).sum()
+            probe = log_step or step <= cfg.log_interval
+            nets = [members[k].net for k in live]
+            # what this step applies (warmup included)
+            lrs = [net.training.optimizer.param_groups[0]["lr"] for net in nets]
+            losses, hits = model.losses([next(streams[k]) for k in live], nets)
+            for p, k in enumerate(live):  # from here on each member's own run's code
+                update(members[k].cfg, nets[p], members[k].monitor if probe else None, step,
+                       lrs[p])
+            loss_sums += losses
+            correct += hits
             if log_step:
-                value = loss.item()  # host sync: only at log steps
-                if not math.isfinite(value):
-                    raise diverged_at_step(value, step, epoch)
-                steps_log.append(step_row(net, step, epoch, lr_used, value))
+                values = losses.tolist()  # host sync: only at log steps, every member at once
+                for p in reversed(range(len(live))):
+                    if not math.isfinite(values[p]):
+                        leave(p, diverged_at_step(values[p], step, epoch))
+                        continue
+                    members[live[p]].session.logs.steps.append(
+                        step_row(nets[p], step, epoch, lrs[p], values[p]))
+                if not live:
+                    return {}
                 if on_progress is not None:
-                    on_progress(Progress(step, cfg.epochs * iters, epoch + 1, cfg.epochs, value,
-                                         float(lr_used),
-                                         min(cfg.log_interval, step) * loader.batch_size))
-    except Diverged:
-        raise
-    except (Exception, SystemExit) as error:  # the run's failure says where it happened
+                    on_progress(Progress(step, cfg.epochs * iters, epoch + 1, cfg.epochs,
+                                         values[0], float(lrs[0]),
+                                         min(cfg.log_interval, step) * batch))
+    except (Exception, SystemExit) as error:  # every member's failure says where
         raise StepFailed(f"step {step} (epoch {epoch + 1})") from error
-    train_loss = loss_sum.item() / iters  # host sync: epoch end
-    if not math.isfinite(train_loss):
-        raise diverged_in_epoch(train_loss, epoch, iters)
-    return epoch_row(epoch, train_loss, correct.item(), iters, loader.batch_size,
-                     time.perf_counter() - started)
+    train_losses = loss_sums.tolist()  # host sync: epoch end
+    hits_sums = correct.tolist()
+    seconds = time.perf_counter() - started
+    rows = {}
+    for p in reversed(range(len(live))):
+        train_loss = train_losses[p] / iters
+        if not math.isfinite(train_loss):
+            leave(p, diverged_in_epoch(train_loss, epoch, iters))
+            continue
+        # each member's own images over the pack's time: a pack's speed is their sum
+        rows[live[p]] = epoch_row(epoch, train_loss, hits_sums[p], iters, batch, seconds)
+    return rows
 
 
-# ---- one training step's parts after backward, shared with packed training (pack.py)
+# ---- one training step's parts
 
 def update(cfg: TrainConfig, net: Net, monitor: Monitor | None, step: int,
            lr_used: float) -> None:
@@ -137,57 +215,3 @@ def diverged_at_step(loss: float, step: int, epoch: int) -> Diverged:
 def diverged_in_epoch(train_loss: float, epoch: int, iters: int) -> Diverged:
     return Diverged(f"loss became {train_loss} in epoch {epoch + 1}", epoch + 1,
                     (epoch + 1) * iters)
-
-
-def evaluate(net: Net, loader: BatchLoader) -> tuple[float, float, float]:
-    """Mean cross-entropy, top-1 and top-5 accuracy over every sample: one host sync at
-    the end."""
-    net.model.eval()
-    sums = torch.zeros(3, device=loader.device)  # loss, top-1 hits, top-5 hits
-    # on a CPU, forward passes over cache-sized chunks: ResNet-20 evaluates 2,560 images
-    # 2.7x faster in chunks of 128 than in batches of 1000 (per-image logits do not depend
-    # on what else is in the batch)
-    chunk = EVAL_CHUNK_CPU if loader.device.type == "cpu" else loader.batch_size
-    with torch.inference_mode(), net.autocast():  # no autograd bookkeeping at all
-        for batch, labels in loader:
-            for x, y in zip(batch.split(chunk), labels.split(chunk)):
-                logits = net.forward(x).float()
-                top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-                hits = top == y[:, None]
-                sums += torch.stack([F.cross_entropy(logits, y, reduction="sum"),
-                                     hits[:, 0].sum(), hits.any(1).sum()])
-    loss, top1, top5 = (sums / loader.num_samples).tolist()  # host sync: end of evaluation
-    return loss, top1, top5
-
-
-@contextmanager
-def evaluation_weights(net: Net, loader: BatchLoader) -> Iterator[None]:
-    """What follows (evaluation, the saved model, the checkpoint) sees the weights a run
-    is judged by: a schedule-free optimizer's averaged x (optimizer.eval()), with the
-    BatchNorm statistics recomputed at them first; training's y again afterwards. Other
-    optimizers: nothing changes."""
-    if not net.training.schedule_free:
-        yield
-        return
-    net.training.optimizer.eval()
-    try:
-        recompute_batchnorm(net, loader)
-        yield
-    finally:
-        net.training.optimizer.train()
-
-
-def recompute_batchnorm(net: Net, loader: BatchLoader, batches: int = BN_BATCHES) -> None:
-    """BatchNorm running statistics at the current weights (schedulefree's documented
-    caveat): forward passes of fixed training batches with only BatchNorm in train mode
-    (dropout stays off: no random number is drawn), no gradient."""
-    norms = [m for m in net.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    net.model.eval()
-    for norm in norms:
-        norm.train()
-    with torch.no_grad(), net.autocast():
-        for x in loader.fixed_batches(batches):
-            net.forward(x)
-    net.model.eval()

@@ -1,4 +1,5 @@
-"""Packed training, the arithmetic: M runs of one architecture trained as one vectorised
+"""Packed training, the arithmetic (the loop and lifecycle are a run alone's: train.loop,
+train.run): M runs of one architecture trained as one vectorised
 model, so a GPU that one small run leaves idle does M runs' work per kernel launch.
 
 The members' weights are stacked, W[m] = member m's (torch.func.stack_module_state), and
@@ -19,32 +20,14 @@ batched matmul, whose sums are reassociated (measured bounds in docs/packing.md)
 from __future__ import annotations
 
 import copy
-import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
 from ..config import DECLARED, TrainConfig
-from ..diagnostics import Monitor
 from ..models.dropout import member_generators
-from .build import Loaders, Net
-from .loop import (
-    Diverged,
-    StepFailed,
-    diverged_at_step,
-    diverged_in_epoch,
-    epoch_row,
-    step_row,
-    update,
-)
-
-if TYPE_CHECKING:  # run.py imports this module's users, not this module
-    from .run import RunSession
+from .build import Net
 
 # the settings a pack's members share: everything that shapes the computation (the task,
 # model, data, batch size, epochs, optimizer, schedule kind, ...); the others (seed, lr,
@@ -97,6 +80,21 @@ class PackedModel:
         """Logits (M, B, classes) of the members' batches x (M, B, ...)."""
         return self._forward(self.params, self.buffers, x)
 
+    def losses(self, batches: list[tuple[torch.Tensor, torch.Tensor]], nets: list[Net]
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each member's loss and correct predictions on its own batch (shape (M,)), and
+        each member's own gradients, handed out to its parameters."""
+        x = torch.stack([b[0] for b in batches])
+        y = torch.stack([b[1] for b in batches])
+        with nets[0].autocast(), member_generators([net.generator for net in nets]):
+            logits = self(x)
+            losses = torch.stack([net.criterion(logits[p].float(), y[p])
+                                  for p, net in enumerate(nets)])
+        self.zero_grad()
+        losses.sum().backward()  # d(sum)/d loss_m = 1: each member's own gradient
+        self.hand_out_gradients()
+        return losses.detach(), (logits.detach().argmax(-1) == y).sum(1)
+
     def zero_grad(self) -> None:
         for p in self.params.values():
             p.grad = None
@@ -107,102 +105,6 @@ class PackedModel:
         for k, params in enumerate(self.member_params):
             for p, g in zip(params, grads):
                 p.grad = g[k] if g is not None else None
-
-
-@dataclass
-class Member:
-    """A run in a pack: its config, its built objects, and its open run (a RunSession)."""
-
-    cfg: TrainConfig
-    net: Net
-    loaders: Loaders
-    session: RunSession | None = None  # once opened
-    diverged: Diverged | None = None  # once its loss stopped being finite
-
-    @property
-    def monitor(self) -> Monitor | None:
-        return self.session.monitor
-
-
-def train_pack_epoch(members: list[Member], packed: PackedModel, epoch: int,
-                     on_divergence: Callable[[Member], None]) -> dict[int, dict]:
-    """One epoch of every member's training steps, the solo loop's protocol per member
-    (train.loop.train_epoch); returns each surviving member's train metrics by its index
-    in `members`. A member whose loss stops being finite gets `.diverged` (the step its
-    run alone would report), is handed to `on_divergence`, and leaves the pack: the
-    others continue."""
-
-    live = list(range(len(members)))
-    cfg, loader = members[0].cfg, members[0].loaders.train
-    iters, batch = len(loader), loader.batch_size
-    for m in members:
-        m.net.model.train()
-    packed.train()
-    started = time.perf_counter()
-    device = loader.device
-    loss_sums = torch.zeros(len(live), device=device)
-    correct = torch.zeros(len(live), dtype=torch.long, device=device)
-    streams = [m.loaders.train.batches(epoch) for m in members]
-    step = epoch * iters
-
-    def leave(position: int, error: Diverged) -> None:
-        nonlocal loss_sums, correct
-        index = live.pop(position)
-        members[index].diverged = error
-        on_divergence(members[index])
-        keep = [p for p in range(len(live) + 1) if p != position]
-        loss_sums, correct = loss_sums[keep], correct[keep]
-        if live:
-            packed.bind([members[i].net.model for i in live])
-
-    try:
-        for i in range(iters):
-            step = epoch * iters + i + 1  # 1-based global iteration
-            log_step = (step - 1) % cfg.log_interval == 0
-            probe = log_step or step <= cfg.log_interval
-            batches = [next(streams[k]) for k in live]  # every member's own batch
-            x = torch.stack([b[0] for b in batches])
-            y = torch.stack([b[1] for b in batches])
-            nets = [members[k].net for k in live]
-            lrs = [net.training.optimizer.param_groups[0]["lr"] for net in nets]
-            with nets[0].autocast(), member_generators([net.generator for net in nets]):
-                logits = packed(x)
-                losses = torch.stack([net.criterion(logits[p].float(), y[p])
-                                      for p, net in enumerate(nets)])
-            packed.zero_grad()
-            losses.sum().backward()  # d(sum)/d loss_m = 1: each member's own gradient
-            packed.hand_out_gradients()
-            for p, k in enumerate(live):  # from here on each member's own run's code
-                update(members[k].cfg, nets[p], members[k].monitor if probe else None, step,
-                       lrs[p])
-            loss_sums += losses.detach()
-            correct += (logits.detach().argmax(-1) == y).sum(1)
-            if log_step:
-                values = losses.tolist()  # host sync: only at log steps, every member at once
-                for p in reversed(range(len(live))):
-                    if not math.isfinite(values[p]):
-                        leave(p, diverged_at_step(values[p], step, epoch))
-                        continue
-                    members[live[p]].session.logs.steps.append(
-                        step_row(nets[p], step, epoch, lrs[p], values[p]))
-                if not live:
-                    return {}
-    except Diverged:
-        raise
-    except (Exception, SystemExit) as error:  # every member's failure says where
-        raise StepFailed(f"step {step} (epoch {epoch + 1})") from error
-    train_losses = loss_sums.tolist()  # host sync: epoch end
-    hits = correct.tolist()
-    seconds = time.perf_counter() - started
-    rows = {}
-    for p in reversed(range(len(live))):
-        train_loss = train_losses[p] / iters
-        if not math.isfinite(train_loss):
-            leave(p, diverged_in_epoch(train_loss, epoch, iters))
-            continue
-        # each member's own images over the pack's time: the pack's speed is their sum
-        rows[live[p]] = epoch_row(epoch, train_loss, hits[p], iters, batch, seconds)
-    return rows
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -1,73 +1,103 @@
-"""One run's lifecycle: build everything from the config (before any file is written),
-take the run folder's lock, restore a checkpoint or start fresh, then per epoch train,
-evaluate, record, checkpoint; finish with the run's status (complete, diverged, failed,
-interrupted) in its summary."""
+"""The lifecycle of every run, alone (`train`) or in a pack (`train_pack`, train.pack):
+build everything from the configs (before any file is written), take each run folder's
+lock, restore a checkpoint or start fresh, then per epoch train, evaluate, record,
+checkpoint; finish each run with its status (complete, diverged, failed, interrupted) in
+its summary. A run alone is a pack of one member whose model is called directly.
+
+A pack commits an epoch member by member, each keeping its checkpoint of the epoch
+before until all have written theirs; a pack killed in between resumes every member from
+the same epoch (`align`), so a resumed pack trains exactly as an uninterrupted one."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import platform
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .. import __version__
 from ..config import TrainConfig
 from ..data import Dataset, load_dataset
-from ..diagnostics import Monitor, Sharpness, StepProbe
 from ..errors import UserError
 from ..execution import RunOptions
-from ..models import mask_source
-from ..optim import optimizer_kernel
 from ..plugins import blame, describe_error, plugin_errors
-from ..runs import RunDir, Status, Summary
-from ..slurm.ids import slurm_ids
-from ..tasks import long_warmup_note
-from .build import Loaders, Net, build_net, check_model_fits, make_loaders
-from .checkpoint import RunState, checkpoint_state, own_storage, restore
+from ..runs import RunBusy, RunDir, Status
+from .build import build_net, check_model_fits, make_loaders
 from .device import (
+    Kernels,
     busy_note,
     choose_kernels,
-    cuda_math,
-    device_name,
+    fused_optimizer,
+    native_bf16,
     resolve_device,
     slowdown_note,
     use_arithmetic,
 )
-from .loop import Diverged, StepFailed, evaluate, evaluation_weights, train_epoch
+from .loop import DirectModel, Member, StepFailed, train_epoch
+from .pack import PackedModel, is_out_of_memory, pack_key
+from .session import RunResult, RunSession
 
 
 class RunExists(UserError):
     """The run directory holds an unfinished run and --resume was not given."""
 
 
+class PackError(UserError):
+    """Runs that cannot train in one pack (they differ in a shared setting)."""
+
+
 class RunFailed(Exception):
     """The run ended `failed`; the message (one line, the summary's error) says why."""
 
 
-@dataclass
-class RunResult:
-    run: RunDir
-    summary: Summary
-    already_complete: bool = False  # found complete: nothing was trained
-
-    @property
-    def status(self) -> Status:
-        return self.summary.status
-
-
 def train(cfg: TrainConfig, out: Path, options: RunOptions | None = None,
           data: Dataset | None = None) -> RunResult:
-    """Runs `cfg` to its end, or resumes it, in its folder under `out`. `data` skips
-    loading the data set (benchmarks hand in synthetic data of the same shape)."""
+    """Runs `cfg` to its end, or resumes it, in its folder under `out`: a pack of one,
+    whose model is called directly. Raises what kept it from training (RunExists,
+    RunBusy, RunFailed, ...). `data` skips loading the data set (benchmarks hand in
+    synthetic data of the same shape)."""
+    [outcome] = train_runs([cfg], out, options, data, packed=False)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def train_pack(cfgs: list[TrainConfig], out: Path, options: RunOptions | None = None,
+               data: Dataset | None = None) -> list[RunResult | Exception]:
+    """Trains (or resumes) `cfgs` as one pack (train.pack: one vmapped model); per
+    config, in order, its RunResult or the error that kept it out (RunBusy: another
+    process holds it; RunExists; RunFailed: it ended failed, with the reason)."""
+    if len({pack_key(cfg) for cfg in cfgs}) > 1:
+        raise PackError("these runs differ in a setting a pack shares (the model, data, "
+                        "batch size, epochs, optimizer, schedule, ...): they cannot be packed.")
+    return train_runs(cfgs, out, options, data, packed=True)
+
+
+def train_runs(cfgs: list[TrainConfig], out: Path, options: RunOptions | None,
+               data: Dataset | None, packed: bool) -> list[RunResult | Exception]:
+    """The one lifecycle of every run: skip the complete, build every member (before any
+    file is written: a missing data set leaves no run folder), take each folder's lock,
+    align the members' checkpoints, then train them together to their end. Per config,
+    its RunResult or the error that kept it out; a member's trouble keeps only that
+    member out."""
     options = options or RunOptions()
-    options.check({cfg.log_interval})  # bad options are refused before anything is read
+    options.check({cfg.log_interval for cfg in cfgs})  # refused before anything is read
     device = resolve_device(options.device)
-    run = RunDir.of(out, cfg)
-    if (finished := already_complete(run, options)) is not None:
-        return finished
+    outcomes: dict[int, RunResult | Exception] = {}
+    todo = []
+    for k, cfg in enumerate(cfgs):
+        try:
+            finished = already_complete(RunDir.of(out, cfg), options)
+        except UserError as error:
+            outcomes[k] = error
+            continue
+        if finished is not None:
+            outcomes[k] = finished
+        else:
+            todo.append(k)
+    if not todo:
+        return [outcomes[k] for k in range(len(cfgs))]
     if options.threads:
         torch.set_num_threads(options.threads)
     use_arithmetic(device, options.deterministic, options.tf32)
@@ -75,26 +105,69 @@ def train(cfg: TrainConfig, out: Path, options: RunOptions | None = None,
         note = busy_note(os.getloadavg()[0], os.cpu_count() or 1, torch.get_num_threads())
         if note is not None:
             options.on_hint(note)
-
-    # ---- build (before anything is written: a missing data set leaves no run folder)
-    with plugin_errors("building the run"):
+    with plugin_errors("building the pack" if packed else "building the run"):
         own = options.data.spec if options.data is not None else None
-        data = data if data is not None else load_dataset(cfg.dataset, options.data_dir, own)
-        kernels = choose_kernels(cfg, device, options.channels_last, options.fused_optimizer,
-                                 options.note, options.compile_mode)
+        data = data if data is not None else load_dataset(cfgs[0].dataset, options.data_dir,
+                                                          own)
+        members = build_members([cfgs[k] for k in todo], data, device, options, packed)
+    locks = []
+    try:
+        ready: dict[int, int] = {}  # id(member) -> its index in cfgs
+        for k, member in zip(todo, members):
+            run = RunDir.of(out, member.cfg)
+            try:
+                lock = run.lock()  # one writer per run folder: a second process is refused
+            except (RunBusy, OSError) as error:  # its folder only: the others go on
+                outcomes[k] = error
+                continue
+            locks.append(lock)
+            finished = already_complete(run, options)  # finished meanwhile elsewhere
+            if finished is not None:
+                outcomes[k] = finished
+                continue
+            try:
+                run.check_files()  # a damaged folder keeps that member out, not the pack
+            except UserError as error:
+                outcomes[k] = error
+                continue
+            ready[id(member)] = k
+        waiting = [m for m in members if id(m) in ready]
+        for group in align(waiting, out, options) if packed else [waiting] if waiting else []:
+            for member, result in zip(group, run_members(group, out, options, packed)):
+                outcomes[ready[id(member)]] = result
+    finally:
+        for lock in locks:
+            lock.release()
+    return [outcomes[k] for k in range(len(cfgs))]
+
+
+def build_members(cfgs: list[TrainConfig], data: Dataset, device: torch.device,
+                  options: RunOptions, packed: bool) -> list[Member]:
+    """Each member built as its run alone builds itself (the same seed, the same initial
+    weights). A run alone takes the kernels chosen for its device (channels_last, the
+    fused step, --compile) and torch's default generator; a pack's members the contiguous
+    layout (vmap's grouped convolutions take it), and each its own generator holding
+    the RNG state its run alone would train from."""
+    if packed:  # the data moves to the device once, not once per member
+        data = dataclasses.replace(data, train=data.train.to(device),
+                                   test=data.test.to(device))
+        kernels = Kernels(torch.contiguous_format,
+                          fused_optimizer(device, options.fused_optimizer),
+                          cfgs[0].amp and native_bf16(device))
+    else:
+        kernels = choose_kernels(cfgs[0], device, options.channels_last,
+                                 options.fused_optimizer, options.note, options.compile_mode)
+    members = []
+    for cfg in cfgs:
         loaders = make_loaders(cfg, data, device, kernels.layout)
         net = build_net(cfg, data, device, len(loaders.train), kernels)
-        check_model_fits(cfg, net.model, loaders.test, data.num_classes)
-
-    # ---- one writer per run folder: a second process is refused here (RunBusy)
-    lock = run.lock()
-    try:
-        if (finished := already_complete(run, options)) is not None:
-            return finished  # finished by another process while this one was building
-        run.check_files()
-        return run_epochs(cfg, run, net, loaders, options)
-    finally:
-        lock.release()
+        if packed:
+            generator = torch.Generator()
+            generator.set_state(torch.get_rng_state())  # after the initialisation draws
+            net = dataclasses.replace(net, generator=generator)
+        members.append(Member(cfg, net, loaders))
+    check_model_fits(cfgs[0], members[0].net.model, members[0].loaders.test, data.num_classes)
+    return members
 
 
 def already_complete(run: RunDir, options: RunOptions) -> RunResult | None:
@@ -112,102 +185,129 @@ def already_complete(run: RunDir, options: RunOptions) -> RunResult | None:
     return None
 
 
-class RunSession:
-    """One run while it trains, in its folder (locked by the caller): restored from its
-    checkpoint or started fresh, its logs open; then fed each epoch's training row
-    (`end_epoch`: evaluate, record, checkpoint) and finished with its status. A run alone
-    and every member of a pack (train.pack) go through these same steps."""
-
-    def __init__(self, cfg: TrainConfig, run: RunDir, net: Net, loaders: Loaders,
-                 options: RunOptions, packed: dict | None = None):
-        self.cfg, self.run, self.net, self.loaders, self.options = cfg, run, net, loaders, options
-        self.sharpness = Sharpness(net.model, net.criterion, *loaders.train.probe_batch(),
-                                   cfg.seed) if options.sharpness_every else None
-        if options.resume and not options.restart and run.has_checkpoint():
-            self.state = restore(run, cfg, net, self.sharpness)  # CheckpointError: untouched
-        else:
-            run.start_fresh()
-            self.state = RunState()
-        self.summary, iters = self.state.summary, len(loaders.train)
-        if (note := long_warmup_note(cfg, iters * cfg.epochs)) is not None:
-            options.note(note)  # said once the run is sure to start, after any refusal
-        run.write_config(cfg)
-        run.write_meta(run_meta(run, iters, net, self.state.epoch, options, packed))
-        self.logs = run.open_logs(loaders.val is not None, options.diagnostics,
-                                  options.tensorboard, first_step=self.state.epoch * iters + 1,
-                                  iters_per_epoch=iters)
-        self.monitor = Monitor(StepProbe(net.model, net.training.optimizer), self.sharpness,
-                               options.sharpness_every, cfg.log_interval, self.logs.diagnostics,
-                               self.logs.layers) if options.diagnostics else None
-        run.write_summary(self.summary)
-        self.recorded, self.clock = self.summary.wall_seconds, time.perf_counter()
-
-    def end_epoch(self, row: dict, epoch_started: float, keep_previous: bool = False) -> None:
-        """Evaluates, appends the epoch's row, keeps the best model, checkpoints
-        (`keep_previous`: the checkpoint before it stays until the pack has committed)."""
-        net, loaders, run = self.net, self.loaders, self.run
-        with evaluation_weights(net, loaders.train):  # schedule-free: the averaged x
-            row["test_loss"], row["test_acc"], row["test_top5"] = evaluate(net, loaders.test)
-            if loaders.val is not None:
-                row["val_loss"], row["val_acc"], row["val_top5"] = evaluate(net, loaders.val)
-            row["seconds"] = time.perf_counter() - epoch_started
-            self.logs.epochs.append(row)
-            if self.state.record(row) and self.options.save_model:
-                run.save_model(own_storage(net.model.state_dict()))
-            self.summary.wall_seconds = self.recorded = \
-                self.recorded + time.perf_counter() - self.clock
-            self.clock = time.perf_counter()
-            run.save_checkpoint(self.cfg, checkpoint_state(net, self.state, self.logs,
-                                                           self.sharpness), keep_previous)
-        run.write_summary(self.summary)
-
-    def finish(self, status: Status, error: str | None = None, **extra) -> RunResult:
-        summary = self.summary
-        summary.status, summary.error = status, error
-        summary.wall_seconds = self.recorded + time.perf_counter() - self.clock
-        for key, value in extra.items():
-            setattr(summary, key, value)
+def run_members(members: list[Member], out: Path, options: RunOptions, packed: bool
+                ) -> list[RunResult | Exception]:
+    """Opens every member's run (restored or fresh), then per epoch: train them all,
+    and each evaluates, records and checkpoints (a pack's members each keeping the
+    checkpoint before until all have committed); each ends with its status."""
+    device = members[0].net.device
+    names = [RunDir.of(out, m.cfg).name for m in members]
+    outcomes: dict[int, RunResult | Exception] = {}
+    live = []
+    for k, member in enumerate(members):
         try:
-            self.logs.close()
-            self.run.write_summary(summary)
-        except OSError:  # the disk that failed the run may refuse this too
-            pass
-        return RunResult(self.run, summary)
+            member.session = RunSession(member.cfg, RunDir.of(out, member.cfg), member.net,
+                                        member.loaders, options,
+                                        pack_meta(members, k, names) if packed else None)
+            live.append(member)
+        except (UserError, OSError) as error:  # its checkpoint does not fit, its folder
+            outcomes[k] = error                 # refuses writes: the others go on
+    if not live:
+        return [outcomes[k] for k in range(len(members))]
 
+    def diverged(member: Member) -> None:
+        error = member.diverged
+        outcomes[members.index(member)] = member.session.finish(
+            Status.DIVERGED, str(error), diverged_at=error.at)
 
-def run_epochs(cfg: TrainConfig, run: RunDir, net: Net, loaders: Loaders,
-               options: RunOptions) -> RunResult:
-    """Restore (or start fresh), then per epoch: train, evaluate, record, checkpoint."""
-    session = RunSession(cfg, run, net, loaders, options)
+    def end_all(status: Status, reason: str | None) -> None:
+        for member in live:
+            k = members.index(member)
+            if k not in outcomes:
+                outcomes[k] = member.session.finish(status, reason)
+
+    model = PackedModel([m.net.model for m in live]) if packed else DirectModel()
     fastest, slowed = 0.0, False
     try:
-        for epoch in range(session.state.epoch, cfg.epochs):
+        for epoch in range(live[0].session.state.epoch, live[0].cfg.epochs):
             epoch_started, cpu_started = time.perf_counter(), time.process_time()
-            row = train_epoch(cfg, net, loaders.train, epoch, session.logs.steps,
-                              session.monitor, options.on_progress)
+            rows = train_epoch(live, model, epoch, diverged, options.on_progress)
             # the process's CPU time (all threads) over what its threads could have had
             cpu_share = (time.process_time() - cpu_started) / max(
                 1e-9, (time.perf_counter() - epoch_started) * torch.get_num_threads())
-            session.end_epoch(row, epoch_started)
+            live = [m for k, m in enumerate(live) if k in rows]
+            for member, k in zip(live, sorted(rows)):
+                member.session.end_epoch(rows[k], epoch_started, keep_previous=packed)
+            if packed:
+                for member in live:  # every member has committed the epoch
+                    member.session.run.drop_previous_checkpoint()
+            if not live:
+                break
+            row = rows[min(rows)]
             fastest = max(fastest, row["images_per_second"])
             if options.on_hint and not slowed and (note := slowdown_note(
                     row["epoch"], row["images_per_second"], fastest, torch.get_num_threads(),
-                    cpu_share, net.device)):
+                    cpu_share, device)):
                 slowed = True  # said once
                 options.on_hint(note)
-    except Diverged as diverged:
-        return session.finish(Status.DIVERGED, str(diverged), diverged_at=diverged.at)
     except KeyboardInterrupt:
-        session.finish(Status.INTERRUPTED, INTERRUPTED)
+        end_all(Status.INTERRUPTED, INTERRUPTED)
         raise
     except (Exception, SystemExit) as error:  # plugin code may raise anything, even exit
-        reason = failure_reason(error)
-        session.finish(Status.FAILED, reason)
-        raise RunFailed(reason) from error
+        if packed and (is_out_of_memory(error) or is_out_of_memory(error.__cause__ or error)):
+            reason = (f"out of memory training a pack of {len(live)} on {device}: pass a "
+                      f"smaller --pack (or --pack auto, which sizes packs to fit).")
+        else:
+            reason = failure_reason(error)
+        end_all(Status.FAILED, reason)
+        for k in range(len(members)):
+            if isinstance(outcomes.get(k), RunResult) and outcomes[k].status is Status.FAILED:
+                outcomes[k] = RunFailed(reason)
+                outcomes[k].__cause__ = error
     except BaseException as error:
-        session.finish(Status.FAILED, describe_error(error))
+        end_all(Status.FAILED, describe_error(error))
         raise
-    return session.finish(Status.COMPLETE)
+    end_all(Status.COMPLETE, None)
+    return [outcomes[k] for k in range(len(members))]
+
+
+def align(members: list[Member], out: Path, options: RunOptions) -> list[list[Member]]:
+    """The members grouped by the epoch they resume from (one group when nothing was
+    interrupted mid-commit). A member one epoch ahead of the others whose previous
+    checkpoint is still kept, verified, at their epoch (the pack was killed while
+    committing) goes back to it, or to a fresh start where the marker says there was
+    none (killed while committing epoch 1); a previous checkpoint that does not verify
+    is removed and the member keeps its own."""
+    if not (options.resume and not options.restart):
+        return [members] if members else []
+    epochs = {}
+    for member in members:
+        run = RunDir.of(out, member.cfg)
+        if run.has_previous_checkpoint() and not run.has_checkpoint():
+            if checkpoint_epoch(run, member.cfg, previous=True) is not None:
+                run.roll_back_checkpoint()  # killed between the two renames
+        epochs[id(member)] = checkpoint_epoch(run, member.cfg) or 0
+    if members:
+        first = min(epochs.values())
+        for member in members:
+            run = RunDir.of(out, member.cfg)
+            if epochs[id(member)] > first and run.has_previous_checkpoint() and \
+                    checkpoint_epoch(run, member.cfg, previous=True) == first:
+                run.roll_back_checkpoint()
+                epochs[id(member)] = first
+            run.drop_previous_checkpoint()
+    groups: dict[int, list[Member]] = {}
+    for member in members:
+        groups.setdefault(epochs[id(member)], []).append(member)
+    return [groups[epoch] for epoch in sorted(groups)]
+
+
+def checkpoint_epoch(run: RunDir, cfg: TrainConfig, previous: bool = False) -> int | None:
+    """The epoch a run's checkpoint (or previous checkpoint) holds: 0 without one (or
+    where the previous one is the marker that there was none), None for one that does not
+    verify (RunSession's restore names what is wrong with it)."""
+    if not (run.has_previous_checkpoint() if previous else run.has_checkpoint()) or \
+            previous and run.previous_was_none():
+        return 0
+    try:
+        return run.load_checkpoint(cfg, previous)["epoch"]
+    except UserError:
+        return None
+
+
+def pack_meta(members: list[Member], index: int, names: list[str]) -> dict:
+    """meta.json's `packed`: how many trained together, who, and which one this is."""
+    return {"size": len(members), "members": names, "index": index}
 
 
 INTERRUPTED = "interrupted by the user; --resume continues from the last completed epoch"
@@ -222,41 +322,3 @@ def failure_reason(error: BaseException) -> str:
     verb = "called" if isinstance(error, SystemExit) else "raised"
     return (f"{culprit} {verb} " if culprit else "") + describe_error(error) + \
         (f" at {where}" if where else "")
-
-
-def run_meta(run: RunDir, iters_per_epoch: int, net: Net, resumed_at: int,
-             options: RunOptions, packed: dict | None = None) -> dict:
-    """meta.json: how the run was executed. `packed` (a member of a pack: its size and
-    its members' run names) is added only then, so a run alone's meta.json is as it
-    always was."""
-    device = net.device
-    packing = {"packed": packed} if packed is not None else {}
-    return {
-        "run_name": run.name,
-        "versions": {"warmup_bench": __version__, "torch": torch.__version__,
-                     "python": platform.python_version()},
-        "device": str(device),
-        "device_name": device_name(device),
-        # CPU kernels reduce in a thread-count-dependent order: results are bit-reproducible
-        # for the same device, torch build and thread count
-        "threads": torch.get_num_threads(),
-        "memory_format": "channels_last" if net.kernels.layout == torch.channels_last
-        else "contiguous",
-        "optimizer_kernel": optimizer_kernel(net.training.optimizer),
-        # net.forward is the compiled model under --compile, whose graph draws its masks
-        "dropout_masks": mask_source(net.model, device, compiled=net.forward is not net.model,
-                                     packed=packed is not None),
-        "autocast": "bf16" if net.kernels.bf16 else None,
-        "compile_mode": net.kernels.compile_mode,  # None: not compiled
-        **cuda_math(device, options.tf32, options.deterministic),  # TF32, cuDNN benchmark
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "resumed_at_epoch": resumed_at or None,
-        "delay_schedule_iterations": net.training.lr_schedule.scheduler_delay,
-        "iterations_per_epoch": iters_per_epoch,
-        "diagnostics": options.diagnostics,
-        "sharpness_every": options.sharpness_every,
-        "deterministic": options.deterministic,
-        # where the user's own data was read (predict and export read it there again)
-        "data_source": options.data.location if options.data is not None else None,
-        "slurm": slurm_ids(),  # the Slurm job and array task that ran it, or null
-    } | packing

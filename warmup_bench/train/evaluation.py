@@ -1,0 +1,69 @@
+"""Evaluation: loss, top-1 and top-5 over a split, at the weights a run is judged by."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+
+from ..data import BatchLoader
+from .build import Net
+
+EVAL_CHUNK_CPU = 128
+BN_BATCHES = 50  # training batches that recompute BatchNorm statistics at averaged weights
+
+
+def evaluate(net: Net, loader: BatchLoader) -> tuple[float, float, float]:
+    """Mean cross-entropy, top-1 and top-5 accuracy over every sample: one host sync at
+    the end."""
+    net.model.eval()
+    sums = torch.zeros(3, device=loader.device)  # loss, top-1 hits, top-5 hits
+    # on a CPU, forward passes over cache-sized chunks, several times faster than whole
+    # evaluation batches (docs/cpu-speed.md); per-image logits do not depend on what else
+    # is in the batch
+    chunk = EVAL_CHUNK_CPU if loader.device.type == "cpu" else loader.batch_size
+    with torch.inference_mode(), net.autocast():  # no autograd bookkeeping at all
+        for batch, labels in loader:
+            for x, y in zip(batch.split(chunk), labels.split(chunk)):
+                logits = net.forward(x).float()
+                top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+                hits = top == y[:, None]
+                sums += torch.stack([F.cross_entropy(logits, y, reduction="sum"),
+                                     hits[:, 0].sum(), hits.any(1).sum()])
+    loss, top1, top5 = (sums / loader.num_samples).tolist()  # host sync: end of evaluation
+    return loss, top1, top5
+
+
+@contextmanager
+def evaluation_weights(net: Net, loader: BatchLoader) -> Iterator[None]:
+    """What follows (evaluation, the saved model, the checkpoint) sees the weights a run
+    is judged by: a schedule-free optimizer's averaged x (optimizer.eval()), with the
+    BatchNorm statistics recomputed at them first; training's y again afterwards. Other
+    optimizers: nothing changes."""
+    if not net.training.schedule_free:
+        yield
+        return
+    net.training.optimizer.eval()
+    try:
+        recompute_batchnorm(net, loader)
+        yield
+    finally:
+        net.training.optimizer.train()
+
+
+def recompute_batchnorm(net: Net, loader: BatchLoader, batches: int = BN_BATCHES) -> None:
+    """BatchNorm running statistics at the current weights (schedulefree's documented
+    caveat): forward passes of fixed training batches with only BatchNorm in train mode
+    (dropout stays off: no random number is drawn), no gradient."""
+    norms = [m for m in net.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    net.model.eval()
+    for norm in norms:
+        norm.train()
+    with torch.no_grad(), net.autocast():
+        for x in loader.fixed_batches(batches):
+            net.forward(x)
+    net.model.eval()
