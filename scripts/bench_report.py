@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from warmup_bench.diagnostics import DIAGNOSTIC_COLUMNS
-from warmup_bench.runs import RunDir, epoch_columns
+from warmup_bench.runs import EPOCHS_CSV, RunDir
 from warmup_bench.tasks import resolve_config
 
 WARMUPS = [{"warmup": "none"}, {"warmup": "untuned-linear"}, {"warmup": "untuned-exponential"},
@@ -45,7 +45,7 @@ def write_runs(root: Path, lrs: int, warmups: int, seeds: int, epochs: int = 30)
                 (folder / "meta.json").write_text(json.dumps(
                     {"iterations_per_epoch": iterations, "delay_schedule_iterations": 0,
                      "device_name": "cpu (bench)", "threads": 1}))
-                columns = epoch_columns(False)
+                columns = EPOCHS_CSV.names(has_val=False)
                 rows = [[e + 1, 1.0, 0.5, 1.0, float(accuracy[e]), 0.99, 0.3, 4000.0]
                         for e in range(epochs)]
                 (folder / "epochs.csv").write_text(",".join(columns) + "\n" + "".join(

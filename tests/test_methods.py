@@ -13,9 +13,9 @@ import torch
 from clirun import invoke
 
 from warmup_bench.execution import RunOptions
-from warmup_bench.optim import COOLDOWN_SHAPES, WarmupStableDecay
 from warmup_bench.tasks import resolve_config
 from warmup_bench.train import train
+from warmup_bench.wsd import COOLDOWN_SHAPES, WarmupStableDecay
 
 QUIET = RunOptions(on_note=None)
 

@@ -23,7 +23,7 @@ from warmup_bench.data import load_dataset
 from warmup_bench.execution import RunOptions
 from warmup_bench.models import build_model
 from warmup_bench.models.dropout import member_generators
-from warmup_bench.optim import COOLDOWN_SHAPES, OPTIMIZERS, build_training
+from warmup_bench.optim import OPTIMIZERS, build_training
 from warmup_bench.registry import Registry
 from warmup_bench.runs import Status
 from warmup_bench.sweep_packs import pack_groups, parse_pack
@@ -31,6 +31,7 @@ from warmup_bench.tasks import registry_of, resolve_config
 from warmup_bench.train import PackError, train, train_pack
 from warmup_bench.train.pack import PackedModel, pack_key
 from warmup_bench.train.pack_size import auto_pack_size, probe
+from warmup_bench.wsd import COOLDOWN_SHAPES
 
 QUIET = RunOptions(on_note=None)
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")

@@ -555,3 +555,18 @@ def test_a_grid_files_slurm_table_is_checked(tmp_path) -> None:
     grid.write_text('task = "digits"\n[slurm]\npartitions = "gpu"\n')
     with pytest.raises(ConfigError, match="key 'partitions' is not valid"):
         load_experiment(grid)
+
+
+def test_a_task_missing_from_squeue_for_a_moment_has_not_ended(tmp_path) -> None:
+    """While Slurm requeues a task, squeue can miss it: without its result file it counts
+    as ended only after REQUEUE_GAP_SECONDS unlisted; with one, at once."""
+    from warmup_bench.slurm.submit import REQUEUE_GAP_SECONDS, Task, ended, result_path
+
+    task = Task("7", 0, None, tmp_path / "run")
+    assert not ended(tmp_path, task, {}, 100.0)  # still listed
+    gone = {task.slurm_id: 100.0}
+    assert not ended(tmp_path, task, gone, 100.0 + REQUEUE_GAP_SECONDS / 2)
+    assert ended(tmp_path, task, gone, 100.0 + REQUEUE_GAP_SECONDS)
+    result_path(tmp_path, task).parent.mkdir(parents=True)
+    result_path(tmp_path, task).write_bytes(b"")
+    assert ended(tmp_path, task, gone, 100.0)

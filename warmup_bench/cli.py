@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from . import __version__
-from .cli_slurm import slurm_options, slurm_parameters, sweep_on_slurm
+from .cli_slurm import slurm_parameters, sweep_on_slurm
 from .cli_support import (
     ALLOW_PLUGINS_HELP,
     PLUGIN_HELP,
@@ -28,6 +28,13 @@ from .cli_support import (
     with_parameters,
 )
 from .cli_tools import COMMANDS, data_app, list_app
+from .config import DECLARED, ConfigError, UnknownName
+from .execution import RunOptions
+from .files import writing
+from .metrics import metric_help, parse_metric
+from .progress import RunBar, SweepBar
+from .runs import Status, check_output_root
+from .terminal import SafeTable as Table
 
 app = typer.Typer(
     cls=OneLineErrors,
@@ -72,11 +79,7 @@ def train(
     **settings,
 ) -> None:
     """Train one task with any optimizer x warmup x schedule; writes a run directory."""
-    from .config import DECLARED, ConfigError, UnknownName
-    from .execution import RunOptions
     from .plugins import plugin_hint
-    from .progress import RunBar
-    from .runs import Status, check_output_root
     from .tasks import redundant_warmup_note, resolve_config
     from .train import RunFailed
     from .train import train as run_training
@@ -153,88 +156,49 @@ def sweep(
     **execution,
 ) -> None:
     """Run a whole grid; finished runs are skipped and interrupted ones resumed."""
-    from . import sweep as sweeping
-    from . import sweep_packs
-    from .execution import RunOptions
-    from .experiments import PluginConsent, load_experiment
-    from .progress import SweepBar
-    from .runs import Status, check_output_root
-    from .tasks import long_warmups_note
-    from .terminal import SafeTable as Table
-    from .train import DEVICE_FORMS, resolve_device
+    from .experiments import PluginConsent
+    from .run_grid import Backend, plan_grid, run_grid
+    from .sweep import DRY_RUN_ROWS, dry_run_rows
 
-    check_choice("--backend", backend, ("local", "ray", "slurm"))
-    if jobs < 1:
-        fail(f"--jobs {jobs} must be at least 1.")
-    if epochs is not None and epochs < 1:
-        fail(f"--epochs {epochs} must be at least 1.")
-    slurm_given = {k: execution.pop(k) for k in list(execution) if k.startswith("slurm_")}
-    options = RunOptions(**given(execution))
-    device_list = [d.strip() for d in devices.split(",") if d.strip()]
-    if not device_list:
-        fail(f"--devices names no device; use a comma-separated list of {DEVICE_FORMS}.")
+    slurm_flags = {k: execution.pop(k) for k in list(execution) if k.startswith("slurm_")}
     load_plugins(plugin)
     with user_errors():
-        grid = load_experiment(experiment, PluginConsent(allow_plugins, tuple(plugin or ())))
-        configs = grid.configs(epochs)
-        pack_size = sweep_packs.parse_pack(pack if pack is not None else grid.pack)
-        if backend == "slurm" and pack_size != 1:
-            named = f"--pack {pack}" if pack is not None else f"the grid's pack {grid.pack}"
-            fail(f"{named} needs --backend local or ray: a Slurm task trains one run "
-                 "(pass --pack off).")
-        check_output_root(out)
-        if execution.get("tensorboard") is None:
-            options.tensorboard = grid.tensorboard
-        for device in device_list:
-            resolve_device(device)
-        if backend == "ray" and ray_address is not None:
-            sweeping.check_ray_address(ray_address)
-        slurm = slurm_options(grid.slurm, slurm_given, out, shared_out) \
-            if backend == "slurm" else None
-        options.check({cfg.log_interval for cfg in configs})
-    done, todo = sweeping.plan(configs, out)
-    console.print(f"{grid.title}: {len(configs)} runs, {len(done)} already finished, "
-                  f"{len(todo)} to run")
+        plan = plan_grid(experiment, out, RunOptions(**given(execution)),
+                         backend=Backend(backend, jobs, ray_address, ray_cpus, ray_gpus),
+                         devices=devices, epochs=epochs, pack=pack,
+                         tensorboard=execution.get("tensorboard"), plugins=tuple(plugin or ()),
+                         consent=PluginConsent(allow_plugins, tuple(plugin or ())),
+                         slurm_flags=slurm_flags, shared_out=shared_out)
+    grid, configs = plan.grid, plan.configs
+    console.print(f"{grid.title}: {len(configs)} runs, {len(plan.done)} already finished, "
+                  f"{len(plan.todo)} to run")
     if grid.description:
         console.print(grid.description, style="dim")
-    for note in grid.notes():
-        say(note)
-    if (note := long_warmups_note(configs)) is not None:
+    for note in plan.notes():
         say(note)
     if dry_run:
         table = Table("run", "task", "status")
-        for row in sweeping.dry_run_rows(configs, done, out):
+        for row in dry_run_rows(configs, plan.done, out):
             table.add_row(*row)
         console.print(table)
-        if len(configs) > sweeping.DRY_RUN_ROWS:
-            console.print(f"... and {len(configs) - sweeping.DRY_RUN_ROWS:,} more runs.")
-        if pack_size != 1:
-            console.print(sweep_packs.describe_packs(configs, todo, pack_size))
+        if len(configs) > DRY_RUN_ROWS:
+            console.print(f"... and {len(configs) - DRY_RUN_ROWS:,} more runs.")
+        if (packs := plan.describe_packs()) is not None:
+            console.print(packs)
         return
-    cpus = ray_cpus if backend == "ray" else slurm.cpus_per_task if slurm else None
-    options.threads = sweeping.threads_per_run(jobs, options.threads, cpus)
-    with user_errors():
-        work = sweep_packs.plan_jobs(configs, todo, out, options, device_list,
-                                  (*(plugin or ()), *grid.plugins), pack_size, say)
-    if slurm is not None:  # one array job; its tasks get their GPUs from Slurm
-        sweep_on_slurm(work, out, grid, slurm, wait, shared_out)
+    if plan.backend.slurm is not None:  # one array job; its tasks get their GPUs from Slurm
+        with user_errors():
+            work = plan.work(say)
+        sweep_on_slurm(work, out, grid, plan.backend.slurm, wait, shared_out)
         return
-    results = []
     try:
-        with sweeping.sigterm_as_interrupt(), SweepBar(len(todo), jobs,
-                                                      console.is_terminal) as bar:
-            def on_result(result) -> None:
-                results.append(result)
-                bar.ended_one(result.outcome)
-            with user_errors():
-                if backend == "ray":
-                    sweeping.run_ray(work, ray_address, ray_cpus, ray_gpus, on_result)
-                else:
-                    sweeping.run_local(work, jobs, on_result)
+        with SweepBar(len(plan.todo), jobs, console.is_terminal) as bar, user_errors():
+            outcome = run_grid(plan, lambda result: bar.ended_one(result.outcome), say)
     except KeyboardInterrupt:
-        say(f"interrupted: {len(results)} of {len(todo)} runs ended; runs in flight are "
+        say(f"interrupted: {bar.ended} of {len(plan.todo)} runs ended; runs in flight are "
             "checkpointed at their last epoch; rerun the sweep to continue.")
         raise typer.Exit(130) from None
+    results = outcome.results
     if results:
         errors = any(r.error for r in results)  # a column only where there is something
         table = Table("run", "outcome", "best test acc", *(["error"] if errors else []))
@@ -242,13 +206,12 @@ def sweep(
             acc = f"{100 * r.best_test_acc:.2f}%" if r.best_test_acc is not None else "-"
             table.add_row(r.run, r.outcome, acc, *([r.error or ""] if errors else []))
         console.print(table)
-    final = sweeping.final_statuses(configs, out)
-    failed = sum(r.outcome == Status.FAILED.value for r in results)
-    busy = sum(r.outcome == sweeping.BUSY for r in results)
+    final = outcome.final
     console.print(f"done: {final.get(Status.COMPLETE, 0)} complete, "
-                  f"{final.get(Status.DIVERGED, 0)} diverged, {failed} failed"
-                  + (f", {busy} skipped (another process is writing them)" if busy else ""))
-    if failed:
+                  f"{final.get(Status.DIVERGED, 0)} diverged, {outcome.failed} failed"
+                  + (f", {outcome.busy} skipped (another process is writing them)"
+                     if outcome.busy else ""))
+    if outcome.failed:
         raise typer.Exit(1)
 
 
@@ -256,11 +219,8 @@ def sweep(
 def report(
     results_dir: Path = typer.Argument(Path("results"), help="Folder of run directories."),
     experiment: Path = typer.Option(None, help="Lay out (and restrict to) this grid."),
-    metric: str = typer.Option(None, help="best (test accuracy over epochs), final, "
-                               "at-best-val (test accuracy of the best-validation epoch), or "
-                               "steps-to:ACC, epochs-to:ACC, seconds-to:ACC (time until the "
-                               "accuracy first reaches ACC %); default: the grid's [table] "
-                               "metric, else best."),
+    metric: str = typer.Option(None, help="What the cells measure: " + metric_help() +
+                               " Default: the grid's [table] metric, else best."),
     fmt: str = typer.Option("table", "--format", help="table, markdown, csv, latex or json."),
     compare: bool = typer.Option(False, help="Compare with the published numbers."),
     out: str = typer.Option(None, help="Write the table and plots into this folder (new, "
@@ -279,9 +239,6 @@ def report(
     from . import plots
     from . import report as reporting
     from .experiments import PluginConsent, load_experiment
-    from .files import writing
-    from .report.metrics import parse_metric
-    from .runs import check_output_root
 
     if metric is not None:
         with user_errors():
@@ -295,15 +252,8 @@ def report(
     if out is not None and not out.strip():
         fail("--out '' names no folder: give the folder to write the report into.")
     out = Path(out) if out is not None else None
-    if not results_dir.is_dir():
-        fail(f"results folder {results_dir} does not exist.")
-    if compare and experiment is None:
-        fail("--compare needs --experiment FILE: the published numbers live in the grids.")
-    if epochs is not None and epochs < 1:
-        fail(f"--epochs {epochs} must be at least 1.")
-    if epochs is not None and experiment is None:
-        fail(f"--epochs {epochs} names the --epochs a grid's sweep ran with: it needs "
-             "--experiment FILE.")
+    with user_errors():
+        reporting.check_request(results_dir, experiment is not None, compare, epochs)
     load_plugins(plugin)
     grid = None
     with user_errors():
@@ -316,34 +266,27 @@ def report(
     def warn(text: str) -> None:
         say(f"warning: {text}")
 
-    runs = reporting.collect_runs(results_dir, warn)
     if speed:
         check_choice("--format (with --speed)", fmt, reporting.SPEED_FORMATS)
-        frame = reporting.speed_frame(runs)
-        if not len(frame):
-            fail("no finished runs with epoch timings to compare.")
+        with user_errors():
+            frame = reporting.speed_report(results_dir, warn)
         shown = reporting.render_speed(frame, fmt)
         console.print(shown) if fmt == "table" else typer.echo(shown)
         with user_errors(), writing(out or Path(".")):
             if out is not None:
                 console.print(f"wrote {reporting.write_speed(frame, out)}")
         return
-    chosen = parse_metric(metric or (grid.metric if grid is not None else "best"))
-    if compare and chosen.time_to_target:
-        say(f"note: no published numbers of {chosen.name} exist: nothing to compare.")
-        compare = False
-    tables = reporting.build_tables(results_dir, runs, chosen, grid, compare, epochs, warn)
-    if not any(table_runs for _, table_runs in tables):
-        fail(f"no finished runs under {results_dir}"
-             + (f" belong to {experiment}" if grid else "") + ".")
-    for table, _ in tables:
+    with user_errors():
+        made = reporting.make_report(results_dir, grid, metric, compare, epochs, warn, say)
+    for table, _ in made.tables:
         if fmt == "table":
-            console.print(reporting.rich_table(table, compare))
+            console.print(reporting.rich_table(table, made.compare))
         else:
-            typer.echo(reporting.render(table, fmt, compare))
+            typer.echo(reporting.render(table, fmt, made.compare))
     if out is not None:
         with user_errors(), writing(out):
             reporting.claim_folder(out, results_dir, experiment)
-            written = reporting.write_report(tables, out, fmt, compare, plot_format, log_x,
-                                             warn, chosen, run_figures or "diverged")
+            written = reporting.write_report(made.tables, out, fmt, made.compare, plot_format,
+                                             log_x, warn, made.metric,
+                                             run_figures or "diverged")
         console.print(f"wrote {written} and figures in {out / 'plots'}")

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import typer
 
+from . import slurm
 from .cli_support import console, say, user_errors
+from .progress import SweepBar
+from .runs import Status
+from .slurm.options import FLAGS, HELP, SlurmOptions
 
 
 def slurm_parameters() -> list[inspect.Parameter]:
     """--slurm-partition, --slurm-time-limit-min, ... one per SlurmOptions field."""
-    from .slurm.options import FLAGS, HELP, SlurmOptions
-
     hints = typing.get_type_hints(SlurmOptions)
     params = []
     for field in dataclasses.fields(SlurmOptions):
@@ -31,49 +33,9 @@ def slurm_parameters() -> list[inspect.Parameter]:
     return params
 
 
-def slurm_options(grid_table: dict, given: dict, out: Path, shared: bool):
-    """The grid's [slurm] table with the --slurm-* options given on top, checked against
-    the cluster before anything is printed or submitted; ConfigError for a bad key or
-    value, a missing submitit or sbatch, an unknown partition or too long a time limit,
-    a node-local --out (one line)."""
-    from .config import ConfigError
-    from .slurm import (
-        SlurmOptions,
-        check_cluster,
-        check_shared_folder,
-        require_slurm_commands,
-        require_submitit,
-    )
-
-    table = dict(grid_table)
-    for key, value in given.items():
-        name = key.removeprefix("slurm_")
-        if value is None or value == []:
-            continue
-        if name == "extra":
-            extra = dict(table.get("extra", {}))
-            for item in value:
-                option, sep, setting = item.partition("=")
-                if not option:
-                    raise ConfigError(f"--slurm-extra {item!r} must be KEY=VALUE or KEY.")
-                extra[option] = setting if sep else True
-            value = extra
-        table[name] = value
-    options = SlurmOptions.from_table(table)
-    require_submitit()
-    require_slurm_commands()
-    check_shared_folder(Path(out).expanduser().absolute(), shared)
-    check_cluster(options)
-    return options
-
-
 def sweep_on_slurm(work: list, out: Path, grid, options, wait: bool, shared: bool) -> None:
     """Submits the sweep's jobs as one array job (nothing twice), says how to follow it,
     and with `wait` follows it to its end: exit 1 when a run failed."""
-    from . import slurm
-    from .progress import SweepBar
-    from .runs import Status
-
     with user_errors():
         submission = slurm.submit(work, out, options, force=shared, name=grid.path.stem)
     if submission.queued:

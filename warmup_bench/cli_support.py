@@ -4,6 +4,7 @@ a run computes, RunOptions for how it executes), so a setting is declared once."
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import sys
 import typing
@@ -15,6 +16,12 @@ from typing import NoReturn
 import typer
 from typer.core import TyperGroup
 
+from .config import DECLARED as SETTINGS_DECLARED
+from .config import FIELD_KINDS, option
+from .errors import DataError, UserError
+from .execution import DECLARED as OPTIONS_DECLARED
+from .execution import RunOptions
+from .registry import check_choice as check
 from .terminal import SafeConsole, printable
 
 # Typer may bundle its own copy of Click: take Click's exception classes from Typer's
@@ -68,9 +75,6 @@ def user_errors() -> Iterator[None]:
     """Turns the errors a user can cause (UserError: a bad name or value, a missing or
     corrupt data set, a run folder in the way, an output that cannot be written) into one
     line and exit code 2."""
-    from .data import DataError
-    from .errors import UserError
-
     try:
         yield
     except (UserError, DataError) as error:
@@ -78,8 +82,6 @@ def user_errors() -> Iterator[None]:
 
 
 def check_choice(option: str, value: str, choices) -> str:
-    from .registry import check_choice as check
-
     with user_errors():
         check(option, value, choices)
     return value
@@ -117,10 +119,8 @@ def _option(name: str, annotation, flag: str, help: str) -> inspect.Parameter:
 
 def config_parameters() -> list[inspect.Parameter]:
     """One `train` option per TrainConfig setting that has one (--lr, --warmup, ...)."""
-    from .config import DECLARED, FIELD_KINDS, option
-
     params = []
-    for name, declared in DECLARED.items():
+    for name, declared in SETTINGS_DECLARED.items():
         if declared.flag == "":
             continue
         kind, _, items = FIELD_KINDS[name]
@@ -135,14 +135,10 @@ def config_parameters() -> list[inspect.Parameter]:
 def execution_parameters(command: str, leave_out: tuple[str, ...] = ()
                          ) -> list[inspect.Parameter]:
     """One option per RunOptions field that `command` takes (--threads, --device, ...)."""
-    import dataclasses
-
-    from .execution import DECLARED, RunOptions
-
     hints = typing.get_type_hints(RunOptions)
     params = []
     for field in dataclasses.fields(RunOptions):
-        declared = DECLARED.get(field.name)
+        declared = OPTIONS_DECLARED.get(field.name)
         if declared is None or command not in declared.commands or field.name in leave_out:
             continue
         hint = hints[field.name]

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import typer
+from rich.padding import Padding
+from rich.text import Text
 
 from .cli_support import (
     PLUGIN_HELP,
@@ -19,6 +21,11 @@ from .cli_support import (
     user_errors,
 )
 from .execution import DATA_DIR_HELP
+from .files import atomic_path, check_output_file, writing
+from .registry import Registry
+from .runs import check_output_root
+from .terminal import SafeTable as Table
+from .terminal import printable
 
 list_app = typer.Typer(help="List tasks, optimizers, warmups, schedules, models or "
                        "augmentations.", no_args_is_help=True)
@@ -35,8 +42,6 @@ def plot_periods(
 ) -> None:
     """Draw the effective-warmup-period figures (and CSVs of the plotted numbers)."""
     from . import plots
-    from .files import writing
-    from .runs import check_output_root
     from .warmup import beta2_grid, factor_curves, period_curves
 
     for name, value in (("--beta2-min", beta2_min), ("--beta2-max", beta2_max),
@@ -71,8 +76,6 @@ def plot_periods(
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    from .files import atomic_path
-
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.17g")
     return path
@@ -94,10 +97,7 @@ def _dataset_name(name: str) -> str:
 def data_list(data_dir: Path = typer.Option(None, help=DATA_DIR_HELP),
               plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP)) -> None:
     """Show every data set, where it was found, and its size on disk."""
-    from rich.text import Text
-
     from .data import DATASETS, folder_size, locate
-    from .terminal import SafeTable as Table
 
     load_plugins(plugin)
     table = Table("data set", "classes", "train / test", "found at", "size")
@@ -157,12 +157,7 @@ def list_tasks(plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP),
                                          "setting in its own column (a wide terminal).")
                ) -> None:
     """Task presets with their reference hyperparameters."""
-    from rich.padding import Padding
-    from rich.text import Text
-
     from .tasks import TASKS
-    from .terminal import SafeTable as Table
-    from .terminal import printable
 
     load_plugins(plugin)
     if wide:
@@ -188,9 +183,6 @@ def list_tasks(plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP),
 
 def _print_registry(kind: str, plugin: list[Path] | None) -> None:
     """One registry's names, labels, descriptions and where each came from."""
-    from .registry import Registry
-    from .terminal import SafeTable as Table
-
     load_plugins(plugin)
     from . import tasks  # noqa: F401  (imports every registry)
 
@@ -237,7 +229,6 @@ def predict(
 ) -> None:
     """Draw the saved model's predictions on test images, or classify one image file."""
     from . import plots
-    from .files import check_output_file, writing
     from .inference import classify, load_trained, predict_test_images
 
     if images < 1:
@@ -273,7 +264,6 @@ def export(
                              "(default: where its meta.json says it was read)."),
 ) -> None:
     """Export the saved model (dynamic batch axis) and check it against PyTorch."""
-    from .files import check_output_file, writing
     from .inference import EXPORT_FORMATS, export_onnx, load_trained
 
     check_choice("--format", fmt, EXPORT_FORMATS)

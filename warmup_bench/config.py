@@ -5,9 +5,10 @@ its check and (for settings added after 0.1.0) the default that keeps older run 
 the run folder's config file and hashed into the run folder's name. From its field
 declarations come the `train` command's options, the grid files' keys and their type
 errors, the range checks with their one-line messages, and the `--help` texts. How a run
-is executed (device, threads, ...) is not here: see `train.options.RunOptions`.
+is executed (device, threads, ...) is not here: see `execution.RunOptions`.
 
-Adding a hyperparameter is one `setting(...)` line here plus its consumer.
+Adding an optimizer hyperparameter is one `setting(...)` line here naming the keyword it
+`feeds`; any other hyperparameter is one line here plus the code that reads it.
 """
 
 from __future__ import annotations
@@ -108,13 +109,18 @@ class Setting:
     # read only by the optimizer, warmup or schedule entries that say they read it (their
     # `reads`): with any other, a value of its own is refused (tasks.check_unread)
     conditional: bool = False
+    # the optimizer's keyword argument it feeds ("eps"; ("betas", 0): the first item of
+    # the tuple `betas`). A conditional one goes to the optimizers whose factory takes
+    # that keyword (and is read by them alone); any other to every optimizer
+    feeds: str | tuple[str, int] | None = None
 
 
 def setting(default=dataclasses.MISSING, help: str = "", check: Check | None = None, *,
             names: str | None = None, flag: str | None = None, added: bool = False,
-            per_member: bool = False, conditional: bool = False):
+            per_member: bool = False, conditional: bool = False,
+            feeds: str | tuple[str, int] | None = None):
     return field(default=default, metadata={"setting": Setting(
-        help, check, names, flag, added, per_member, conditional)})
+        help, check, names, flag, added, per_member, conditional, feeds)})
 
 
 @dataclass(frozen=True)
@@ -132,14 +138,17 @@ class TrainConfig:
                             names="schedule")
     delay_schedule: bool = setting(False, "Hold the schedule until the warmup has passed.",
                                    per_member=True, conditional=True)
-    lr: float = setting(1e-3, "Base learning rate.", positive, per_member=True)
-    beta1: float = setting(0.9, "Adam beta1.", below_one, per_member=True, conditional=True)
-    beta2: float = setting(0.999, "Adam beta2.", below_one, per_member=True, conditional=True)
+    lr: float = setting(1e-3, "Base learning rate.", positive, per_member=True, feeds="lr")
+    beta1: float = setting(0.9, "Adam beta1.", below_one, per_member=True, conditional=True,
+                           feeds=("betas", 0))
+    beta2: float = setting(0.999, "Adam beta2.", below_one, per_member=True, conditional=True,
+                           feeds=("betas", 1))
     eps: float = setting(1e-8, "Adam epsilon.", positive, added=True, per_member=True,
-                         conditional=True)
+                         conditional=True, feeds="eps")
     momentum: float = setting(0.9, "SGD momentum.", below_one, added=True, per_member=True,
-                              conditional=True)
-    weight_decay: float = setting(0.0, "Weight decay.", at_least_zero, per_member=True)
+                              conditional=True, feeds="momentum")
+    weight_decay: float = setting(0.0, "Weight decay.", at_least_zero, per_member=True,
+                                  feeds="weight_decay")
     epochs: int = setting(10, "Epochs.", positive)
     batch_size: int = setting(128, "Training batch size.", positive)
     test_batch_size: int = setting(1000, "Evaluation batch size.", positive)
@@ -203,6 +212,10 @@ ADDED_SETTINGS = {name: FIELDS[name].default for name, s in DECLARED.items() if 
 # the settings that name a registry entry, by the kind of entry they name
 NAMES = {s.names: name for name, s in DECLARED.items() if s.names}
 CONDITIONAL = tuple(name for name, s in DECLARED.items() if s.conditional)
+# the settings an optimizer's factory is called with: setting name -> (keyword, tuple
+# position or None)
+FEEDS = {name: s.feeds if isinstance(s.feeds, tuple) else (s.feeds, None)
+         for name, s in DECLARED.items() if s.feeds is not None}
 
 
 def option(key: str) -> str:

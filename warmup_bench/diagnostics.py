@@ -27,16 +27,20 @@ import math
 from collections.abc import Callable
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
-# the columns of diagnostics.csv and layers.csv, declared where they are produced:
-# StepProbe.after fills STEP_STATS and LAYER_STATS by name, Sharpness.estimate the rest
-STEP_STATS = ("grad_norm", "param_norm", "update_norm", "relative_update",
-              "max_layer_relative_update", "angular_update_mean", "angular_update_max",
-              "r_abs_mean", "r_frac_above_half", "r_abs_max", "momentum_norm")
-SHARPNESS_STATS = ("sharpness", "preconditioned_sharpness", "sharpness_threshold")
-LAYER_STATS = ("relative_update", "angular_update", "grad_norm")
-DIAGNOSTIC_COLUMNS = ["step", *STEP_STATS, *SHARPNESS_STATS]
-LAYER_COLUMNS = ["step", "layer", *LAYER_STATS]
+from .runs.schema import (
+    DIAGNOSTICS_CSV,
+    LAYER_STATS,
+    LAYERS_CSV,
+    SHARPNESS_STATS,
+    STEP_STATS,
+)
+
+# the columns of diagnostics.csv and layers.csv (runs.schema declares them): StepProbe.after
+# fills STEP_STATS and LAYER_STATS by name, Sharpness.estimate the rest
+DIAGNOSTIC_COLUMNS = DIAGNOSTICS_CSV.names()
+LAYER_COLUMNS = LAYERS_CSV.names()
 LAYER_EVERY = 10  # layers.csv is written every LAYER_EVERY-th log step
 NAN = float("nan")
 
@@ -240,8 +244,6 @@ class Sharpness:
         self.iterations = iterations
 
     def estimate(self, optimizer: torch.optim.Optimizer, lr: float) -> dict:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
         was_training = self.model.training
         self.model.eval()
         try:

@@ -9,3 +9,7 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A bad name or value in a configuration: a user-facing one-line message."""
+
+
+class DataError(Exception):
+    """A data set is missing, corrupt, or not what it claims to be (a user-facing message)."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ConfigError
+from .trackers import check_available
 
 DATA_DIR_HELP = "Data folder (default: $WARMUP_BENCH_DATA or ./data)."
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
@@ -87,7 +88,6 @@ class RunOptions:
                               "continues the run, --restart trains it again from scratch; "
                               "pass one.")
         if self.tensorboard:
-            from .trackers import check_available
 
             check_available()
         every = self.sharpness_every

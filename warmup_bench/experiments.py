@@ -23,7 +23,7 @@ A grid file:
     columns = "lr"
     split = "opt"                # one table per optimizer (a row setting), as the papers do
     metric = "best"              # best | final | at-best-val | steps-to:ACC | ... (see
-                                 # report.metrics; report --metric overrides)
+                                 # warmup_bench.metrics; report --metric overrides)
     [slurm]                      # sweep --backend slurm: what each run asks for (see
     partition = "gpu"            # warmup_bench.slurm.SlurmOptions; --slurm-* overrides)
     [published]                  # top-1 error (%) [mean, std] per row label and column
@@ -41,9 +41,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import MAX_SEED, ConfigError, TrainConfig, check_choice, check_value_type
+from .config import MAX_SEED, NAMES, ConfigError, TrainConfig, check_choice, check_value_type
 from .config import SETTINGS as CONFIG_SETTINGS
+from .data.verify import sha256_of
+from .metrics import Metric, parse_metric
 from .plugins import load_plugins
+from .registry import Registry
+from .slurm.options import SlurmOptions, grid_extras_needing_consent
+from .sweep_packs import parse_pack
 from .tasks import TASKS, UnreadSetting, resolve_config
 
 if sys.version_info >= (3, 11):
@@ -77,8 +82,6 @@ class PluginConsent:
     def refusal(self, grid: Path, files: tuple[Path, ...]) -> str | None:
         """Why some of `files` may not be loaded (one line naming each with its SHA-256),
         or None when all may."""
-        from .data.verify import sha256_of
-
         named = {Path(f).resolve() for f in self.named}
         folder = grid.resolve().parent
         refused, outside = [], []
@@ -115,14 +118,15 @@ class Experiment:
     columns: str = "lr"
     published: dict = field(default_factory=dict)  # {row label: {column: (mean, std)}}
     description: str = ""
-    metric: str = "best"  # report's default --metric for this table
+    metric: Metric = field(default_factory=lambda: parse_metric("best"))  # report's default
     split: str | None = None  # a row setting: one table per value of it
-    slurm: dict = field(default_factory=dict)  # [slurm]: what each run asks a cluster for
+    slurm: SlurmOptions = SlurmOptions()  # [slurm]: what each run asks a cluster for
     resolved: tuple[TrainConfig, ...] = ()  # every distinct run, in grid order
     duplicates: int = 0  # grid entries that resolved to a run listed before them
     plugins: tuple[Path, ...] = ()  # plugin files, loaded before anything is validated
     tensorboard: bool = False
-    pack: str = "off"  # sweep's default --pack (sweep.parse_pack reads it)
+    pack: int | str = 1  # sweep's default --pack: a pack size (1: off) or "auto"
+    pack_text: str = "off"  # as the grid wrote it
     left_out: dict = field(default_factory=dict)  # [fixed] key -> runs that do not read it
 
     def notes(self) -> list[str]:
@@ -191,9 +195,6 @@ def _read_grid_text(path: Path) -> bytes:
 
 def _check_settings(path: Path, where: str, settings: dict) -> None:
     """Every key a known setting, every value of its type, every name in its registry."""
-    from .config import NAMES
-    from .registry import Registry
-
     registries = {key: Registry.by_kind[kind] for kind, key in NAMES.items() if kind != "task"}
     for key, value in settings.items():
         if key not in SETTINGS:
@@ -263,11 +264,10 @@ def load_experiment(path: Path, consent: PluginConsent = PluginConsent()) -> Exp
         _fail(path, str(error))
     tensorboard = _expect(path, "tensorboard", raw.get("tensorboard", False), bool,
                           "true or false")
-    pack = raw.get("pack", "off")
+    pack_text = raw.get("pack", "off")
+    pack_text = pack_text if isinstance(pack_text, str) else str(pack_text)
     try:
-        from .sweep_packs import parse_pack
-
-        parse_pack(pack if isinstance(pack, str) else str(pack), "pack")
+        pack = parse_pack(pack_text, "pack")
     except ConfigError as error:
         _fail(path, str(error))
     title = _expect(path, "title", raw.get("title", path.stem), str, "a string")
@@ -301,11 +301,9 @@ def load_experiment(path: Path, consent: PluginConsent = PluginConsent()) -> Exp
         if key not in TABLE_FILE_KEYS:
             _fail(path, f"unknown key {key!r} in [table]; valid keys: "
                         f"{', '.join(TABLE_FILE_KEYS)}.")
-    metric = table.get("metric", "best")
     try:
-        from .report.metrics import parse_metric
-
-        parse_metric(_expect(path, "[table] metric", metric, str, "a metric name"))
+        metric = parse_metric(_expect(path, "[table] metric", table.get("metric", "best"), str,
+                                      "a metric name"))
     except ConfigError as error:
         _fail(path, str(error).replace("--metric", "[table] metric"))
     rows = table.get("rows", ["opt", "warmup"])
@@ -318,14 +316,12 @@ def load_experiment(path: Path, consent: PluginConsent = PluginConsent()) -> Exp
             check_choice("[table] key", key, TABLE_KEYS)
         except ConfigError as error:
             _fail(path, str(error))
-    slurm = raw.get("slurm", {})
+    slurm_table = raw.get("slurm", {})
     try:
-        from .slurm.options import SlurmOptions, grid_extras_needing_consent
-
-        SlurmOptions.from_table(slurm)
+        slurm = SlurmOptions.from_table(slurm_table)
     except ConfigError as error:
         _fail(path, str(error))
-    unsafe = grid_extras_needing_consent(slurm)
+    unsafe = grid_extras_needing_consent(slurm_table)
     if unsafe and not consent.allow:
         _fail(path, f"[slurm] extra sets {', '.join(repr(k) for k in unsafe)}, which can choose "
                     "what the Slurm tasks run (their environment, folder, container or "
@@ -344,8 +340,8 @@ def load_experiment(path: Path, consent: PluginConsent = PluginConsent()) -> Exp
     distinct = tuple(dict.fromkeys(resolved))  # a run listed twice is one run
     return dataclasses.replace(experiment, resolved=distinct,
                                duplicates=len(resolved) - len(distinct), plugins=plugin_files,
-                               tensorboard=tensorboard, split=split, slurm=dict(slurm),
-                               pack=str(pack), left_out=left_out)
+                               tensorboard=tensorboard, split=split, slurm=slurm,
+                               pack=pack, pack_text=pack_text, left_out=left_out)
 
 
 def _resolve_runs(path: Path, experiment: Experiment) -> tuple[list[TrainConfig], dict]:

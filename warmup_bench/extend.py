@@ -21,6 +21,7 @@ from pathlib import Path
 from .config import ConfigError, Range, TrainConfig
 from .data import DATASETS
 from .data.catalog import custom_spec
+from .data.custom import open_data_source
 from .data.verify import sha256_of
 from .models import MODELS, ModelEntry
 from .optim import OPTIMIZERS, SCHEDULES, WARMUPS, OptimizerEntry, ScheduleEntry, WarmupEntry
@@ -57,16 +58,22 @@ def register_warmup(name: str, build: Callable, *, description: str, label: str 
 
 def register_optimizer(name: str, factory: Callable, *, description: str,
                        label: str | None = None, options: dict | None = None,
-                       has_betas: bool = True, rectified: bool = False,
+                       has_betas: bool | None = None, rectified: bool = False,
                        foreach: bool = False, fused: bool = False,
                        ranges: dict[str, Range] | None = None) -> str:
-    """An optimizer: `factory(params, lr=, weight_decay=, [betas=, eps=,] **options)`, an
-    Adam-style one (`has_betas`) also getting --beta1/--beta2/--eps, one that takes it
+    """An optimizer: `factory(params, lr=, weight_decay=, **options)` plus every setting
+    whose keyword its signature takes (betas and eps: --beta1/--beta2/--eps; momentum:
+    --momentum); a factory taking **kwargs gets betas and eps. `has_betas` forces (True)
+    or refuses (False) betas and eps whatever the signature says. One that takes it
     (`foreach`) also `foreach=True`, one with a fused step (`fused`) `fused=True` where
     the run takes fused steps (CPUs by default). `ranges`: settings it takes only within
     a narrower range than their own ({"beta1": config.OPEN_UNIT})."""
+    keywords = None
+    if has_betas is not None:
+        keywords = OptimizerEntry(description, name, factory).takes - {"betas", "eps"} | \
+            ({"betas", "eps"} if has_betas else set())
     entry = OptimizerEntry(description, label or name, factory, dict(options or {}),
-                           has_betas=has_betas, rectified=rectified, foreach=foreach,
+                           keywords, rectified=rectified, foreach=foreach,
                            fused=fused, ranges=dict(ranges or {}))
     return OPTIMIZERS.register(name, entry, _provider())
 
@@ -113,8 +120,6 @@ def register_data(source: str) -> str:
     y_train, x_test, y_test) or "folder:PATH" (train/ and test/ folders of class
     subfolders of images). Returns its name, "npz:FILE" or "folder:FOLDER"; its provider
     is the data itself (its content's SHA-256)."""
-    from .data.custom import open_data_source
-
     data = open_data_source(source)
     return DATASETS.register(data.name, data.spec, data.provider)
 

@@ -3,15 +3,19 @@ image, or exported to ONNX and checked against PyTorch with onnxruntime."""
 
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .config import ConfigError, TrainConfig
-from .data import DATASETS, Dataset, load_dataset
+from .data import DATASETS, DataError, Dataset, load_dataset
 from .data.custom import open_data_source
+from .data.images import load_image
 from .data.loader import Normalization
 from .files import atomic_path
 from .models import build_model
@@ -99,11 +103,6 @@ def predict_test_images(trained: Trained, count: int):
 def read_image(path: Path, shape: tuple[int, int, int]) -> torch.Tensor:
     """An image file as uint8 (1, C, H, W) in the task's shape (grey or RGB, resized),
     opened as folder data sets' files are (data/images.py); ConfigError otherwise."""
-    from PIL import Image
-
-    from .data import DataError
-    from .data.images import load_image
-
     channels, height, width = shape
     try:
         image = load_image(path, "L" if channels == 1 else "RGB")
@@ -134,8 +133,6 @@ def export_onnx(trained: Trained, out: Path, check_images: int = 64) -> float:
     except ImportError as error:
         raise ConfigError(f"export needs the optional packages ({error.name} is missing): "
                           "pip install 'warmup-bench[export]'.") from None
-    import logging
-    import warnings
 
     # the exporter logs a line per missing torchvision operator (none is used here) and
     # warns about its own internals: neither concerns the user

@@ -8,6 +8,8 @@ these entries.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,9 +18,10 @@ import torch
 from torch.optim import lr_scheduler
 
 from . import warmup as wu
-from .config import OPEN_UNIT, ConfigError, Range, TrainConfig, option
+from .config import CONDITIONAL, FEEDS, OPEN_UNIT, ConfigError, Range, TrainConfig, option
 from .gi_adam import GIAdamW
 from .registry import Registry, expect_result
+from .wsd import WarmupStableDecay
 
 
 @dataclass(frozen=True)
@@ -27,14 +30,15 @@ class OptimizerEntry:
     label: str  # the papers' name ("AdamW")
     factory: type[torch.optim.Optimizer]
     options: dict = field(default_factory=dict)  # fixed extra keyword arguments
-    has_betas: bool = True
-    has_momentum: bool = False  # takes --momentum (SGD)
+    # the keyword arguments its factory takes, which decide the settings it reads (those
+    # that feed one of them: config.Setting.feeds); None: its signature's
+    keywords: frozenset[str] | None = None
     # schedule-free (Defazio et al. 2024): trains at an interpolation y, evaluates at the
     # averaged weights x; the loop switches it with optimizer.train() / optimizer.eval()
     schedule_free: bool = False
     rectified: bool = False  # applies RAdam's rectification itself
     # pass foreach=True: torch's multi-tensor implementation, its default on CUDA already;
-    # on CPU far fewer dispatches (AdamW step of the EMNIST CNN 1.5 -> 0.4 ms) and, for
+    # on CPU far fewer dispatches (docs/cpu-speed.md measures it) and, for
     # these entries, the same floats as its per-parameter loop (tested). Not for NAdam and
     # RAdam, whose multi-tensor versions round differently (1 ulp), nor plugins' optimizers
     foreach: bool = True
@@ -47,10 +51,43 @@ class OptimizerEntry:
     # settings whose values it takes only within a narrower range than their own
     ranges: dict[str, Range] = field(default_factory=dict)
 
+    @functools.cached_property
+    def takes(self) -> frozenset[str]:
+        """The keyword arguments its factory takes: `keywords`, else read from its
+        signature; a factory taking **kwargs is taken to be Adam-style (betas, eps)."""
+        if self.keywords is not None:
+            return self.keywords
+        try:
+            parameters = inspect.signature(self.factory).parameters.values()
+        except (TypeError, ValueError):  # no signature to read (a builtin)
+            parameters = ()
+        if not parameters or any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return frozenset({"lr", "weight_decay", "betas", "eps"})
+        return frozenset(p.name for p in parameters)
+
+    @property
+    def has_betas(self) -> bool:
+        return "betas" in self.takes
+
     @property
     def reads(self) -> tuple[str, ...]:
-        """The conditional settings it reads (tasks.check_unread refuses the others)."""
-        return ("beta1", "beta2", "eps") * self.has_betas + ("momentum",) * self.has_momentum
+        """The conditional settings it reads (tasks.check_unread refuses the others):
+        those feeding a keyword its factory takes and its `options` do not fix."""
+        return tuple(name for name, (keyword, _) in FEEDS.items() if name in CONDITIONAL
+                     and keyword in self.takes and keyword not in self.options)
+
+    def settings(self, cfg: TrainConfig) -> dict:
+        """The keyword arguments the settings feed it: every unconditional one, and the
+        conditional ones it reads (a tuple keyword assembled from its items in order)."""
+        reads, values, items = set(self.reads), {}, {}
+        for name, (keyword, position) in FEEDS.items():
+            if name in CONDITIONAL and name not in reads:
+                continue
+            if position is None:
+                values[keyword] = getattr(cfg, name)
+            else:
+                items.setdefault(keyword, {})[position] = getattr(cfg, name)
+        return values | {k: tuple(v[i] for i in sorted(v)) for k, v in items.items()}
 
     def check(self, cfg: TrainConfig) -> None:
         """The rules this optimizer states about a config: the ranges it accepts; a
@@ -74,15 +111,11 @@ class OptimizerEntry:
         return {}
 
     def build(self, params, cfg: TrainConfig, fused: bool = False) -> torch.optim.Optimizer:
-        settings = {"betas": (cfg.beta1, cfg.beta2), "eps": cfg.eps} if self.has_betas else {}
-        if self.has_momentum:
-            settings["momentum"] = cfg.momentum
         params = list(params)
         first = params[0] if params else torch.zeros(0)
         device = (first["params"][0] if isinstance(first, dict) else first).device
-        return expect_result(self.factory(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                          **settings, **self.kernel(device, fused),
-                                          **self.options),
+        return expect_result(self.factory(params, **(self.settings(cfg) |
+                                                     self.kernel(device, fused) | self.options)),
                              torch.optim.Optimizer, "torch.optim.Optimizer",
                              f"the factory of optimizer {cfg.opt!r}", self.factory)
 
@@ -124,7 +157,7 @@ def optimizer_kernel(optimizer: torch.optim.Optimizer) -> str:
 
 OPTIMIZERS: Registry[OptimizerEntry] = Registry("optimizer", "--opt", {
     "sgd": OptimizerEntry("SGD with momentum (--momentum, 0.9), L2 weight decay", "SGD",
-                          torch.optim.SGD, has_betas=False, has_momentum=True, fused=True),
+                          torch.optim.SGD, fused=True),
     "adam": OptimizerEntry("Adam, L2 weight decay", "Adam", torch.optim.Adam, fused=True),
     "adamw": OptimizerEntry("AdamW (decoupled weight decay)", "AdamW", torch.optim.AdamW,
                             fused=True),
@@ -144,11 +177,13 @@ OPTIMIZERS: Registry[OptimizerEntry] = Registry("optimizer", "--opt", {
     "adamw-schedule-free": OptimizerEntry(
         "schedule-free AdamW (Defazio et al. 2024): evaluates the averaged weights",
         "SF-AdamW", _from_schedulefree("AdamWScheduleFree"), foreach=False,
+        keywords=frozenset({"lr", "weight_decay", "betas", "eps"}),  # schedulefree's
         schedule_free=True, ranges={"beta1": OPEN_UNIT}),  # it divides by beta1
     "sgd-schedule-free": OptimizerEntry(
         "schedule-free SGD with momentum (--momentum; Defazio et al. 2024)", "SF-SGD",
-        _from_schedulefree("SGDScheduleFree"), has_betas=False, has_momentum=True,
-        foreach=False, schedule_free=True, ranges={"momentum": OPEN_UNIT}),
+        _from_schedulefree("SGDScheduleFree"), foreach=False,
+        keywords=frozenset({"lr", "weight_decay", "momentum"}),  # schedulefree's
+        schedule_free=True, ranges={"momentum": OPEN_UNIT}),
 })
 
 
@@ -272,45 +307,6 @@ def _cosine(optimizer, *, cfg, iters_per_epoch, total, delay):
 
 def _cosine_epoch(optimizer, *, cfg, iters_per_epoch, total, delay):
     return lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.eta_min)
-
-
-COOLDOWN_SHAPES = {  # s: progress through the cooldown, 0..1 -> the share of the LR left
-    "linear": lambda s: 1.0 - s,
-    "cosine": lambda s: (1.0 + math.cos(math.pi * s)) / 2.0,
-    "1-sqrt": lambda s: 1.0 - math.sqrt(s),
-}
-
-
-class WarmupStableDecay(lr_scheduler.LRScheduler):
-    """Warmup-stable-decay (MiniCPM; Hägele et al. 2024), the warmup being ours: the base
-    LR for the first T - C of the schedule's T iterations, then a cooldown over the last
-    C = round(fraction T) down to eta_min, at iteration t of the cooldown (1..C)
-
-        lr = eta_min + (lr0 - eta_min) shape(t / C),
-
-    so the last iteration trains at exactly eta_min."""
-
-    def __init__(self, optimizer, total: int, fraction: float, shape: str, eta_min: float):
-        # the shape's name, not its function: the state dict goes into checkpoints
-        self.total, self.shape, self.eta_min = total, shape, eta_min
-        self.cooldown = self.cooldown_length(total, fraction)
-        self.start = total - self.cooldown  # iterations of the stable phase
-        super().__init__(optimizer)
-
-    @staticmethod
-    def cooldown_length(total: int, fraction: float) -> int:
-        return max(1, round(fraction * total))
-
-    def factor(self, step: int) -> float | None:
-        """The cooldown's shape at scheduler step `step` (0-based: it sets the LR of
-        iteration step + 1), or None in the stable phase."""
-        done = step + 1 - self.start
-        return None if done <= 0 else COOLDOWN_SHAPES[self.shape](min(1.0, done / self.cooldown))
-
-    def get_lr(self) -> list[float]:
-        share = self.factor(self.last_epoch)
-        return [base if share is None else self.eta_min + (base - self.eta_min) * share
-                for base in self.base_lrs]
 
 
 def _wsd(optimizer, *, cfg, iters_per_epoch, total, delay):

@@ -12,9 +12,12 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers, CI or Ray workers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter  # noqa: E402
 
 from .files import atomic_path  # noqa: E402
+from .optim import WARMUPS
 
 FIGURE_FORMATS = ("png", "pdf", "svg")
 STYLES = ("-", "--", ":", "-.")  # one per line where lines may coincide
@@ -24,8 +27,6 @@ STD_BAND = "band: ± 1 std over seeds"
 
 def warmup_title(name: str) -> str:
     """A warmup's legend name, from its registry entry."""
-    from .optim import WARMUPS
-
     return WARMUPS[name].title if name in WARMUPS else name
 
 
@@ -134,8 +135,6 @@ def accuracy_curves_figure(curves: dict, title: str) -> plt.Figure:
     """Test accuracy against the epoch, one line per warmup: the mean over seeds with a
     min-max band (a seed that collapsed shows as the band's floor, not as a symmetric
     spread around the mean). `curves` maps a warmup's label to its band over seeds."""
-    from matplotlib.ticker import MaxNLocator
-
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for (label, band), style in zip(curves.items(), STYLES * len(curves)):
         _band(ax, band._replace(mean=100 * band.mean, low=100 * band.low,
@@ -279,14 +278,12 @@ def _text_colour(image, value: float) -> str:
 
 
 def phase_diagram_figure(grid: dict, title: str, metric_title: str,
-                         annotate_up_to: int = 144) -> plt.Figure:
+                         annotate_up_to: int = 144, higher_is_better: bool = False
+                         ) -> plt.Figure:
     """The metric over target LR (columns, log-spaced) x warmup length (rows, 0 = no
     warmup at the bottom): colour = the mean over seeds (log scale when it spans more
     than a decade), diverged cells hatched in grey (a legend entry when there are any),
     cells not run left blank; the numbers in the cells when there are at most `annotate_up_to`."""
-    from matplotlib.colors import LogNorm, Normalize
-    from matplotlib.patches import Patch
-
     mean, diverged, runs = grid["mean"], grid["diverged"], grid["runs"]
     shape = mean.shape
     fig, ax = plt.subplots(figsize=(max(5.5, 0.75 * shape[1] + 2.5),
@@ -296,10 +293,10 @@ def phase_diagram_figure(grid: dict, title: str, metric_title: str,
     limits = (finite.min(), finite.max()) if len(finite) else (0, 1)
     norm = LogNorm(*limits) if log else Normalize(*limits)
     image = ax.imshow(np.ma.masked_invalid(mean), origin="lower", aspect="auto",
-                      cmap="viridis_r", norm=norm)
+                      # the better end of the scale bright, whichever way the metric goes
+                      cmap="viridis" if higher_is_better else "viridis_r", norm=norm)
     bar = fig.colorbar(image, ax=ax, label=metric_title)
     if log:  # plain numbers ("60", not "6 x 10^1") on the log-scaled bar
-        from matplotlib.ticker import FuncFormatter
 
         plain = FuncFormatter(lambda value, _: f"{value:g}")
         bar.ax.yaxis.set_major_formatter(plain)

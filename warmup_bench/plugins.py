@@ -20,10 +20,11 @@ from contextlib import contextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from .config import ConfigError
+from .config import NAMES, ConfigError
 from .data.verify import sha256_of
 from .errors import UserError
 from .registry import Provider, Registry, registering_as
+from .runs import find_runs
 
 ENTRY_POINT_GROUP = "warmup_bench.plugins"
 Plugin = Provider  # a plugin is the provider of what it registers
@@ -163,9 +164,6 @@ def describe_error(error: BaseException) -> str:
 def plugin_hint(root: Path, name: str) -> str | None:
     """For a name no registry knows: which recorded plugin provided it to a run under
     `root` (so the message can say what to load), or None."""
-    from .config import NAMES
-    from .runs import find_runs
-
     if not Path(root).is_dir():
         return None
     for run in find_runs(root):

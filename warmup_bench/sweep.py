@@ -21,60 +21,23 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
 from .config import ConfigError, TrainConfig
 from .execution import RunOptions
+from .jobs import BUSY, Job, JobResult, PackJob
+from .plugins import load_plugins
 from .runs import RunBusy, RunDir, Status
+from .train import RunFailed, train, train_pack
 
-BUSY = "busy"  # a JobResult outcome that is no run status: another process holds the run
 RAY_CONNECT_SECONDS = 30.0
-
-
-@dataclass(frozen=True)
-class Job:
-    """One run to execute: what (config), where (out), how (options: its device, its CPU
-    threads, recorded since CPU results are reproducible per thread count), and the
-    plugin files a worker loads before training."""
-
-    config: TrainConfig
-    out: Path
-    options: RunOptions
-    plugins: tuple[Path, ...] = ()
-
-
-@dataclass(frozen=True)
-class PackJob:
-    """Runs that train together in one process as one vectorised model (train.pack):
-    each member is still its own run, with its own folder and lock."""
-
-    configs: tuple[TrainConfig, ...]
-    out: Path
-    options: RunOptions
-    plugins: tuple[Path, ...] = ()
-
-    @property
-    def size(self) -> int:
-        return len(self.configs)
-
-
-@dataclass(frozen=True)
-class JobResult:
-    run: str
-    outcome: str  # a Status value, or BUSY
-    best_test_acc: float | None
-    error: str | None
 
 
 def run_job(job: Job | PackJob) -> JobResult | list[JobResult]:
     """Runs one config to its end (resuming if it can) and reports how it ended (a pack:
     how each member ended); never raises but for an interrupt. A top-level function so
     process pools and Ray can ship it."""
-    from .plugins import load_plugins
-    from .train import RunFailed, train
-
     if _stopping:  # a job the pool had queued before the interrupt: never start it
         raise KeyboardInterrupt
     if isinstance(job, PackJob):
@@ -100,9 +63,6 @@ def run_job(job: Job | PackJob) -> JobResult | list[JobResult]:
 def run_pack_job(job: PackJob) -> list[JobResult]:
     """The members' JobResults, in the pack's order (a member another process holds is
     reported busy; a failure of the whole pack, failed for every member)."""
-    from .plugins import load_plugins
-    from .train import RunFailed, train_pack
-
     names = [RunDir.of(job.out, cfg).name for cfg in job.configs]
     try:
         load_plugins(job.plugins)

@@ -9,6 +9,7 @@ from pathlib import Path
 from .config import ConfigError, TrainConfig
 from .execution import RunOptions
 from .sweep import Job, PackJob, make_jobs
+from .train import auto_pack_size, pack_key, resolve_device
 
 PACK_CHOICES = "off, auto or a pack size (a whole number of runs, at least 1)"
 
@@ -30,8 +31,6 @@ def pack_groups(configs: list[TrainConfig], size: PackSize) -> list[list[TrainCo
     """The grid's packs: runs with one pack key (train.pack), in grid order, `size` at a
     time. Formed over the whole grid, finished runs included, so a rerun of the sweep
     packs what is left as the first sweep packed it."""
-    from .train import pack_key
-
     by_key: dict[tuple, list[TrainConfig]] = {}
     for cfg in configs:
         by_key.setdefault(pack_key(cfg), []).append(cfg)
@@ -50,7 +49,6 @@ def plan_jobs(configs: list[TrainConfig], todo: list[TrainConfig], out: Path,
         return make_jobs(todo, out, options, devices, plugins)
     size: PackSize = pack if isinstance(pack, int) else 1
     if pack == "auto":
-        from .train import auto_pack_size, resolve_device
 
         device = resolve_device(devices[0])
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..registry import Provider
-from .catalog import DatasetSpec, custom_spec
+from .catalog import DATASETS, DatasetSpec, custom_spec
 from .images import GREY_MODES, SUFFIXES, image_info, load_image, open_regular
 from .readers import DataError
 from .verify import sha256_of
@@ -76,7 +76,6 @@ def open_data_source(source: str) -> DataSource:
     """The data of "npz:PATH" or "folder:PATH" (DataError, one line, if it is unusable)."""
     kind, _, where = source.partition(":")
     if kind not in KINDS or not where:
-        from .catalog import DATASETS
 
         raise DataError(f"--data {source!r} is not valid; use npz:PATH, folder:PATH or a data "
                         f"set's name ({', '.join(DATASETS)}).")

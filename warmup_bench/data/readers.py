@@ -6,6 +6,7 @@ DataError naming the file and what is wrong with it.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import math
@@ -16,10 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-class DataError(Exception):
-    """A data set is missing, corrupt, or not what it claims to be (a user-facing message)."""
-
+from ..errors import DataError
 
 IDX_DTYPES = {
     0x08: np.dtype(np.uint8),
@@ -148,8 +146,6 @@ def _bytes(*args):
 
 
 def _numpy_globals() -> dict[tuple[str, str], object]:
-    import codecs
-
     return {
         # What the real batches (pickled by numpy 1.x under Python 2) reference, the names
         # numpy 2 writes for the same functions, and protocol 5's buffer constructor.

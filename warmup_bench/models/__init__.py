@@ -24,7 +24,7 @@ class ModelEntry:
     description: str
     label: str
     # a conv net: trained channels_last on CUDA and CPUs, where oneDNN's and cuDNN's NHWC
-    # kernels are faster (one fwd/bwd/step of ResNet-20 1.29x on an AMD EPYC)
+    # kernels are faster (docs/cpu-speed.md)
     channels_last: bool = False
 
     def check(self, cfg) -> None:

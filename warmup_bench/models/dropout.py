@@ -5,11 +5,11 @@ the gradient is dy * m / (1 - p). Only the generator of m changes, and only on t
 
 - torch's CPU `bernoulli_` draws each element on its own, serially, from the Mersenne
   Twister through a double-precision uniform (on Intel CPUs it uses MKL's generator
-  instead): 7.8 ns per element on an AMD EPYC, where a third of a ViT training step went
-  to it (16 blocks drop 19M activations per step).
+  instead), slowly enough that a third of a ViT training step went to it (16 blocks drop
+  19M activations per step; docs/cpu-speed.md has the measurements).
 - Here each call takes one 64-bit key from torch's default generator and draws the mask
-  from NumPy's PCG64 keyed with it, 8 random bits for most elements (`keep_mask`): about
-  0.6 ns per element, conversion and scaling included. Because the key comes from torch's
+  from NumPy's PCG64 keyed with it, 8 random bits for most elements (`keep_mask`): an
+  order of magnitude faster, conversion and scaling included. Because the key comes from torch's
   generator, `torch.manual_seed` fixes every mask and a checkpoint of torch's RNG state
   resumes the stream; the masks are the same on every CPU, Intel or not.
 
@@ -67,8 +67,8 @@ def dropout_noise(shape: torch.Size, p: float, dtype: torch.dtype,
     # one draw of torch's generator per mask: seeded and checkpointed with torch's state
     key = int(torch.empty((), dtype=torch.int64).random_(generator=generator))
     keep = keep_mask(math.prod(shape), p, np.random.PCG64(key))
-    # NumPy here: torch converts bool to float 4x slower than it multiplies (835K elements:
-    # 0.27 ms against 0.07 ms), and NumPy's convert and scale take 0.12 ms
+    # NumPy here: torch converts bool to float several times slower than it multiplies,
+    # NumPy's convert and scale are faster than torch's convert alone
     # (bf16's and fp16's 1 / (1 - p) are float32 numbers: exact here, exact after .to)
     wide = np.float64 if dtype == torch.float64 else np.float32
     noise = keep.astype(wide)

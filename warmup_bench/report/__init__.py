@@ -8,17 +8,20 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from ..config import SETTINGS, ConfigError
+from ..experiments import Experiment, PluginConsent, load_experiment
 from ..files import OutputError, write_text_atomic
-from ..runs import METRICS, RunDir
+from ..metrics import METRICS, Metric, parse_metric
+from ..runs import RunDir
 from .collect import Run, collect_runs
 from .figures import RUN_FIGURES, across_seeds, draw_all, draw_figures, iter_figure_jobs
-from .metrics import Metric, parse_metric
 from .render import (
     FORMATS,
     SPEED_FORMATS,
@@ -41,8 +44,6 @@ def claim_folder(out: Path, results: Path, experiment: Path | None, write: bool 
     it holds the report of another one, whose figures this one would mix with its own, or
     files that no report wrote (the user's own report.md, a results folder), which it
     would overwrite. `write=False` only checks (before any work)."""
-    import json
-
     owner = {"results": str(Path(results).resolve()),
              "experiment": str(Path(experiment).resolve()) if experiment else None}
     marker = Path(out) / OWNER
@@ -66,6 +67,65 @@ def claim_folder(out: Path, results: Path, experiment: Path | None, write: bool 
                           "give each report its own folder.")
     if write:
         write_text_atomic(marker, json.dumps(owner) + "\n")
+
+
+@dataclass
+class Report:
+    """A report's tables (each with the runs it shows), the metric its cells hold, and
+    whether they are compared with the published numbers."""
+
+    tables: list[tuple[Table, list[Run]]]
+    metric: Metric
+    compare: bool
+
+
+def check_request(results: Path, grid: bool, compare: bool = False,
+                  epochs: int | None = None) -> None:
+    """What a report asks for, checked before anything is read (`grid`: one is given):
+    ConfigError (one line) otherwise."""
+    if not Path(results).is_dir():
+        raise ConfigError(f"results folder {results} does not exist.")
+    if compare and not grid:
+        raise ConfigError("--compare needs --experiment FILE: the published numbers live in "
+                          "the grids.")
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"--epochs {epochs} must be at least 1.")
+    if epochs is not None and not grid:
+        raise ConfigError(f"--epochs {epochs} names the --epochs a grid's sweep ran with: it "
+                          "needs --experiment FILE.")
+
+
+def make_report(results: Path, grid: Experiment | None = None, metric: str | None = None,
+                compare: bool = False, epochs: int | None = None,
+                warn: Callable[[str], None] = print,
+                note: Callable[[str], None] = print) -> Report:
+    """The tables of the runs in `results`: laid out as `grid` lays them (and restricted
+    to its runs, with `epochs` the --epochs its sweep ran with), else one table of
+    whatever varies. `metric` (default: the grid's, else best) is what the cells hold;
+    `compare` sets the published numbers beside them. Runs skipped are said through
+    `warn`; ConfigError (one line) when nothing can be reported."""
+    chosen = parse_metric(metric) if metric is not None else \
+        grid.metric if grid is not None else parse_metric("best")
+    check_request(results, grid is not None, compare, epochs)
+    runs = collect_runs(Path(results), warn)
+    if compare and chosen.time_to_target:
+        note(f"note: no published numbers of {chosen.name} exist: nothing to compare.")
+        compare = False
+    tables = build_tables(Path(results), runs, chosen, grid, compare, epochs, warn)
+    if not any(table_runs for _, table_runs in tables):
+        raise ConfigError(f"no finished runs under {results}"
+                          + (f" belong to {grid.path}" if grid else "") + ".")
+    return Report(tables, chosen, compare)
+
+
+def speed_report(results: Path, warn: Callable[[str], None] = print) -> pd.DataFrame:
+    """Seconds per epoch, images/s, total time and accuracy per task and device, with
+    speed-ups: one row per group of finished runs; ConfigError when there is none."""
+    check_request(results, False)
+    frame = speed_frame(collect_runs(Path(results), warn))
+    if not len(frame):
+        raise ConfigError("no finished runs with epoch timings to compare.")
+    return frame
 
 
 def write_report(tables: list[tuple[Table, list[Run]]], out: Path, fmt: str, compare: bool,
@@ -94,8 +154,6 @@ def collect(results: Path, experiment: Path | None = None, metric: str = "best",
     and the run folder (with no run, an empty frame of those columns). ConfigError when
     `results` is no folder. Runs skipped are said through `warn` (default: not at all). A
     grid's plugin files run only with `allow_plugins`, as on the command line."""
-    from ..experiments import PluginConsent, load_experiment
-
     chosen = parse_metric(metric)
     if not Path(results).is_dir():
         raise ConfigError(f"results folder {results} does not exist (or is not a folder).")
@@ -121,4 +179,5 @@ __all__ = ["METRICS", "FORMATS", "SPEED_FORMATS", "Run", "Cell", "Table", "colle
            "build_table", "build_tables", "render", "rich_table", "long_frame", "speed_frame",
            "render_speed", "draw_figures", "across_seeds", "setting_label", "varying_settings",
            "write_report", "write_speed", "claim_folder", "parse_metric", "Metric",
-           "RUN_FIGURES", "cell_records", "tables_json", "collect"]
+           "RUN_FIGURES", "cell_records", "tables_json", "collect", "Report", "make_report",
+           "speed_report"]

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..config import ConfigError, TrainConfig, check_choice
 from ..runs import CONFIG, SUMMARY, RunDir, RunFileError, Status, Summary, find_runs, run_name
-from ..runs.csvlogs import COUNT
+from ..runs.schema import COUNT
 from ..tasks import TASKS, planned_iterations_per_epoch, recorded_data, validate
 
 

@@ -25,11 +25,14 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from .. import plots
+from ..config import TrainConfig
+from ..metrics import Metric, parse_metric
 from ..optim import WARMUPS
 from ..runs import RunFileError
 from ..warmup import untuned_linear_period
+from ..wsd import WarmupStableDecay
 from .collect import Run
-from .metrics import Metric, error_metric
 from .tables import Table, setting_label, varying_settings
 
 RUN_FIGURES = ("diverged", "all", "none")
@@ -92,8 +95,6 @@ def _read(run: Run, what: str, warn: Callable[[str], None]) -> pd.DataFrame:
 
 def warmup_length(config: dict) -> int:
     """The iterations a run's warmup lasts (its entry's own rule: 0 without one)."""
-    from ..config import TrainConfig
-
     entry = WARMUPS.get(config["warmup"])
     return int(entry.length(TrainConfig.from_dict(config))) if entry else 0
 
@@ -111,7 +112,7 @@ def iter_figure_jobs(table: Table, runs: list[Run], out: Path, fmt: str = "png",
                      ) -> Iterator[tuple]:
     """figure_jobs one at a time, as each group's logs are read (so that drawing the first
     figures overlaps reading the rest)."""
-    metric = metric or error_metric("best")
+    metric = metric or parse_metric("best")
     yield ("error_bars_figure", out / f"errors_{_slug(table.title)}.{fmt}", table)
     per_group = {"warmup", "warmup_period", "seed"}
     configs = [r.config for r in runs]
@@ -178,8 +179,6 @@ def _group_jobs(members: list[Run], name: str, out: Path, fmt: str, log_x: bool,
 def schedule_marks(runs: list[Run]) -> tuple[tuple[float, str], ...]:
     """Where a WSD schedule's phases begin (the warmup's end, the cooldown's start), when
     every run of a group shares them; nothing for other schedules."""
-    from ..optim import WarmupStableDecay
-
     marks = set()
     for run in runs:
         iterations, delay = run.iterations_per_epoch, run.meta.get("delay_schedule_iterations")
@@ -242,7 +241,7 @@ def _analysis_jobs(members: list[Run], name: str, out: Path, fmt: str,
              sensitivity_curves(found), name, ylabel)]
     if len(set(found.lengths.values())) >= 2:
         jobs.append(("phase_diagram_figure", out / f"phase_{slug}.{fmt}",
-                     phase_grid(found), name, ylabel))
+                     phase_grid(found), name, ylabel, 144, metric.higher_is_better))
     return jobs
 
 
@@ -281,8 +280,6 @@ def phase_grid(found: Analysis) -> dict:
 def draw_all(jobs: Iterable[tuple], fmt: str, workers: int | None = None) -> list[Path]:
     """Draws the jobs as they come, each file once: in worker processes when there are
     many (each figure is a second or so of matplotlib, and independent of the others)."""
-    from .. import plots
-
     jobs = _once_per_file(jobs)
     first = list(itertools.islice(jobs, PARALLEL_FROM))
     if len(first) < PARALLEL_FROM:

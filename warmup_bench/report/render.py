@@ -8,6 +8,7 @@ import statistics
 
 import pandas as pd
 
+from ..terminal import SafeTable as RichTable
 from .collect import Run
 from .tables import Table
 
@@ -158,7 +159,6 @@ def render_speed(frame: pd.DataFrame, fmt: str):
     if fmt == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
-    from ..terminal import SafeTable as RichTable
 
     table = RichTable(*header, title="speed per task and device (from the runs' own logs)")
     for row in rows:
@@ -169,8 +169,6 @@ def render_speed(frame: pd.DataFrame, fmt: str):
 def rich_table(table: Table, compare: bool):
     """The table for a terminal: one rich Table, a cell's parts on separate lines, its
     notes as the caption."""
-    from ..terminal import SafeTable as RichTable
-
     out = RichTable(title=f"{table.title} — {table.metric_title}", show_lines=compare,
                     caption="\n".join(f"Note: {n}" for n in table.notes) or None,
                     caption_justify="left")

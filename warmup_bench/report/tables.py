@@ -11,13 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import SETTINGS
+from ..config import NAMES, SETTINGS
+from ..metrics import Metric, accuracy_split, parse_metric
 from ..optim import OPTIMIZERS, WARMUPS
 from ..registry import Registry
 from ..runs import RunDir
 from ..tasks import LONG_WARMUP
 from .collect import Run
-from .metrics import Metric, accuracy_split, error_metric
 
 REPLICATE = "seed"  # the one setting that varies between the runs of one cell
 # how a table's header names a setting (the papers' words); others by their key
@@ -112,6 +112,10 @@ class Table:
     row_header: str = ""  # names the row settings: "Optimizer / Warmup"
     metric_title: str = "top-1 error (%)"
     notes: list[str] = field(default_factory=list)  # footnotes under the table
+    # each row's settings (its row settings, the others that vary, the warmup period):
+    # what the row label was made from, so a table is split by settings, not by parsing
+    row_settings: dict[str, dict] = field(default_factory=dict)
+    varying: tuple[str, ...] = ()  # settings beyond the row settings that label the rows
 
     def column_label(self, column: str) -> str:
         """"α = 0.1": a column's header cell."""
@@ -136,8 +140,6 @@ def varying_settings(configs: list[dict], exclude: set[str]) -> list[str]:
 def natural_order(configs: list[dict], keys: tuple[str, ...]) -> list[dict]:
     """Configs in the papers' order when no grid gives one: names in their registry's
     order (no warmup first), tuned periods ascending, numbers descending (α = 0.1 first)."""
-    from ..config import NAMES
-
     kinds = {key: kind for kind, key in NAMES.items()}
 
     def sort_key(config: dict):
@@ -166,14 +168,17 @@ def build_table(title: str, runs: list[Run], rows: tuple[str, ...], column: str,
     order: a grid's, or by default the runs' in the papers' order), so unlike runs never
     merge. Rows and columns follow `published`'s order, then `space`'s. A published value
     for a cell outside that space is dropped with a warning."""
-    metric = error_metric(metric) if isinstance(metric, str) else metric
+    metric = parse_metric(metric) if isinstance(metric, str) else metric
     space = space if space is not None else \
         natural_order([r.config for r in runs], (*rows, column))
     varying = varying_settings(space, {*rows, column, "warmup_period"})
 
+    row_keys = (*rows, *varying, "warmup_period")
+    row_settings: dict[str, dict] = {}
+
     def key(config: dict) -> tuple[str, str]:
-        label = "/".join(setting_label(k, config) for k in rows)
-        label += "".join(f" {k}={setting_label(k, config)}" for k in varying)
+        label = row_label(config, rows, varying)
+        row_settings.setdefault(label, {k: config[k] for k in row_keys})
         return label, setting_label(column, config)
 
     shared = (*rows, column, *varying, "warmup_period")
@@ -206,7 +211,16 @@ def build_table(title: str, runs: list[Run], rows: tuple[str, ...], column: str,
     return Table(title, [r for r in dict.fromkeys(r for r, _ in order) if r in present_rows],
                  [c for c in dict.fromkeys(c for _, c in order) if c in present_columns],
                  cells, column, " / ".join(HEADERS.get(k, k) for k in rows),
-                 _metric_title(metric, runs), long_warmup_notes(runs))
+                 _metric_title(metric, runs), long_warmup_notes(runs), row_settings,
+                 tuple(varying))
+
+
+def row_label(config: dict, rows: tuple[str, ...], varying: tuple[str, ...] | list[str]
+              ) -> str:
+    """A row's label: its row settings joined ("AdamW/Linear-10k"), then any other
+    setting that varies (" beta2=0.99")."""
+    return "/".join(setting_label(k, config) for k in rows) + \
+        "".join(f" {k}={setting_label(k, config)}" for k in varying)
 
 
 def _metric_title(metric: Metric, runs: list[Run]) -> str:
@@ -234,23 +248,23 @@ def long_warmup_notes(runs: list[Run]) -> list[str]:
             in long.items()]
 
 
-def split_table(table: Table, rows: tuple[str, ...], by: str) -> list[Table]:
+def split_table(table: Table, rows: tuple[str, ...], by: str) -> list[tuple[str, Table]]:
     """One table per value of the row setting `by` (e.g. one per optimizer, as
-    pytorch_warmup's README shows them), that setting left out of the row labels."""
-    position = rows.index(by)
-    parts = {row: row.split(" ", 1)[0].split("/") for row in table.rows}
+    pytorch_warmup's README shows them), that setting left out of the row labels; each
+    with the label of its value of `by`. Rows are grouped by their settings."""
     groups: dict[str, list[str]] = {}
     for row in table.rows:
-        groups.setdefault(parts[row][position], []).append(row)
+        groups.setdefault(setting_label(by, table.row_settings[row]), []).append(row)
+    rest = tuple(k for k in rows if k != by)
 
     def short(row: str) -> str:
-        rest = row.split(" ", 1)[1:]
-        return "/".join(p for i, p in enumerate(parts[row]) if i != position) + \
-            "".join(f" {r}" for r in rest)
-    header = " / ".join(HEADERS.get(k, k) for k in rows if k != by)
-    return [Table(f"{table.title} — {value}", [short(r) for r in members], table.columns,
-                  {(short(r), c): cell for (r, c), cell in table.cells.items() if r in members},
-                  table.column_key, header, table.metric_title, table.notes)
+        return row_label(table.row_settings[row], rest, table.varying)
+    header = " / ".join(HEADERS.get(k, k) for k in rest)
+    return [(value, Table(f"{table.title} — {value}", [short(r) for r in members],
+                          table.columns, {(short(r), c): cell for (r, c), cell
+                                          in table.cells.items() if r in members},
+                          table.column_key, header, table.metric_title, table.notes,
+                          {short(r): table.row_settings[r] for r in members}, table.varying))
             for value, members in groups.items()]
 
 
@@ -261,7 +275,7 @@ def build_tables(root: Path, runs: list[Run], metric: Metric | str, experiment=N
     is given, else one table per task in the papers' layout (optimizer / warmup rows, LR
     columns). A run the metric cannot measure (steps-to without its iterations per
     epoch) is left out, said through `warn`."""
-    metric = error_metric(metric) if isinstance(metric, str) else metric
+    metric = parse_metric(metric) if isinstance(metric, str) else metric
     if metric.needs_iterations:
         for run in (r for r in runs if r.iterations_per_epoch is None):
             if warn is not None:
@@ -277,9 +291,8 @@ def build_tables(root: Path, runs: list[Run], metric: Metric | str, experiment=N
                             [c.to_dict() for c in configs], warn)
         if experiment.split is None:
             return [(table, mine)]
-        return [(part, [r for r in mine if setting_label(experiment.split, r.config) ==
-                        part.title.rsplit(" — ", 1)[1]])
-                for part in split_table(table, experiment.rows, experiment.split)]
+        return [(part, [r for r in mine if setting_label(experiment.split, r.config) == value])
+                for value, part in split_table(table, experiment.rows, experiment.split)]
     by_task: dict[str, list[Run]] = {}
     for run in runs:
         by_task.setdefault(run.cfg.task, []).append(run)

@@ -5,25 +5,15 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from ..errors import UserError
 from ..files import atomic_path
-
-STEP_COLUMNS = ["step", "epoch", "lr", "warmup_factor", "loss"]
-EPOCH_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5",
-                 "seconds", "images_per_second"]
-VAL_COLUMNS = ["val_loss", "val_acc", "val_top5"]
-
-
-def epoch_columns(has_val: bool) -> list[str]:
-    return EPOCH_COLUMNS[:6] + (VAL_COLUMNS if has_val else []) + EPOCH_COLUMNS[6:]
+from .schema import ANY, BOUNDS, TEXT_COLUMNS
 
 
 class CsvLog:
@@ -69,28 +59,6 @@ def truncate_rows(path: Path, rows: int) -> None:
             tmp.write_bytes(b"\n".join(lines[: rows + 1]) + b"\n")
 
 
-class Bound(NamedTuple):
-    """The values a CSV column may hold: within [low, high], whole numbers if `integer`,
-    and NaN / inf only where `nonfinite` (a diagnostic that does not apply is empty)."""
-
-    low: float = -math.inf
-    high: float = math.inf
-    integer: bool = False
-    nonfinite: bool = False
-
-
-# counts stop at 2^53, where float64 (which every reader may use) stops being exact
-COUNT, SIZE, FRACTION = Bound(1, 2.0 ** 53, integer=True), Bound(0), Bound(0, 1)
-ANY = Bound(nonfinite=True)
-# every numeric column of a run's CSVs and its bound; a value outside is damage
-BOUNDS = {"step": COUNT, "epoch": COUNT, "lr": SIZE, "warmup_factor": FRACTION, "loss": SIZE,
-          "train_loss": SIZE, "train_acc": FRACTION, "test_loss": SIZE, "test_acc": FRACTION,
-          "test_top5": FRACTION, "val_loss": SIZE, "val_acc": FRACTION, "val_top5": FRACTION,
-          "seconds": SIZE, "images_per_second": SIZE}
-# the epochs.csv columns every version of warmup-bench wrote (0.1.0's had no top-5)
-EPOCH_COLUMNS_SINCE_0_1 = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc",
-                           "seconds", "images_per_second"]
-TEXT_COLUMNS = {"layer"}
 # the cells that read as NaN: empty (a diagnostic that does not apply) or written as nan
 NAN_CELLS = ["", "nan", "NaN"]
 

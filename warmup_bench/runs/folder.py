@@ -6,10 +6,12 @@ place that names a run's files; everything else goes through `RunDir`.
   config.json    exactly the resolved TrainConfig (what identifies the run, seed included)
   meta.json      bookkeeping: versions, device, threads, start time, resume point, ...
   summary.json   a `Summary`: status, best / final accuracy, epochs done, wall time, error
-  steps.csv      STEP_COLUMNS every log interval
-  epochs.csv     epoch_columns() once per epoch
-  diagnostics.csv  DIAGNOSTIC_COLUMNS every log interval (--diagnostics, the default)
-  layers.csv     LAYER_COLUMNS, one row per weight tensor, every LAYER_EVERY log steps
+  steps.csv      every log interval               (columns: schema.STEPS_CSV)
+  epochs.csv     once per epoch                   (schema.EPOCHS_CSV)
+  diagnostics.csv  every log interval, with --diagnostics (the default)
+                                                  (schema.DIAGNOSTICS_CSV)
+  layers.csv     one row per weight tensor, every LAYER_EVERY log steps
+                                                  (schema.LAYERS_CSV)
   checkpoint.pt  the latest state for --resume, bound to its config by a hash
   model.pt       the best epoch's weights (--save-model)
   lock           an OS file lock held by the one process writing the run (and its pid)
@@ -43,23 +45,16 @@ from ..files import (
     writable_ancestor,
     write_json_atomic,
 )
-from .csvlogs import (
-    EPOCH_COLUMNS_SINCE_0_1,
-    STEP_COLUMNS,
-    CsvLog,
-    RunFileError,
-    count_rows,
-    epoch_columns,
-    read_csv,
-    truncate_rows,
-)
+from ..trackers import TensorBoardMirror
+from .csvlogs import CsvLog, RunFileError, count_rows, read_csv, truncate_rows
 from .lock import LOCK, RunLock
+from .schema import DIAGNOSTICS_CSV, EPOCHS_CSV, LAYERS_CSV, STEPS_CSV, CsvSchema
 from .summary import Summary
 from .tensors import load_tensors, refuse_link, save_tensors
 
 CONFIG, META, SUMMARY = "config.json", "meta.json", "summary.json"
-STEPS, EPOCHS = "steps.csv", "epochs.csv"
-DIAGNOSTICS, LAYERS = "diagnostics.csv", "layers.csv"
+STEPS, EPOCHS = STEPS_CSV.file, EPOCHS_CSV.file
+DIAGNOSTICS, LAYERS = DIAGNOSTICS_CSV.file, LAYERS_CSV.file
 TENSORBOARD = "tensorboard"  # a folder of event files (with --tensorboard)
 LOGS = {"steps": STEPS, "epochs": EPOCHS, "diagnostics": DIAGNOSTICS, "layers": LAYERS}
 CHECKPOINT, MODEL = "checkpoint.pt", "model.pt"
@@ -189,20 +184,18 @@ class RunDir:
         `diagnostics` (their rows are left as they are otherwise). With `tensorboard`,
         every row is also written as TensorBoard scalars (`first_step`: the iteration
         this attempt starts at)."""
-        from ..diagnostics import DIAGNOSTIC_COLUMNS, LAYER_COLUMNS
-        from ..trackers import TensorBoardMirror
-
         board = TensorBoardMirror(self.path / TENSORBOARD, first_step, iters_per_epoch) \
             if tensorboard else None
 
-        def extra(file: str, columns: list[str], mirror=None) -> CsvLog | int:
-            return CsvLog(self.path / file, columns, mirror) if diagnostics else \
-                count_rows(self.path / file)
+        def log(schema: CsvSchema, mirror=None) -> CsvLog:
+            return CsvLog(self.path / schema.file, schema.names(has_val), mirror)
 
-        return Logs(CsvLog(self.path / STEPS, STEP_COLUMNS, board and board.steps),
-                    CsvLog(self.path / EPOCHS, epoch_columns(has_val), board and board.epochs),
-                    extra(DIAGNOSTICS, DIAGNOSTIC_COLUMNS, board and board.diagnostics),
-                    extra(LAYERS, LAYER_COLUMNS), board)
+        def extra(schema: CsvSchema, mirror=None) -> CsvLog | int:
+            return log(schema, mirror) if diagnostics else count_rows(self.path / schema.file)
+
+        return Logs(log(STEPS_CSV, board and board.steps), log(EPOCHS_CSV, board and board.epochs),
+                    extra(DIAGNOSTICS_CSV, board and board.diagnostics), extra(LAYERS_CSV),
+                    board)
 
     def write_config(self, cfg: TrainConfig) -> None:
         write_json_atomic(self.path / CONFIG, cfg.to_dict())
@@ -260,7 +253,6 @@ class RunDir:
         this config's and consistent with the folder's logs; CheckpointError (naming why)
         otherwise. Reads only. Its tensors are on the CPU: each consumer places its own
         (optimizer step counters stay where torch keeps them, RNG states on the CPU)."""
-
         path = self.path / (PREVIOUS_CHECKPOINT if previous else CHECKPOINT)
         try:
             state = load_tensors(path)
@@ -329,17 +321,21 @@ class RunDir:
         return {k: v for k, v in legacy.items() if k not in SETTINGS} \
             if isinstance(legacy, dict) else {}
 
+    def read_log(self, schema: CsvSchema) -> pd.DataFrame:
+        """One of the run's CSVs, every value checked (RunFileError otherwise)."""
+        return read_csv(self.path / schema.file, schema.required, schema.one_row_per_key)
+
     def read_steps(self) -> pd.DataFrame:
-        return read_csv(self.path / STEPS, STEP_COLUMNS)
+        return self.read_log(STEPS_CSV)
 
     def read_epochs(self) -> pd.DataFrame:
-        return read_csv(self.path / EPOCHS, EPOCH_COLUMNS_SINCE_0_1)
+        return self.read_log(EPOCHS_CSV)
 
     def read_diagnostics(self) -> pd.DataFrame:
-        return read_csv(self.path / DIAGNOSTICS, ["step"])
+        return self.read_log(DIAGNOSTICS_CSV)
 
     def read_layers(self) -> pd.DataFrame:
-        return read_csv(self.path / LAYERS, ["step", "layer"], one_row_per_key=False)
+        return self.read_log(LAYERS_CSV)
 
 
 @dataclass

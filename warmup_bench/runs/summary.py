@@ -84,11 +84,5 @@ class Summary:
         return cls(**{**fields, "status": Status(values.get("status"))})
 
 
-# --metric choices -> Summary fields: best test accuracy over epochs ([W]'s tables), the
-# last epoch's, and the test accuracy of the best-validation epoch ([V]'s "Test Acc")
-METRICS = {"best": "best_test_acc", "final": "final_test_acc",
-           "at-best-val": "test_acc_at_best_val"}
-
-
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)

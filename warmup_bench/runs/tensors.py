@@ -3,6 +3,7 @@ back as tensors and plain values only (never a pickle's code), never through a l
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from ..files import atomic_path
@@ -22,14 +23,12 @@ def load_tensors(path: Path, map_location="cpu"):
     """torch.load of a file warmup-bench wrote, tensors and plain values only (never a
     pickle's code), not through a link; RunFileError (one line) when it cannot be read.
     torch's own warnings about what it refuses are not shown: the error says it."""
-    import warnings
-
-    import torch
-
     try:
         refuse_link(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            import torch  # run folders are read without torch (report, sweep plans)
+
             return torch.load(path, map_location=map_location, weights_only=True)
     except RunFileError:
         raise
@@ -42,10 +41,10 @@ def load_tensors(path: Path, map_location="cpu"):
 def save_tensors(path: Path, state: dict) -> None:
     """torch.save, atomically; a failed write (torch reports a full disk as RuntimeError)
     is an OSError naming the file, and the previous file stays as it was."""
-    import torch
-
     try:
         with atomic_path(path) as tmp:
+            import torch
+
             torch.save(state, tmp)
     except RuntimeError as error:
         first = (str(error).strip().splitlines() or [""])[0][:200]

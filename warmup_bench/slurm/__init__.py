@@ -22,13 +22,14 @@ Rules:
   plain job submitit makes of a single task: `<out>/.slurm/<jobid>/`).
 """
 
-from .ids import slurm_ids
+from ..jobs import slurm_ids
 from .options import (
     SLURM_FOLDER,
     SlurmError,
     SlurmOptions,
     check_cluster,
     check_shared_folder,
+    cluster_options,
     require_slurm_commands,
     require_submitit,
 )
@@ -38,4 +39,4 @@ from .task import SlurmTask
 __all__ = ["SlurmOptions", "SlurmError", "Submission", "Task", "SlurmTask", "SLURM_FOLDER",
            "submit", "wait", "cancel", "task_log", "task_result", "slurm_ids",
            "check_cluster", "check_shared_folder", "require_slurm_commands",
-           "require_submitit"]
+           "require_submitit", "cluster_options"]

@@ -161,6 +161,40 @@ def _check_option(name: str, key: str, value) -> None:
                               "be a string without spaces, a finite number or true.")
 
 
+def with_flags(grid: SlurmOptions, given: dict) -> SlurmOptions:
+    """The grid's [slurm] options with the --slurm-* options given on top (`given`: their
+    parameter names, slurm_partition, ..., to values; None or [] not given); --slurm-extra
+    KEY=VALUE items add to the grid's extra. ConfigError for a bad key or value."""
+    table = {f.name: getattr(grid, f.name) for f in dataclasses.fields(grid)
+             if not (getattr(grid, f.name) is None and f.name in OPTIONAL)}
+    for key, value in given.items():
+        name = key.removeprefix("slurm_")
+        if value is None or value == []:
+            continue
+        if name == "extra":
+            extra = dict(table.get("extra", {}))
+            for item in value:
+                option, sep, setting = item.partition("=")
+                if not option:
+                    raise ConfigError(f"--slurm-extra {item!r} must be KEY=VALUE or KEY.")
+                extra[option] = setting if sep else True
+            value = extra
+        table[name] = value
+    return SlurmOptions.from_table(table)
+
+
+def cluster_options(grid: SlurmOptions, given: dict, out: Path, shared: bool) -> SlurmOptions:
+    """`with_flags`, checked against the cluster before anything is submitted: ConfigError
+    for a missing submitit or sbatch, an unknown partition or too long a time limit, a
+    node-local --out (one line)."""
+    options = with_flags(grid, given)
+    require_submitit()
+    require_slurm_commands()
+    check_shared_folder(Path(out).expanduser().absolute(), shared)
+    check_cluster(options)
+    return options
+
+
 # ---- checks before anything is submitted ------------------------------------------------
 
 def require_submitit():

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from ..jobs import BUSY, JobResult
+from ..runs import RunDir, Status
 from ..runs.lock import lock_held
 from .options import (
     SLURM_FOLDER,
@@ -87,14 +89,12 @@ def submit(jobs: list, out: Path, options: SlurmOptions, *, run_one: Callable | 
     what is skipped); returns at once. `name` is added to the job name (the grid's);
     `folder_of(job)` is a job's run folder (default: its RunDir). ConfigError (one line,
     nothing submitted) for bad input; SlurmError when squeue does not answer."""
-    from ..runs import RunDir
-
     submitit = require_submitit()
     require_slurm_commands()
     out = Path(out).expanduser().absolute()
     check_shared_folder(out, force)
     check_cluster(options)
-    if run_one is None:
+    if run_one is None:  # the trainer (torch): not when the CLI reads slurm's options
         from ..sweep import run_job as run_one
     folder_of = folder_of or run_folder
     slurm = out / SLURM_FOLDER
@@ -213,8 +213,6 @@ def wait(submission: Submission, on_result: Callable | None = None,
     them); returns the results in that order. A task that ended without a result is a
     `failed` JobResult naming its log. Ctrl-C stops the waiting only: the tasks go on
     (cancel() stops them). SlurmError when squeue fails SQUEUE_FAILURES times in a row."""
-    from ..sweep import BUSY, JobResult
-
     results = []
 
     def report(result) -> None:
@@ -226,6 +224,7 @@ def wait(submission: Submission, on_result: Callable | None = None,
         report(JobResult(run_folder(job).name, BUSY, None, "another process is writing it"))
     pending = list(submission.tasks)
     failures = 0
+    gone_since: dict[str, float] = {}  # slurm id -> when squeue first stopped listing it
     while pending:
         try:
             active = active_tasks({task.job_id for task in pending})
@@ -235,12 +234,37 @@ def wait(submission: Submission, on_result: Callable | None = None,
             if failures >= SQUEUE_FAILURES:
                 raise
             active = {task.slurm_id for task in pending}
-        for task in [t for t in pending if t.slurm_id not in active]:
+        now = time.monotonic()
+        for task in pending:
+            if task.slurm_id in active:
+                gone_since.pop(task.slurm_id, None)
+            else:
+                gone_since.setdefault(task.slurm_id, now)
+        for task in [t for t in pending if ended(submission.log_folder, t, gone_since, now)]:
             pending.remove(task)
             report(task_result(submission.log_folder, task))
         if pending:
             time.sleep(poll_seconds)
     return results
+
+
+REQUEUE_GAP_SECONDS = 10.0  # how long a requeued task may be missing from squeue
+
+
+def ended(log_folder: Path, task: Task, gone_since: dict[str, float], now: float) -> bool:
+    """Whether a task has left the queue for good: squeue no longer lists it, and it wrote
+    its result, or has stayed unlisted for REQUEUE_GAP_SECONDS (while Slurm requeues a
+    task, squeue can miss it for a moment: its interrupted run is not its end)."""
+    if task.slurm_id not in gone_since:
+        return False
+    if result_path(log_folder, task).exists():
+        return True
+    return now - gone_since[task.slurm_id] >= REQUEUE_GAP_SECONDS
+
+
+def result_path(log_folder: Path, task: Task) -> Path:
+    """Where submitit pickles the task's result when it returns."""
+    return Path(log_folder) / task.slurm_id / f"{task.slurm_id}_0_result.pkl"
 
 
 def task_log(log_folder: Path, task: Task) -> Path:
@@ -251,11 +275,8 @@ def task_log(log_folder: Path, task: Task) -> Path:
 def task_result(log_folder: Path, task: Task):
     """How a task that left the queue ended: its pickled JobResult, else its run's
     summary, else `failed` naming the log."""
-    from ..runs import RunDir, Status
-    from ..sweep import JobResult
-
     name = task.folder.name
-    pickled = Path(log_folder) / task.slurm_id / f"{task.slurm_id}_0_result.pkl"
+    pickled = result_path(log_folder, task)
     try:
         with open(pickled, "rb") as handle:
             outcome, value = pickle.load(handle)

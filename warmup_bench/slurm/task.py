@@ -7,6 +7,8 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from ..jobs import JobResult
+from ..runs import RunDir
 from .options import one_line
 
 # ---- inside a task -------------------------------------------------------------------
@@ -63,14 +65,10 @@ class SlurmTask:
 
 
 def _interrupted(job, why: str):
-    from ..sweep import JobResult
-
     return JobResult(run_folder(job).name, "interrupted", None, why)
 
 
 def run_folder(job) -> Path:
-    from ..runs import RunDir
-
     return RunDir.of(job.out, job.config).path
 
 

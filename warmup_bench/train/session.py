@@ -14,7 +14,7 @@ from .. import __version__
 from ..config import TrainConfig
 from ..diagnostics import Monitor, Sharpness, StepProbe
 from ..execution import RunOptions
-from ..slurm.ids import slurm_ids
+from ..jobs import slurm_ids
 from ..models import mask_source
 from ..optim import optimizer_kernel
 from ..runs import RunDir, Status, Summary
