@@ -62,7 +62,7 @@ def test_a_planned_grid_knows_what_is_done_and_its_parsed_settings(swept) -> Non
     again = plan_grid(grid, out, RunOptions(on_note=None))
     assert (len(again.done), len(again.todo)) == (2, 0)
     # the grid's pack, metric and [slurm] were parsed once, into typed fields
-    assert again.pack == 2 and again.grid.pack_text == "2"
+    assert again.pack == 2 and again.grid.pack == 2
     assert again.grid.metric.name == "final"
     assert again.grid.slurm.time_limit_min == 60
     assert again.describe_packs().startswith("--pack 2: 0 runs to train")

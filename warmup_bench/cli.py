@@ -82,7 +82,7 @@ def train(
     from .plugins import plugin_hint
     from .tasks import redundant_warmup_note, resolve_config
     from .train import RunFailed
-    from .train import train as run_training
+    from .train import train as run_training  # the command's own name is train
 
     load_plugins(plugin)
     source = open_data(data)

@@ -126,7 +126,6 @@ class Experiment:
     plugins: tuple[Path, ...] = ()  # plugin files, loaded before anything is validated
     tensorboard: bool = False
     pack: int | str = 1  # sweep's default --pack: a pack size (1: off) or "auto"
-    pack_text: str = "off"  # as the grid wrote it
     left_out: dict = field(default_factory=dict)  # [fixed] key -> runs that do not read it
 
     def notes(self) -> list[str]:
@@ -264,10 +263,9 @@ def load_experiment(path: Path, consent: PluginConsent = PluginConsent()) -> Exp
         _fail(path, str(error))
     tensorboard = _expect(path, "tensorboard", raw.get("tensorboard", False), bool,
                           "true or false")
-    pack_text = raw.get("pack", "off")
-    pack_text = pack_text if isinstance(pack_text, str) else str(pack_text)
+    pack = raw.get("pack", "off")
     try:
-        pack = parse_pack(pack_text, "pack")
+        pack = parse_pack(pack if isinstance(pack, str) else str(pack), "pack")
     except ConfigError as error:
         _fail(path, str(error))
     title = _expect(path, "title", raw.get("title", path.stem), str, "a string")
@@ -341,7 +339,7 @@ def load_experiment(path: Path, consent: PluginConsent = PluginConsent()) -> Exp
     return dataclasses.replace(experiment, resolved=distinct,
                                duplicates=len(resolved) - len(distinct), plugins=plugin_files,
                                tensorboard=tensorboard, split=split, slurm=slurm,
-                               pack=pack, pack_text=pack_text, left_out=left_out)
+                               pack=pack, left_out=left_out)
 
 
 def _resolve_runs(path: Path, experiment: Experiment) -> tuple[list[TrainConfig], dict]:

@@ -24,7 +24,15 @@ from .data.catalog import custom_spec
 from .data.custom import open_data_source
 from .data.verify import sha256_of
 from .models import MODELS, ModelEntry
-from .optim import OPTIMIZERS, SCHEDULES, WARMUPS, OptimizerEntry, ScheduleEntry, WarmupEntry
+from .optim import (
+    OPTIMIZERS,
+    SCHEDULES,
+    WARMUPS,
+    OptimizerEntry,
+    ScheduleEntry,
+    WarmupEntry,
+    factory_keywords,
+)
 from .registry import INTERACTIVE, Provider, RegistrationError, current_provider
 from .tasks import TASKS, TaskEntry, plugins_for, validate
 
@@ -70,7 +78,7 @@ def register_optimizer(name: str, factory: Callable, *, description: str,
     a narrower range than their own ({"beta1": config.OPEN_UNIT})."""
     keywords = None
     if has_betas is not None:
-        keywords = OptimizerEntry(description, name, factory).takes - {"betas", "eps"} | \
+        keywords = factory_keywords(factory) - {"betas", "eps"} | \
             ({"betas", "eps"} if has_betas else set())
     entry = OptimizerEntry(description, label or name, factory, dict(options or {}),
                            keywords, rectified=rectified, foreach=foreach,

@@ -47,15 +47,33 @@ class MetricEntry:
 
 @dataclass(frozen=True)
 class Metric:
-    """A metric as a table uses it: an entry, with its target where it takes one."""
+    """A metric as a table uses it: a registry entry, with its target where it takes one.
+    Everything else (title, decimals, direction) is the entry's."""
 
     name: str  # as given to --metric
-    title: str  # what a table of it shows
-    value: Callable[[Run], float | None]  # None: not recorded, or the target not reached
+    entry: MetricEntry
     target: float | None = None  # a time-to-target metric's accuracy (0..1)
-    decimals: int = 2
-    needs_iterations: bool = False
-    higher_is_better: bool = False
+
+    def value(self, run: Run) -> float | None:
+        """The run's value: None when not recorded, or the target not reached."""
+        return self.entry.read(run, self.target)
+
+    @property
+    def title(self) -> str:
+        """What a table of it shows."""
+        return self.entry.label.format(target=f"{100 * (self.target or 0):g}")
+
+    @property
+    def decimals(self) -> int:
+        return self.entry.decimals
+
+    @property
+    def needs_iterations(self) -> bool:
+        return self.entry.needs_iterations
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.entry.higher_is_better
 
     @property
     def time_to_target(self) -> bool:
@@ -137,16 +155,13 @@ def parse_metric(name: str) -> Metric:
     kind, colon, target = name.partition(":")
     entry = METRICS.get(kind)
     if entry is not None and not entry.takes_target and not colon:
-        return Metric(name, entry.label, lambda run: entry.read(run, None),
-                      decimals=entry.decimals, higher_is_better=entry.higher_is_better)
+        return Metric(name, entry)
     if entry is not None and entry.takes_target:
         # ASCII digits only: Python's float() also reads other scripts' digits ("٥٠")
         plain = re.fullmatch(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", target, re.ASCII)
         accuracy = float(target) if plain else math.nan
         if 0 < accuracy <= 100:
-            return Metric(name, entry.label.format(target=f"{accuracy:g}"),
-                          lambda run: entry.read(run, accuracy / 100), accuracy / 100,
-                          entry.decimals, entry.needs_iterations, entry.higher_is_better)
+            return Metric(name, entry, accuracy / 100)
         raise ConfigError(f"--metric {name!r}: the target must be an accuracy in (0, 100] "
                           f"percent in ASCII digits, e.g. {kind}:85.")
     raise ConfigError(f"--metric {name!r} is not valid; choose from: {', '.join(FORMS)}.")

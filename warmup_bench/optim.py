@@ -53,17 +53,8 @@ class OptimizerEntry:
 
     @functools.cached_property
     def takes(self) -> frozenset[str]:
-        """The keyword arguments its factory takes: `keywords`, else read from its
-        signature; a factory taking **kwargs is taken to be Adam-style (betas, eps)."""
-        if self.keywords is not None:
-            return self.keywords
-        try:
-            parameters = inspect.signature(self.factory).parameters.values()
-        except (TypeError, ValueError):  # no signature to read (a builtin)
-            parameters = ()
-        if not parameters or any(p.kind is p.VAR_KEYWORD for p in parameters):
-            return frozenset({"lr", "weight_decay", "betas", "eps"})
-        return frozenset(p.name for p in parameters)
+        """The keyword arguments its factory takes: `keywords`, else its signature's."""
+        return self.keywords if self.keywords is not None else factory_keywords(self.factory)
 
     @property
     def has_betas(self) -> bool:
@@ -118,6 +109,18 @@ class OptimizerEntry:
                                                      self.kernel(device, fused) | self.options)),
                              torch.optim.Optimizer, "torch.optim.Optimizer",
                              f"the factory of optimizer {cfg.opt!r}", self.factory)
+
+
+def factory_keywords(factory: Callable) -> frozenset[str]:
+    """The keyword arguments an optimizer factory takes, read from its signature; one
+    taking **kwargs (or without a signature to read) is taken to be Adam-style."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin)
+        parameters = ()
+    if not parameters or any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return frozenset({"lr", "weight_decay", "betas", "eps"})
+    return frozenset(p.name for p in parameters)
 
 
 def check_ranges(entry: str, ranges: dict[str, Range], cfg: TrainConfig) -> None:

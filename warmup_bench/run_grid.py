@@ -22,6 +22,7 @@ from . import sweep
 from .config import ConfigError, TrainConfig, check_choice
 from .execution import RunOptions
 from .experiments import Experiment, PluginConsent, load_experiment
+from .jobs import BUSY, Job, JobResult, PackJob
 from .runs import Status, check_output_root
 from .slurm.options import SlurmOptions, cluster_options
 from .sweep_packs import describe_packs, parse_pack, plan_jobs
@@ -81,7 +82,7 @@ class GridPlan:
         """One line on how the runs still to train are packed (None: not packed)."""
         return describe_packs(self.configs, self.todo, self.pack) if self.pack != 1 else None
 
-    def work(self, on_note: Callable[[str], None] = print) -> list[sweep.Job | sweep.PackJob]:
+    def work(self, on_note: Callable[[str], None] = print) -> list[Job | PackJob]:
         """The jobs that train the runs still to run: one per run, or one per pack (--pack
         auto sizes packs here, with a timed probe, and says so through `on_note`)."""
         options = dataclasses.replace(self.options, threads=sweep.threads_per_run(
@@ -114,7 +115,7 @@ def plan_grid(experiment: Path | Experiment, out: Path, options: RunOptions | No
     configs = grid.configs(epochs)
     pack_size = parse_pack(pack) if pack is not None else grid.pack
     if backend.name == "slurm" and pack_size != 1:
-        named = f"--pack {pack}" if pack is not None else f"the grid's pack {grid.pack_text}"
+        named = f"--pack {pack}" if pack is not None else f"the grid's pack {grid.pack}"
         raise ConfigError(f"{named} needs --backend local or ray: a Slurm task trains one "
                           "run (pass --pack off).")
     check_output_root(out)
@@ -138,7 +139,7 @@ class GridOutcome:
     """How a sweep's runs ended: each trained run's JobResult, and the whole grid's runs
     counted by their final status."""
 
-    results: list[sweep.JobResult] = field(default_factory=list)
+    results: list[JobResult] = field(default_factory=list)
     final: dict[Status | None, int] = field(default_factory=dict)
 
     @property
@@ -148,10 +149,10 @@ class GridOutcome:
     @property
     def busy(self) -> int:
         """Runs skipped: another process is writing them."""
-        return sum(r.outcome == sweep.BUSY for r in self.results)
+        return sum(r.outcome == BUSY for r in self.results)
 
 
-def run_grid(plan: GridPlan, on_result: Callable[[sweep.JobResult], None] | None = None,
+def run_grid(plan: GridPlan, on_result: Callable[[JobResult], None] | None = None,
              on_note: Callable[[str], None] = print) -> GridOutcome:
     """Trains the runs still to run, locally (`backend.jobs` at a time) or on Ray, each
     result handed to `on_result` as it ends; KeyboardInterrupt (Ctrl-C or SIGTERM) leaves
@@ -162,7 +163,7 @@ def run_grid(plan: GridPlan, on_result: Callable[[sweep.JobResult], None] | None
                           "warmup_bench.slurm.submit(plan.work(), ...).")
     outcome = GridOutcome()
 
-    def ended(result: sweep.JobResult) -> None:
+    def ended(result: JobResult) -> None:
         outcome.results.append(result)
         if on_result is not None:
             on_result(result)

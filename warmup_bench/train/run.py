@@ -132,7 +132,7 @@ def train_runs(cfgs: list[TrainConfig], out: Path, options: RunOptions | None,
                 continue
             ready[id(member)] = k
         waiting = [m for m in members if id(m) in ready]
-        for group in align(waiting, out, options) if packed else [waiting] if waiting else []:
+        for group in align(waiting, out, options):
             for member, result in zip(group, run_members(group, out, options, packed)):
                 outcomes[ready[id(member)]] = result
     finally:
@@ -263,11 +263,12 @@ def run_members(members: list[Member], out: Path, options: RunOptions, packed: b
 
 def align(members: list[Member], out: Path, options: RunOptions) -> list[list[Member]]:
     """The members grouped by the epoch they resume from (one group when nothing was
-    interrupted mid-commit). A member one epoch ahead of the others whose previous
-    checkpoint is still kept, verified, at their epoch (the pack was killed while
-    committing) goes back to it, or to a fresh start where the marker says there was
-    none (killed while committing epoch 1); a previous checkpoint that does not verify
-    is removed and the member keeps its own."""
+    interrupted mid-commit, and always for a run alone, which keeps no previous
+    checkpoint). A member one epoch ahead of the others whose previous checkpoint is still
+    kept, verified, at their epoch (the pack was killed while committing) goes back to
+    it, or to a fresh start where the marker says there was none (killed while committing
+    epoch 1); a previous checkpoint that does not verify is removed and the member keeps
+    its own."""
     if not (options.resume and not options.restart):
         return [members] if members else []
     epochs = {}
