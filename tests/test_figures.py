@@ -96,7 +96,7 @@ def test_report_titles_a_run_figure_with_its_status_word(tmp_path) -> None:
     runs = collect_runs(tmp_path, print)
     jobs = figure_jobs(build_table("t", runs, ("opt", "warmup"), "lr"), runs, tmp_path / "p",
                        run_figures="all")
-    (title,) = [job[-1] for job in jobs if job[0] == "run_history_figure"]
+    (title,) = [job[4] for job in jobs if job[0] == "run_history_figure"]
     assert title.endswith("(complete)") and "Status." not in title
 
 

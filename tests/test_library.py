@@ -4,6 +4,7 @@ metric shares."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -106,11 +107,13 @@ def test_every_registered_metric_parses_and_is_in_the_help() -> None:
     shown = " ".join(invoke("report", "--help").output.split())
     for form, entry in zip(FORMS, METRICS.values()):
         assert form in shown
-        metric = parse_metric(form.replace("ACC", "50"))
+        metric = parse_metric(form.replace(":T", ":50"))
         assert metric.name.split(":")[0] == entry.name
         assert metric.time_to_target == entry.takes_target
         if entry.takes_target:
-            assert "50% accuracy" in metric.title and metric.target == 0.5
+            assert "50% accuracy" in metric.title and metric.target == 50
+            loss = dataclasses.replace(metric, judged_by="loss")
+            assert "loss 50" in loss.title
 
 
 def test_a_metric_where_higher_is_better_flips_the_phase_diagrams_colours(swept) -> None:

@@ -23,6 +23,7 @@ from warmup_bench.data import load_dataset
 from warmup_bench.execution import RunOptions
 from warmup_bench.models import build_model
 from warmup_bench.models.dropout import member_generators
+from warmup_bench.models.gpt import NORMS
 from warmup_bench.optim import OPTIMIZERS, build_training
 from warmup_bench.registry import Registry
 from warmup_bench.runs import Status
@@ -147,7 +148,7 @@ UNVARIED = {"plugins"}
 def values_to_try(name: str) -> list:
     """Candidate values of setting `name`, by its type (names: every registry's)."""
     kind, optional, _ = FIELD_KINDS[name]
-    names = sorted(set(COOLDOWN_SHAPES).union(*Registry.by_kind.values()))
+    names = sorted(set(COOLDOWN_SHAPES).union(*Registry.by_kind.values(), NORMS))
     values = {str: list(registry_of(DECLARED[name].names)) if DECLARED[name].names else names,
               bool: [False, True], int: [1, 2, 3, 10, 64],
               float: [0.0, 0.001, 0.1, 0.5, 0.99, 2.0], tuple: [(1,), (2,), (1, 2)]}[kind]
@@ -156,11 +157,11 @@ def values_to_try(name: str) -> list:
 
 def differing_only_in(name: str):
     """Two valid configs (as resolve_config makes them) that differ in `name` alone."""
-    for context in CONTEXTS:
+    for task, context in itertools.product(("digits", "shakespeare-char"), CONTEXTS):
         for first, second in itertools.combinations(values_to_try(name), 2):
-            try:
-                a = resolve_config("digits", {**context, name: first})
-                b = resolve_config("digits", {**context, name: second})
+            try:  # the text settings are read by a text task alone
+                a = resolve_config(task, {**context, name: first})
+                b = resolve_config(task, {**context, name: second})
             except ConfigError:
                 continue
             if {k for k, v in a.to_dict().items() if getattr(b, k) != v} == {name}:

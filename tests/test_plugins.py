@@ -315,8 +315,7 @@ def test_image_folder_faults_are_one_line(tmp_path) -> None:
     (tmp_path / "e" / "train" / "a").mkdir(parents=True)
     result = invoke("train", "--task", "digits", "--data", f"folder:{tmp_path / 'e'}")
     assert result.exit_code == 2 and "holds train/ and test/ (or val/)" in result.output
-    assert "use npz:PATH, folder:PATH or a data set's name" in invoke("train", "--data",
-                                                                       "csv:x").output
+    assert "use npz:PATH, folder:PATH, text:PATH" in invoke("train", "--data", "csv:x").output
 
 
 # ---- TensorBoard ------------------------------------------------------------------------

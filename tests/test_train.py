@@ -334,12 +334,14 @@ def test_default_command_trains_resnet20_on_cifar_files(tmp_path) -> None:
 
 
 def test_preset_run_names_are_those_older_versions_gave() -> None:
-    """Settings added since 0.1.0 (eps, plugins, momentum) stay out of the hash at their
-    defaults: these are the names warmup-bench 0.1.0-0.2 gave (4ce7d0a)."""
+    """Settings added since 0.1.0 (eps, plugins, momentum, the text tasks' context, norm,
+    ...) stay out of the hash at their defaults: these are the names warmup-bench 0.1.0-0.2
+    gave (4ce7d0a) to the presets it had."""
     from warmup_bench.runs import run_name
     from warmup_bench.tasks import TASKS
 
-    assert {t: run_name(resolve_config(t)) for t in TASKS} == {
+    older = {t: run_name(resolve_config(t)) for t in TASKS if "shakespeare" not in t}
+    assert older == {
         "cifar10-resnet20": "adamw-untuned-linear-multistep-lr0.01-b0.999-s1-834c3764",
         "emnist-cnn": "adamw-untuned-linear-cosine-lr0.01-b0.999-s1-2766f9ec",
         "mnist-vit": "adamw-none-cosine-epoch-lr0.001-b0.999-s1-f1933675",

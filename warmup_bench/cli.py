@@ -125,9 +125,8 @@ def train(
         say(f"diverged: {s.error}; files in {result.run.path}")
         raise typer.Exit(1)
     console.print(
-        f"{cfg.task} {result.run.name}: best test acc {100 * s.best_test_acc:.2f}% "
-        f"(epoch {s.best_epoch}), final {100 * s.final_test_acc:.2f}%, "
-        f"{s.wall_seconds:.1f} s -> {result.run.path}", soft_wrap=True)
+        f"{cfg.task} {result.run.name}: {s.headline()}, {s.wall_seconds:.1f} s -> "
+        f"{result.run.path}", soft_wrap=True)
 
 
 @app.command()
@@ -201,10 +200,10 @@ def sweep(
     results = outcome.results
     if results:
         errors = any(r.error for r in results)  # a column only where there is something
-        table = Table("run", "outcome", "best test acc", *(["error"] if errors else []))
+        table = Table("run", "outcome", "best (test acc or loss)",
+                      *(["error"] if errors else []))
         for r in sorted(results, key=lambda r: r.run):
-            acc = f"{100 * r.best_test_acc:.2f}%" if r.best_test_acc is not None else "-"
-            table.add_row(r.run, r.outcome, acc, *([r.error or ""] if errors else []))
+            table.add_row(r.run, r.outcome, r.best, *([r.error or ""] if errors else []))
         console.print(table)
     final = outcome.final
     console.print(f"done: {final.get(Status.COMPLETE, 0)} complete, "
@@ -220,7 +219,8 @@ def report(
     results_dir: Path = typer.Argument(Path("results"), help="Folder of run directories."),
     experiment: Path = typer.Option(None, help="Lay out (and restrict to) this grid."),
     metric: str = typer.Option(None, help="What the cells measure: " + metric_help() +
-                               " Default: the grid's [table] metric, else best."),
+                               " Default: the grid's [table] metric, else loss where every "
+                               "run is a text task's, else best."),
     fmt: str = typer.Option("table", "--format", help="table, markdown, csv, latex or json."),
     compare: bool = typer.Option(False, help="Compare with the published numbers."),
     out: str = typer.Option(None, help="Write the table and plots into this folder (new, "
@@ -235,7 +235,8 @@ def report(
     plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP),
     allow_plugins: bool = typer.Option(False, help=ALLOW_PLUGINS_HELP),
 ) -> None:
-    """Aggregate runs into the published tables (top-1 error %, mean ± std (n))."""
+    """Aggregate runs into the published tables (top-1 error %, or a text task's held-out
+    loss; mean ± std (n))."""
     from . import plots
     from . import report as reporting
     from .experiments import PluginConsent, load_experiment

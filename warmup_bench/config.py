@@ -113,14 +113,16 @@ class Setting:
     # the tuple `betas`). A conditional one goes to the optimizers whose factory takes
     # that keyword (and is read by them alone); any other to every optimizer
     feeds: str | tuple[str, int] | None = None
+    # read by the text (language-model) tasks alone: a value of its own elsewhere is refused
+    text_only: bool = False
 
 
 def setting(default=dataclasses.MISSING, help: str = "", check: Check | None = None, *,
             names: str | None = None, flag: str | None = None, added: bool = False,
             per_member: bool = False, conditional: bool = False,
-            feeds: str | tuple[str, int] | None = None):
+            feeds: str | tuple[str, int] | None = None, text_only: bool = False):
     return field(default=default, metadata={"setting": Setting(
-        help, check, names, flag, added, per_member, conditional, feeds)})
+        help, check, names, flag, added, per_member, conditional, feeds, text_only)})
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,20 @@ class TrainConfig:
     amp: bool = setting(False, "bf16 autocast on CUDA, or on a CPU with native bf16 "
                         "(AVX512-BF16, AMX); float32 elsewhere.")
     compile: bool = setting(False, "torch.compile the model.")
+    # the language-model tasks' own settings (tasks.check_text_settings refuses them
+    # elsewhere): the window, the Transformer's block form, and what an epoch is
+    context: int = setting(64, "Text tasks: tokens per window, the model's context.",
+                           positive_int, added=True, text_only=True)
+    norm: str = setting("pre", "Text tasks: LayerNorm placement, pre (GPT-2) or post (the "
+                        "original Transformer).", one_of("pre", "post"), added=True,
+                        text_only=True)
+    qk_norm: bool = setting(False, "Text tasks: LayerNorm on attention queries and keys.",
+                            added=True, text_only=True)
+    dropout: float = setting(0.0, "Text tasks: the Transformer's dropout.", below_one,
+                             added=True, text_only=True)
+    epoch_steps: int | None = setting(None, "Text tasks: optimizer steps per epoch, the "
+                                      "interval between evaluations.", positive_int,
+                                      added=True, text_only=True)
     # the plugins (files, packages, data files) providing a name this config uses, each
     # "name#sha256:<16 hex>": derived when the config is resolved, never set by hand
     plugins: tuple[str, ...] = setting((), "Plugins behind the names used.", flag="",
@@ -212,6 +228,7 @@ ADDED_SETTINGS = {name: FIELDS[name].default for name, s in DECLARED.items() if 
 # the settings that name a registry entry, by the kind of entry they name
 NAMES = {s.names: name for name, s in DECLARED.items() if s.names}
 CONDITIONAL = tuple(name for name, s in DECLARED.items() if s.conditional)
+TEXT_ONLY = tuple(name for name, s in DECLARED.items() if s.text_only)
 # the settings an optimizer's factory is called with: setting name -> (keyword, tuple
 # position or None)
 FEEDS = {name: s.feeds if isinstance(s.feeds, tuple) else (s.feeds, None)

@@ -294,15 +294,54 @@ def preconditioner_scales(optimizer: torch.optim.Optimizer,
     return [by_param[p] for p in params]
 
 
+class LogitProbe:
+    """A Transformer's instability signals on a fixed probe batch (eval mode, no gradient,
+    no random number drawn): per attention block the largest and the root-mean-square
+    attention logit (Wortsman et al.'s attention-logit growth), then the output logits'
+    largest magnitude and root mean square (their output-logit divergence). Blocks are
+    found by their `logit_stats(x)` method (models.gpt's attention has one)."""
+
+    def __init__(self, model: torch.nn.Module, x: torch.Tensor):
+        self.model, self.x = model, x
+        self.blocks = [m for m in model.modules() if callable(getattr(m, "logit_stats", None))]
+
+    @staticmethod
+    def applies(model: torch.nn.Module) -> bool:
+        return any(callable(getattr(m, "logit_stats", None)) for m in model.modules())
+
+    def measure(self, step: int) -> list[dict]:
+        """The rows of logits.csv for `step`: one per block, then the output's."""
+        stats = []
+        hooks = [block.register_forward_pre_hook(
+            lambda module, args: stats.append(module.logit_stats(args[0])))
+            for block in self.blocks]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                logits = self.model(self.x).float()
+        finally:
+            for hook in hooks:
+                hook.remove()
+            self.model.train(was_training)
+        stats.append(torch.stack([logits.abs().amax(), logits.square().mean().sqrt()]))
+        values = torch.stack(stats).tolist()  # host sync: one transfer, log steps only
+        names = [f"attention {k}" for k in range(len(self.blocks))] + ["output"]
+        return [{"step": step, "logits": name, "max": high, "rms": rms}
+                for name, (high, rms) in zip(names, values)]
+
+
 class Monitor:
     """What --diagnostics (and --sharpness-every) add to the training loop's log steps:
     `before_step()` at the seam after backward, `after_step()` after optimizer.step()."""
 
     def __init__(self, probe: StepProbe, sharpness: Sharpness | None,
-                 sharpness_every: int | None, log_interval: int, diagnostics_log, layers_log):
+                 sharpness_every: int | None, log_interval: int, diagnostics_log, layers_log,
+                 logit_probe: LogitProbe | None = None, logits_log=None):
         self.probe, self.sharpness, self.sharpness_every = probe, sharpness, sharpness_every
         self.log_interval = log_interval
         self.diagnostics_log, self.layers_log = diagnostics_log, layers_log
+        self.logit_probe, self.logits_log = logit_probe, logits_log
 
     def before_step(self) -> None:
         self.probe.before()
@@ -316,3 +355,6 @@ class Monitor:
         self.diagnostics_log.append(row)
         for layer in layers:
             self.layers_log.append(layer)
+        if self.logit_probe is not None and log_step:  # at the log interval only
+            for logit_row in self.logit_probe.measure(step):
+                self.logits_log.append(logit_row)

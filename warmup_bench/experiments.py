@@ -300,7 +300,8 @@ def load_experiment(path: Path, consent: PluginConsent = PluginConsent()) -> Exp
             _fail(path, f"unknown key {key!r} in [table]; valid keys: "
                         f"{', '.join(TABLE_FILE_KEYS)}.")
     try:
-        metric = parse_metric(_expect(path, "[table] metric", table.get("metric", "best"), str,
+        metric = parse_metric(_expect(path, "[table] metric",
+                                      table.get("metric", TASKS[task].metric), str,
                                       "a metric name"))
     except ConfigError as error:
         _fail(path, str(error).replace("--metric", "[table] metric"))

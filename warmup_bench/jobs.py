@@ -45,7 +45,7 @@ class PackJob:
 class JobResult:
     run: str
     outcome: str  # a Status value, or BUSY
-    best_test_acc: float | None
+    best: str  # the best epoch's number as the sweep's table shows it (Summary.best)
     error: str | None
 
 

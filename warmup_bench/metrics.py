@@ -6,16 +6,25 @@ help; `report --metric`, a grid's `[table] metric`, the tables, the figures and 
   best          100 - best test accuracy over the epochs (pytorch_warmup, Ma & Yarats)
   final         100 - the last epoch's test accuracy
   at-best-val   100 - the test accuracy of the best-validation epoch (the ViT write-up)
-  steps-to:ACC  optimizer steps (iterations) until the accuracy first reaches ACC %
-  epochs-to:ACC epochs until then
-  seconds-to:ACC training seconds until then (evaluation not counted, as in AlgoPerf)
+  loss          the lowest held-out loss over the evaluations, nats per label (per
+                character for the text tasks: their main metric)
+  final-loss    the last evaluation's held-out loss
+  bpc           bits per character: the lowest held-out loss / ln 2
+  ppl           perplexity: exp(the lowest held-out loss)
+  steps-to:T    optimizer steps (iterations) until the run first reaches target T: an
+                accuracy of T % for the image tasks, a held-out loss of T or less for the
+                text tasks (whose runs are judged by their loss)
+  epochs-to:T   epochs until then
+  seconds-to:T  training seconds until then (evaluation not counted, as in AlgoPerf)
 
-The time-to-target metrics read epochs.csv, so they resolve to the epoch: the accuracy is
-measured once per epoch, on the val split where the run has one, else on test.
+Every cell holds a value where lower is better: an error, a loss, a count. The
+time-to-target metrics read epochs.csv, so they resolve to the epoch: the run is measured
+once per epoch, on the val split where it has one, else on test.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable
@@ -31,10 +40,10 @@ if TYPE_CHECKING:  # a run as report.collect reads it
 @dataclass(frozen=True)
 class MetricEntry:
     """One kind of metric: `read(run, target)` gives a run's value (None: not recorded,
-    or the target not reached); a time-to-target kind takes a target accuracy (`NAME:ACC`)."""
+    or the target not reached); a time-to-target kind takes a target (`NAME:T`)."""
 
     name: str
-    label: str  # what a table of it shows ("{target}": the target accuracy, in %)
+    label: str  # what a table of it shows ("{target}": the target, "93% accuracy")
     read: Callable[[Run, float | None], float | None]
     help: str  # for --help: what it measures
     higher_is_better: bool = False
@@ -52,7 +61,9 @@ class Metric:
 
     name: str  # as given to --metric
     entry: MetricEntry
-    target: float | None = None  # a time-to-target metric's accuracy (0..1)
+    target: float | None = None  # a time-to-target metric's target, as given (85, 1.9)
+    # what the target is of (for the title): an accuracy in %, or a loss (the text tasks)
+    judged_by: str = "accuracy"
 
     def value(self, run: Run) -> float | None:
         """The run's value: None when not recorded, or the target not reached."""
@@ -61,7 +72,19 @@ class Metric:
     @property
     def title(self) -> str:
         """What a table of it shows."""
-        return self.entry.label.format(target=f"{100 * (self.target or 0):g}")
+        return self.entry.label.format(target=self.target_text)
+
+    @property
+    def target_text(self) -> str:
+        if self.target is None:
+            return ""
+        return f"loss {self.target:g}" if self.judged_by == "loss" else \
+            f"{self.target:g}% accuracy"
+
+    def for_runs(self, runs: list) -> Metric:
+        """The metric titled for what `runs` (one task's) are judged by."""
+        judged = {run.summary.judged_by for run in runs}
+        return dataclasses.replace(self, judged_by=judged.pop()) if len(judged) == 1 else self
 
     @property
     def decimals(self) -> int:
@@ -80,6 +103,15 @@ class Metric:
         return self.target is not None
 
 
+def summary_loss(field: str, transform: Callable[[float], float] = float
+                 ) -> Callable[[Run, float | None], float | None]:
+    """The summary's loss `field` (nats), through `transform` (to bits, to perplexity)."""
+    def read(run: Run, target: float | None = None) -> float | None:
+        loss = getattr(run.summary, field)
+        return None if loss is None else transform(loss)
+    return read
+
+
 def summary_error(field: str) -> Callable[[Run, float | None], float | None]:
     """100 - the summary's accuracy `field`, in %."""
     def error(run: Run, target: float | None = None) -> float | None:
@@ -95,11 +127,14 @@ def accuracy_split(run: Run) -> str:
 
 
 def reached_at(run: Run, target: float) -> int | None:
-    """The first epoch whose accuracy is at least `target` (None: no epoch reached it)."""
-    column = f"{accuracy_split(run)}_acc"
+    """The first epoch that reached `target`: an accuracy of at least `target` %, or for a
+    run judged by its loss a loss of at most `target` (None: no epoch reached it)."""
+    by_loss = run.summary.judged_by == "loss"
+    column = f"{accuracy_split(run)}_{'loss' if by_loss else 'acc'}"
     if column not in run.epochs:  # no epoch logged
         return None
-    hits = run.epochs[run.epochs[column] >= target]
+    values = run.epochs[column]
+    hits = run.epochs[values <= target if by_loss else values >= target / 100]
     return int(hits["epoch"].iloc[0]) if len(hits) else None
 
 
@@ -131,18 +166,30 @@ ENTRIES = [
     MetricEntry("at-best-val", "top-1 error (%) from test accuracy at the best-validation "
                 "epoch", summary_error("test_acc_at_best_val"),
                 "test accuracy of the best-validation epoch"),
-    MetricEntry("steps-to", "optimizer steps to {target}% accuracy", steps_to,
-                "optimizer steps until the accuracy first reaches ACC %", takes_target=True,
-                decimals=0, needs_iterations=True),
-    MetricEntry("epochs-to", "epochs to {target}% accuracy", epochs_to,
+    MetricEntry("loss", "held-out loss (nats/char), the lowest over evaluations",
+                summary_loss("best_test_loss"), "the lowest held-out loss, nats per label",
+                decimals=3),
+    MetricEntry("final-loss", "held-out loss (nats/char) at the last evaluation",
+                summary_loss("final_test_loss"), "the last evaluation's held-out loss",
+                decimals=3),
+    MetricEntry("bpc", "bits per character (the lowest held-out loss / ln 2)",
+                summary_loss("best_test_loss", lambda loss: loss / math.log(2)),
+                "bits per character: the lowest held-out loss / ln 2", decimals=3),
+    MetricEntry("ppl", "perplexity (exp of the lowest held-out loss)",
+                summary_loss("best_test_loss", math.exp), "perplexity: exp(the lowest "
+                "held-out loss)", decimals=2),
+    MetricEntry("steps-to", "optimizer steps to {target}", steps_to,
+                "optimizer steps until the run first reaches T: T % accuracy, or a loss of "
+                "T for the text tasks", takes_target=True, decimals=0, needs_iterations=True),
+    MetricEntry("epochs-to", "epochs to {target}", epochs_to,
                 "epochs until then", takes_target=True, decimals=1),
-    MetricEntry("seconds-to", "training seconds to {target}% accuracy", seconds_to,
+    MetricEntry("seconds-to", "training seconds to {target}", seconds_to,
                 "training seconds until then", takes_target=True, decimals=1,
                 needs_iterations=True),
 ]
 METRICS = {entry.name: entry for entry in ENTRIES}
 # --metric's forms, as its help and its error list them
-FORMS = [e.name + (":ACC" if e.takes_target else "") for e in ENTRIES]
+FORMS = [e.name + (":T" if e.takes_target else "") for e in ENTRIES]
 
 
 def metric_help() -> str:
@@ -159,9 +206,10 @@ def parse_metric(name: str) -> Metric:
     if entry is not None and entry.takes_target:
         # ASCII digits only: Python's float() also reads other scripts' digits ("٥٠")
         plain = re.fullmatch(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", target, re.ASCII)
-        accuracy = float(target) if plain else math.nan
-        if 0 < accuracy <= 100:
-            return Metric(name, entry, accuracy / 100)
-        raise ConfigError(f"--metric {name!r}: the target must be an accuracy in (0, 100] "
-                          f"percent in ASCII digits, e.g. {kind}:85.")
+        value = float(target) if plain else math.nan
+        if 0 < value <= 100:
+            return Metric(name, entry, value)
+        raise ConfigError(f"--metric {name!r}: the target must be a number in (0, 100] in "
+                          f"ASCII digits: an accuracy in percent (e.g. {kind}:85), or a "
+                          f"held-out loss for the text tasks (e.g. {kind}:1.9).")
     raise ConfigError(f"--metric {name!r} is not valid; choose from: {', '.join(FORMS)}.")

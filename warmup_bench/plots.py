@@ -131,22 +131,25 @@ def lr_curves_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: st
     return fig
 
 
-def accuracy_curves_figure(curves: dict, title: str) -> plt.Figure:
-    """Test accuracy against the epoch, one line per warmup: the mean over seeds with a
-    min-max band (a seed that collapsed shows as the band's floor, not as a symmetric
-    spread around the mean). `curves` maps a warmup's label to its band over seeds."""
+def accuracy_curves_figure(curves: dict, title: str, by_loss: bool = False) -> plt.Figure:
+    """Test accuracy (`by_loss`: the held-out loss) against the epoch, one line per
+    warmup: the mean over seeds with a min-max band (a seed that collapsed shows as the
+    band's edge, not as a symmetric spread around the mean). `curves` maps a warmup's
+    label to its band over seeds."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
+    scale = 1.0 if by_loss else 100.0
     for (label, band), style in zip(curves.items(), STYLES * len(curves)):
-        _band(ax, band._replace(mean=100 * band.mean, low=100 * band.low,
-                                high=100 * band.high), label, style=style)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # accuracy is measured per epoch
-    _finish(ax, "epoch", "test accuracy (%)", f"{title}\nmean over seeds, {BAND}")
+        _band(ax, band._replace(mean=scale * band.mean, low=scale * band.low,
+                                high=scale * band.high), label, style=style)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # measured once per epoch
+    _finish(ax, "epoch", "held-out loss (nats/char)" if by_loss else "test accuracy (%)",
+            f"{title}\nmean over seeds, {BAND}")
     return fig
 
 
-def run_history_figure(steps, epochs, title: str) -> plt.Figure:
+def run_history_figure(steps, epochs, title: str, by_loss: bool = False) -> plt.Figure:
     """One run: LR and loss (log scale) per logged step, accuracy per epoch with its
-    maximum marked."""
+    maximum marked (`by_loss`, a text task's run: the held-out loss, its minimum)."""
     fig, (ax_lr, ax_loss, ax_acc) = plt.subplots(1, 3, figsize=(13, 3.6))
     if len(steps):
         ax_lr.plot(steps["step"], steps["lr"])
@@ -156,14 +159,23 @@ def run_history_figure(steps, epochs, title: str) -> plt.Figure:
             ax_loss.set_yscale("log")  # what happens below 0.1 stays visible
     ax_lr.set(xlabel="iteration", ylabel="learning rate", title="LR used")
     ax_loss.set(xlabel="iteration", ylabel="training loss", title="loss")
-    if len(epochs):
+    if len(epochs) and by_loss:
+        ax_acc.plot(epochs["epoch"], epochs["train_loss"], label="train")
+        ax_acc.plot(epochs["epoch"], epochs["test_loss"], label="held out")
+        best = epochs["test_loss"].idxmin()
+        ax_acc.scatter([epochs["epoch"][best]], [epochs["test_loss"][best]], color="red",
+                       zorder=3, label=f"min {epochs['test_loss'][best]:.3f}")
+        ax_acc.legend(fontsize=8)
+        ax_acc.set(xlabel="epoch (evaluation)", ylabel="loss (nats/char)", title="loss")
+    elif len(epochs):
         ax_acc.plot(epochs["epoch"], 100 * epochs["train_acc"], label="train")
         ax_acc.plot(epochs["epoch"], 100 * epochs["test_acc"], label="test")
         best = epochs["test_acc"].idxmax()
         ax_acc.scatter([epochs["epoch"][best]], [100 * epochs["test_acc"][best]], color="red",
                        zorder=3, label=f"max {100 * epochs['test_acc'][best]:.2f}%")
         ax_acc.legend(fontsize=8)
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    if not by_loss:
+        ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_lr, ax_loss, ax_acc):
         ax.grid(True, alpha=0.3)
     fig.suptitle(title, fontsize=9)

@@ -46,18 +46,18 @@ def run_job(job: Job | PackJob) -> JobResult | list[JobResult]:
     try:
         load_plugins(job.plugins)  # a fresh worker process has only the built-ins
         result = train(job.config, job.out, job.options)
-        return JobResult(name, result.status.value, result.summary.best_test_acc,
+        return JobResult(name, result.status.value, result.summary.best(),
                          result.summary.error)
     except RunBusy as error:
-        return JobResult(name, BUSY, None, str(error))
+        return JobResult(name, BUSY, "-", str(error))
     except RunFailed as error:  # the reason is the run's own summary's
-        return JobResult(name, Status.FAILED.value, None, str(error))
+        return JobResult(name, Status.FAILED.value, "-", str(error))
     except KeyboardInterrupt:  # the run is already marked interrupted
         if _parent is not None and os.getppid() != _parent:
             os._exit(1)  # orphaned: nobody to report to, and the pool would block
         raise
     except Exception as error:  # one failed run must not stop a sweep
-        return JobResult(name, Status.FAILED.value, None, f"{type(error).__name__}: {error}")
+        return JobResult(name, Status.FAILED.value, "-", f"{type(error).__name__}: {error}")
 
 
 def run_pack_job(job: PackJob) -> list[JobResult]:
@@ -73,19 +73,19 @@ def run_pack_job(job: PackJob) -> list[JobResult]:
         raise
     except Exception as error:  # a pack that cannot start: every member failed
         reason = f"{type(error).__name__}: {error}"
-        return [JobResult(name, Status.FAILED.value, None, reason) for name in names]
+        return [JobResult(name, Status.FAILED.value, "-", reason) for name in names]
     results = []
     for name, outcome in zip(names, outcomes):
         if isinstance(outcome, RunBusy):
-            results.append(JobResult(name, BUSY, None, str(outcome)))
+            results.append(JobResult(name, BUSY, "-", str(outcome)))
         elif isinstance(outcome, RunFailed):
-            results.append(JobResult(name, Status.FAILED.value, None, str(outcome)))
+            results.append(JobResult(name, Status.FAILED.value, "-", str(outcome)))
         elif isinstance(outcome, Exception):
-            results.append(JobResult(name, Status.FAILED.value, None,
+            results.append(JobResult(name, Status.FAILED.value, "-",
                                      f"{type(outcome).__name__}: {outcome}"))
         else:
             results.append(JobResult(name, outcome.status.value,
-                                     outcome.summary.best_test_acc, outcome.summary.error))
+                                     outcome.summary.best(), outcome.summary.error))
     return results
 
 

@@ -14,6 +14,7 @@ from .config import (
     FIELDS,
     NAMES,
     SETTINGS,
+    TEXT_ONLY,
     ConfigError,
     TrainConfig,
     check_value_type,
@@ -33,6 +34,12 @@ class TaskEntry:
     @property
     def label(self) -> str:
         return self.config.task
+
+    @property
+    def metric(self) -> str:
+        """What its tables show by default: the held-out loss for a text task, the top-1
+        error otherwise."""
+        return "loss" if text_task(self.config) else "best"
 
     def check(self, cfg: TrainConfig) -> None:
         """The rules a task states about a config (none: its settings are defaults)."""
@@ -66,6 +73,22 @@ TASKS: Registry[TaskEntry] = Registry("task", "--task", {
 TASKS["fashion-mnist-vit"] = TaskEntry(dataclasses.replace(
     TASKS["mnist-vit"].config, task="fashion-mnist-vit", dataset="fashion-mnist"),
     "the ViT recipe on Fashion-MNIST")
+# nanoGPT's character-level Shakespeare presets (its CPU one: 2,000 steps of batch 12,
+# context 64; its GPU one: 5,000 steps of batch 64, context 256), an epoch being the
+# interval between evaluations; warmed up as every task here, untuned (2 / (1 - beta2) =
+# 200 steps), where nanoGPT warms up linearly over 100 (--warmup linear --warmup-period 100)
+TASKS["shakespeare-char"] = TaskEntry(TrainConfig(
+    task="shakespeare-char", dataset="shakespeare", model="gpt-mini", opt="adamw",
+    warmup="untuned-linear", schedule="cosine", eta_min=1e-4, lr=1e-3, beta2=0.99,
+    weight_decay=0.1, grad_clip=1.0, epochs=8, epoch_steps=250, batch_size=12,
+    test_batch_size=128, context=64, log_interval=25),
+    "character-level Transformer LM (4 layers, width 128) on Shakespeare's plays, "
+    "nanoGPT's CPU preset: 8 evaluations x 250 steps")
+TASKS["shakespeare-char-gpu"] = TaskEntry(dataclasses.replace(
+    TASKS["shakespeare-char"].config, task="shakespeare-char-gpu", model="gpt-small",
+    batch_size=64, context=256, dropout=0.2, epochs=20, epoch_steps=250, test_batch_size=64),
+    "the GPU scale of nanoGPT's Shakespeare run (6 layers, width 384, context 256, dropout "
+    "0.2): 20 evaluations x 250 steps")
 
 
 def registry_of(kind: str) -> Registry:
@@ -135,11 +158,50 @@ def validate(cfg: TrainConfig, data=None) -> None:
         if own.get(kind) != getattr(cfg, key):
             registry_of(kind).lookup(getattr(cfg, key))
     check_values(cfg)
+    check_text_settings(cfg, data)
     for kind, key in NAMES.items():
         entry = data.spec if kind in own and own[kind] == getattr(cfg, key) else \
             registry_of(kind)[getattr(cfg, key)]
         entry.check(cfg)
     check_unread(cfg)
+
+
+def text_task(cfg: TrainConfig, data=None) -> bool:
+    """Whether `cfg` trains a language model on a text corpus (a built-in one, or the
+    user's `text:` source, whose name says so even where only a run's record is left)."""
+    spec = data.spec if data is not None and data.name == cfg.dataset else \
+        _data.DATASETS.get(cfg.dataset)
+    return _data.is_text(spec) or cfg.dataset.startswith("text:")
+
+
+def judged_by(cfg: TrainConfig, data=None) -> str:
+    """What picks a run's best epoch: its held-out loss for a language model (lower is
+    better), its accuracy for an image classifier."""
+    return "loss" if text_task(cfg, data) else "accuracy"
+
+
+def check_text_settings(cfg: TrainConfig, data=None) -> None:
+    """A text task needs a language model and its epoch length; an image task takes none
+    of the text settings (a value of its own would change only the run's name)."""
+    language_model = _models.MODELS[cfg.model].language_model \
+        if cfg.model in _models.MODELS else None
+    if text_task(cfg, data):
+        if language_model is False:
+            raise ConfigError(f"--model {cfg.model} is an image model; {cfg.dataset} is text: "
+                              "choose a language model (gpt-mini, gpt-small).")
+        if cfg.epoch_steps is None:
+            raise ConfigError(f"{cfg.dataset} is text: give --epoch-steps, the optimizer steps "
+                              "between evaluations.")
+        return
+    if language_model:
+        raise ConfigError(f"--model {cfg.model} is a language model; {cfg.dataset} holds "
+                          "images: use a text data set (shakespeare, --data text:FILE).")
+    preset = TASKS[cfg.task].config if cfg.task in TASKS else None
+    for key in TEXT_ONLY:
+        value = getattr(cfg, key)
+        if value != FIELDS[key].default and not (preset and value == getattr(preset, key)):
+            raise ConfigError(f"{option(key)} does nothing with {cfg.dataset}: only the text "
+                              "tasks read it; leave it out.")
 
 
 # the kinds of entry that read the conditional settings (an optimizer's betas, a schedule's
@@ -223,6 +285,8 @@ def planned_iterations_per_epoch(cfg: TrainConfig) -> int | None:
     """The optimizer steps of an epoch, from its data set's declared train size (None
     where the size is known only once the data is read). A data set's files may hold
     fewer images than it declares: a run may take fewer steps, never more."""
+    if cfg.epoch_steps is not None:  # a text task: an epoch is a number of steps
+        return cfg.epoch_steps
     spec = _data.DATASETS.get(cfg.dataset)
     if spec is None or spec.sizes is None:
         return None

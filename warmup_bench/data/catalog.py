@@ -94,7 +94,7 @@ class DatasetSpec:
     name: str
     title: str
     num_classes: int
-    shape: tuple[int, int, int]
+    shape: tuple[int, ...]  # (C, H, W); (1,) for a text corpus: one token per position
     sizes: tuple[int, int] | None  # train, test (None: known once read)
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -305,6 +305,8 @@ def load_dataset(name: str, data_dir: Path | None = None,
     """Reads a whole data set into memory (CPU uint8 tensors): a registered one by name,
     or the one `spec` describes (the user's own data, opened from its source)."""
     spec = spec or get_spec(name)
+    if hasattr(spec.layout, "load"):  # a text corpus (data.text) reads itself
+        return spec.layout.load(name)
     data_dir = default_data_dir() if data_dir is None else Path(data_dir)
     if spec.layout.embedded:
         folder, source = None, spec.layout.source

@@ -4,6 +4,8 @@ unpickled, and every size is known and checked before anything is allocated.
 - `npz:PATH`: a NumPy .npz holding `x_train`, `y_train`, `x_test`, `y_test` (and
   optionally `class_names`): images uint8 as (N, H, W), (N, H, W, C) or (N, C, H, W) with
   C in {1, 3}, labels integers 0..K-1.
+- `text:PATH`: a UTF-8 text file or a folder of train.txt / valid.txt (/ test.txt), for
+  the language-model tasks (data.text reads and checks it).
 - `folder:PATH`: `train/` and `test/` (or `val/`) folders, each with one subfolder of
   images per class (torchvision's ImageFolder layout, twice); classes are the sorted
   subfolder names of train/; every image must have the same size.
@@ -37,6 +39,7 @@ from ..registry import Provider
 from .catalog import DATASETS, DatasetSpec, custom_spec
 from .images import GREY_MODES, SUFFIXES, image_info, load_image, open_regular
 from .readers import DataError
+from .text import text_source_spec
 from .verify import sha256_of
 
 MAX_BYTES = 1 << 33  # 8 GiB decoded, all arrays of a data set together
@@ -50,7 +53,7 @@ ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipf
 # what zipfile, zlib, bz2, lzma and numpy's .npy parser raise on a corrupt member
 ZIP_ERRORS = (zipfile.BadZipFile, ValueError, EOFError, zlib.error, lzma.LZMAError,
               NotImplementedError, RuntimeError, OSError)
-KINDS = ("npz", "folder")
+KINDS = ("npz", "folder", "text")
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class DataSource:
 
     spec: DatasetSpec
     provider: Provider
-    kind: str  # "npz" or "folder"
+    kind: str  # "npz", "folder" or "text"
 
     @property
     def name(self) -> str:
@@ -73,13 +76,17 @@ class DataSource:
 
 
 def open_data_source(source: str) -> DataSource:
-    """The data of "npz:PATH" or "folder:PATH" (DataError, one line, if it is unusable)."""
+    """The data of "npz:PATH", "folder:PATH" or "text:PATH" (DataError, one line, if it is
+    unusable)."""
     kind, _, where = source.partition(":")
     if kind not in KINDS or not where:
 
-        raise DataError(f"--data {source!r} is not valid; use npz:PATH, folder:PATH or a data "
+        raise DataError(f"--data {source!r} is not valid; use npz:PATH, folder:PATH, "
+                        "text:PATH (a UTF-8 file, or a folder of train.txt / valid.txt) or a data "
                         f"set's name ({', '.join(DATASETS)}).")
-    spec, fingerprint, path = (_npz_spec if kind == "npz" else _folder_spec)(Path(where))
+    read = {"npz": lambda: _npz_spec(Path(where)), "folder": lambda: _folder_spec(Path(where)),
+            "text": lambda: text_source_spec(where)}[kind]
+    spec, fingerprint, path = read()
     return DataSource(spec, Provider(spec.name, fingerprint, path.resolve()), kind)
 
 

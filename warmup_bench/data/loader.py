@@ -78,6 +78,12 @@ class BatchLoader:
     def num_samples(self) -> int:
         return len(self.split)
 
+    targets_per_sample = 1  # one label per image (a text window has one per position)
+
+    @property
+    def num_targets(self) -> int:
+        return self.num_samples
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.split.images.shape[1:])

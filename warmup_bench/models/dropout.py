@@ -207,21 +207,33 @@ class Dropout(nn.Dropout):
         return dropout(x, self.p, self.training, self.inplace)
 
 
-def attention_weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+def attention_weights(q: torch.Tensor, k: torch.Tensor, causal: bool = False) -> torch.Tensor:
     """softmax(q k^T / sqrt(d)) as SDPA's math path computes it: q and k each scaled by
-    the square root of 1/sqrt(d), then the product and the softmax."""
+    the square root of 1/sqrt(d), then the product (future positions masked when
+    `causal`) and the softmax."""
     root_scale = math.sqrt(1.0 / math.sqrt(q.shape[-1]))
-    return torch.softmax((q * root_scale) @ (k.transpose(-2, -1) * root_scale), dim=-1)
+    scores = (q * root_scale) @ (k.transpose(-2, -1) * root_scale)
+    if causal:
+        t, s = scores.shape[-2:]
+        future = torch.ones(t, s, dtype=torch.bool, device=q.device).tril().logical_not()
+        scores = scores.masked_fill(future, -math.inf)
+    return torch.softmax(scores, dim=-1)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float,
-              training: bool) -> torch.Tensor:
-    """SDPA with dropout p on the attention weights. With dropout on the CPU, torch's SDPA
-    takes its math path (its flash kernel has no dropout); this is that path, step for
-    step, with `dropout`'s masks."""
-    if not (numpy_masks(q, p, training) or packed_masks(p, training)):
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=p if training else 0.0)
-    return dropout(attention_weights(q, k), p, True) @ v
+              training: bool, causal: bool = False) -> torch.Tensor:
+    """SDPA with dropout p on the attention weights (each position attending only to
+    itself and earlier ones when `causal`). With dropout on the CPU, torch's SDPA takes
+    its math path (its flash kernel has no dropout); this is that path, step for step,
+    with `dropout`'s masks."""
+    if numpy_masks(q, p, training) or packed_masks(p, training):
+        return dropout(attention_weights(q, k, causal), p, True) @ v
+    if q.dtype == torch.bfloat16 and q.device.type == "cpu":
+        # torch's fused CPU kernel is 3-4x slower in bf16 than in float32 (measured with
+        # the Transformer preset's shapes); its math path, two bf16 matmuls, is faster
+        return attention_weights(q, k, causal) @ v
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=p if training else 0.0,
+                                          is_causal=causal)
 
 
 def mask_source(model: nn.Module, device: torch.device, compiled: bool = False,

@@ -104,10 +104,10 @@ def make_report(results: Path, grid: Experiment | None = None, metric: str | Non
     whatever varies. `metric` (default: the grid's, else best) is what the cells hold;
     `compare` sets the published numbers beside them. Runs skipped are said through
     `warn`; ConfigError (one line) when nothing can be reported."""
-    chosen = parse_metric(metric) if metric is not None else \
-        grid.metric if grid is not None else parse_metric("best")
     check_request(results, grid is not None, compare, epochs)
     runs = collect_runs(Path(results), warn)
+    chosen = parse_metric(metric) if metric is not None else \
+        grid.metric if grid is not None else parse_metric(default_metric(runs))
     if compare and chosen.time_to_target:
         note(f"note: no published numbers of {chosen.name} exist: nothing to compare.")
         compare = False
@@ -116,6 +116,12 @@ def make_report(results: Path, grid: Experiment | None = None, metric: str | Non
         raise ConfigError(f"no finished runs under {results}"
                           + (f" belong to {grid.path}" if grid else "") + ".")
     return Report(tables, chosen, compare)
+
+
+def default_metric(runs: list[Run]) -> str:
+    """What a report shows unless told: the held-out loss where every run is a text
+    task's (judged by its loss), else the top-1 error."""
+    return "loss" if runs and all(r.summary.judged_by == "loss" for r in runs) else "best"
 
 
 def speed_report(results: Path, warn: Callable[[str], None] = print) -> pd.DataFrame:

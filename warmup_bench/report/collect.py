@@ -19,7 +19,8 @@ import pandas as pd
 from ..config import ConfigError, TrainConfig, check_choice
 from ..runs import CONFIG, SUMMARY, RunDir, RunFileError, Status, Summary, find_runs, run_name
 from ..runs.schema import COUNT
-from ..tasks import TASKS, planned_iterations_per_epoch, recorded_data, validate
+from ..runs.summary import RECORDED
+from ..tasks import TASKS, judged_by, planned_iterations_per_epoch, recorded_data, validate
 
 
 @dataclass
@@ -181,12 +182,13 @@ def _summary_problem(summary: Summary, epochs: pd.DataFrame, cfg: TrainConfig) -
     if summary.wall_seconds < seconds * (1 - 1e-9):
         return (f"{SUMMARY}'s wall_seconds {summary.wall_seconds!r} is less than its epochs' "
                 f"seconds in epochs.csv ({seconds!r})")
-    replayed = Summary()
+    replayed = Summary(judged_by=judged_by(cfg))
+    if summary.judged_by != replayed.judged_by:
+        return f"{SUMMARY} says the run is judged by {summary.judged_by}, not its task's " \
+               f"{replayed.judged_by}"
     for row in epochs.to_dict("records"):
         replayed.record(row)
-    for key in ("best_test_acc", "best_epoch", "final_test_acc", "final_val_acc",
-                "best_val_acc", "best_val_epoch", "test_acc_at_best_val",
-                "test_top5_at_best_val"):
+    for key in RECORDED:
         claimed, recorded = getattr(summary, key), getattr(replayed, key)
         if claimed is not None and claimed != recorded:
             return f"{SUMMARY}'s {key} {claimed!r} is not epochs.csv's ({_plain(recorded)!r})"

@@ -134,13 +134,16 @@ def iter_figure_jobs(table: Table, runs: list[Run], out: Path, fmt: str = "png",
         if run_figures == "all" or run_figures == "diverged" and run.status == "diverged":
             title = f"{run.config['task']} / {run.directory.name} ({run.status.value})"
             path = out / "runs" / f"{_slug(run.cfg.task)}__{_slug(run.directory.name)}.{fmt}"
-            yield ("run_history_figure", path, _read(run, "steps", warn), run.epochs, title)
+            yield ("run_history_figure", path, _read(run, "steps", warn), run.epochs, title,
+                   run.summary.judged_by == "loss")
 
 
 def _group_jobs(members: list[Run], name: str, out: Path, fmt: str, log_x: bool,
                 warn: Callable[[str], None]) -> list[tuple]:
-    """LR, accuracy and diagnostics curves of runs differing only in warmup and seed."""
+    """LR, accuracy (a text task's: held-out loss) and diagnostics curves of runs
+    differing only in warmup and seed."""
     lr_curves, acc_curves, diagnostics = {}, {}, {}
+    by_loss = members[0].summary.judged_by == "loss"
     by_warmup: dict[str, list[Run]] = {}
     for run in sorted(members, key=lambda r: r.config["seed"]):
         by_warmup.setdefault(setting_label("warmup", run.config), []).append(run)
@@ -148,7 +151,8 @@ def _group_jobs(members: list[Run], name: str, out: Path, fmt: str, log_x: bool,
         steps = _read(warm_runs[0], "steps", warn)
         if len(steps):
             lr_curves[label] = (steps["step"].to_numpy(), steps["lr"].to_numpy())
-        accuracy = across_seeds([r.epochs for r in warm_runs], "epoch", "test_acc")
+        accuracy = across_seeds([r.epochs for r in warm_runs], "epoch",
+                                "test_loss" if by_loss else "test_acc")
         if accuracy is not None:
             acc_curves[label] = accuracy
         logs = [_read(r, "diagnostics", warn) for r in warm_runs]
@@ -160,8 +164,9 @@ def _group_jobs(members: list[Run], name: str, out: Path, fmt: str, log_x: bool,
         jobs.append(("lr_curves_figure", out / f"lr_{slug}.{fmt}", lr_curves, name, log_x,
                      schedule_marks(members)))
     if acc_curves:
-        jobs.append(("accuracy_curves_figure", out / f"accuracy_{slug}.{fmt}", acc_curves,
-                     name))
+        jobs.append(("accuracy_curves_figure",
+                     out / f"{'loss' if by_loss else 'accuracy'}_{slug}.{fmt}", acc_curves,
+                     name, by_loss))
     if diagnostics:
         jobs.append(("diagnostics_figure", out / f"diagnostics_{slug}.{fmt}", diagnostics,
                      name))

@@ -169,6 +169,7 @@ def build_table(title: str, runs: list[Run], rows: tuple[str, ...], column: str,
     merge. Rows and columns follow `published`'s order, then `space`'s. A published value
     for a cell outside that space is dropped with a warning."""
     metric = parse_metric(metric) if isinstance(metric, str) else metric
+    metric = metric.for_runs(runs)  # a target's title: accuracy, or a text task's loss
     space = space if space is not None else \
         natural_order([r.config for r in runs], (*rows, column))
     varying = varying_settings(space, {*rows, column, "warmup_period"})
@@ -211,7 +212,8 @@ def build_table(title: str, runs: list[Run], rows: tuple[str, ...], column: str,
     return Table(title, [r for r in dict.fromkeys(r for r, _ in order) if r in present_rows],
                  [c for c in dict.fromkeys(c for _, c in order) if c in present_columns],
                  cells, column, " / ".join(HEADERS.get(k, k) for k in rows),
-                 _metric_title(metric, runs), long_warmup_notes(runs), row_settings,
+                 _metric_title(metric, runs), long_warmup_notes(runs) + unlearned_notes(runs),
+                 row_settings,
                  tuple(varying))
 
 
@@ -227,7 +229,27 @@ def _metric_title(metric: Metric, runs: list[Run]) -> str:
     if not metric.time_to_target:
         return metric.title
     splits = sorted({accuracy_split(r) for r in runs}) or ["test"]
-    return metric.title.replace("accuracy", f"{'/'.join(splits)} accuracy")
+    word = "loss" if metric.judged_by == "loss" else "accuracy"
+    return metric.title.replace(word, f"{'/'.join(splits)} {word}", 1)
+
+
+def unlearned_notes(runs: list[Run]) -> list[str]:
+    """A footnote for the text tasks' runs that ended no better than their corpus's
+    unigram entropy (meta.json's): they learned at most how often each character occurs."""
+    found = []
+    for run in runs:
+        loss = run.summary.best_test_loss
+        entropy = (run.meta.get("text") or {}).get("unigram_entropy") \
+            if run.summary.judged_by == "loss" and run.status == "complete" else None
+        if loss is not None and isinstance(entropy, (int, float)) and loss >= entropy:
+            found.append((run.directory.name, loss, entropy))
+    if not found:
+        return []
+    entropy = found[0][2]
+    return [f"{len(found)} run{'s' if len(found) > 1 else ''} never got below the corpus's "
+            f"unigram entropy ({entropy:.3f} nats/char: the loss of knowing only each "
+            f"character's frequency), learning nothing more: "
+            + ", ".join(f"{name} ({loss:.3f})" for name, loss, _ in found) + "."]
 
 
 def long_warmup_notes(runs: list[Run]) -> list[str]:

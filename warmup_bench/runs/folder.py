@@ -48,15 +48,16 @@ from ..files import (
 from ..trackers import TensorBoardMirror
 from .csvlogs import CsvLog, RunFileError, count_rows, read_csv, truncate_rows
 from .lock import LOCK, RunLock
-from .schema import DIAGNOSTICS_CSV, EPOCHS_CSV, LAYERS_CSV, STEPS_CSV, CsvSchema
+from .schema import DIAGNOSTICS_CSV, EPOCHS_CSV, LAYERS_CSV, LOGITS_CSV, STEPS_CSV, CsvSchema
 from .summary import Summary
 from .tensors import load_tensors, refuse_link, save_tensors
 
 CONFIG, META, SUMMARY = "config.json", "meta.json", "summary.json"
 STEPS, EPOCHS = STEPS_CSV.file, EPOCHS_CSV.file
-DIAGNOSTICS, LAYERS = DIAGNOSTICS_CSV.file, LAYERS_CSV.file
+DIAGNOSTICS, LAYERS, LOGITS = DIAGNOSTICS_CSV.file, LAYERS_CSV.file, LOGITS_CSV.file
 TENSORBOARD = "tensorboard"  # a folder of event files (with --tensorboard)
-LOGS = {"steps": STEPS, "epochs": EPOCHS, "diagnostics": DIAGNOSTICS, "layers": LAYERS}
+LOGS = {"steps": STEPS, "epochs": EPOCHS, "diagnostics": DIAGNOSTICS, "layers": LAYERS,
+        "logits": LOGITS}
 CHECKPOINT, MODEL = "checkpoint.pt", "model.pt"
 # a pack member's checkpoint of the epoch before, kept while the pack commits an epoch;
 # when there was none (the pack commits its first epoch), an empty marker says so
@@ -176,12 +177,14 @@ class RunDir:
         """Back to a checkpoint: drops the CSV rows logged after it (they will be redone)."""
         remove_temporaries(self.path)
         for name, file in LOGS.items():
-            truncate_rows(self.path / file, rows[name])
+            if name in rows:  # a checkpoint of an older version counts fewer logs
+                truncate_rows(self.path / file, rows[name])
 
     def open_logs(self, has_val: bool, diagnostics: bool, tensorboard: bool = False,
-                  first_step: int = 1, iters_per_epoch: int = 1) -> Logs:
+                  first_step: int = 1, iters_per_epoch: int = 1, logits: bool = False) -> Logs:
         """The run's CSV logs, opened for appending; the diagnostics ones only when
-        `diagnostics` (their rows are left as they are otherwise). With `tensorboard`,
+        `diagnostics` (their rows are left as they are otherwise), logits.csv only for a
+        model with attention (`logits`). With `tensorboard`,
         every row is also written as TensorBoard scalars (`first_step`: the iteration
         this attempt starts at)."""
         board = TensorBoardMirror(self.path / TENSORBOARD, first_step, iters_per_epoch) \
@@ -195,7 +198,7 @@ class RunDir:
 
         return Logs(log(STEPS_CSV, board and board.steps), log(EPOCHS_CSV, board and board.epochs),
                     extra(DIAGNOSTICS_CSV, board and board.diagnostics), extra(LAYERS_CSV),
-                    board)
+                    extra(LOGITS_CSV) if logits else count_rows(self.path / LOGITS), board)
 
     def write_config(self, cfg: TrainConfig) -> None:
         write_json_atomic(self.path / CONFIG, cfg.to_dict())
@@ -346,6 +349,7 @@ class Logs:
     epochs: CsvLog
     diagnostics: CsvLog | int
     layers: CsvLog | int
+    logits: CsvLog | int = 0
     tensorboard: object = None  # a trackers.TensorBoardMirror, with --tensorboard
 
     def rows(self) -> dict[str, int]:

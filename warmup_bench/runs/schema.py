@@ -77,7 +77,13 @@ DIAGNOSTICS_CSV = CsvSchema("diagnostics.csv", (
 LAYERS_CSV = CsvSchema("layers.csv", (
     Column("step", COUNT), Column("layer", None), *_numbers(LAYER_STATS, ANY)),
     one_row_per_key=False)
-SCHEMAS = (STEPS_CSV, EPOCHS_CSV, DIAGNOSTICS_CSV, LAYERS_CSV)
+# a Transformer's instability signals at each log step (diagnostics.LogitProbe): per
+# block its attention logits q.k / sqrt(d), then the model's output logits; the largest
+# (absolute, for the output) and the root mean square
+LOGITS_CSV = CsvSchema("logits.csv", (
+    Column("step", COUNT), Column("logits", None), *_numbers(("max", "rms"), ANY)),
+    one_row_per_key=False)
+SCHEMAS = (STEPS_CSV, EPOCHS_CSV, DIAGNOSTICS_CSV, LAYERS_CSV, LOGITS_CSV)
 
 # every column's bound, by name (a name means one thing in every file); text columns
 BOUNDS = {c.name: c.bound for s in SCHEMAS for c in s.columns if c.bound is not None}

@@ -221,7 +221,7 @@ def wait(submission: Submission, on_result: Callable | None = None,
             on_result(result)
 
     for job in submission.busy:
-        report(JobResult(run_folder(job).name, BUSY, None, "another process is writing it"))
+        report(JobResult(run_folder(job).name, BUSY, "-", "another process is writing it"))
     pending = list(submission.tasks)
     failures = 0
     gone_since: dict[str, float] = {}  # slurm id -> when squeue first stopped listing it
@@ -282,13 +282,13 @@ def task_result(log_folder: Path, task: Task):
             outcome, value = pickle.load(handle)
         if outcome == "success":
             return value
-        return JobResult(name, Status.FAILED.value, None,
+        return JobResult(name, Status.FAILED.value, "-",
                          f"{one_line(RuntimeError(value))} (log: {task_log(log_folder, task)})")
     except (OSError, ValueError, EOFError, pickle.UnpicklingError):
         pass  # killed before it could write one
     summary = RunDir(task.folder).read_summary()
     if summary is not None and summary.status is not Status.RUNNING:
-        return JobResult(name, summary.status.value, summary.best_test_acc, summary.error)
-    return JobResult(name, Status.FAILED.value, None,
+        return JobResult(name, summary.status.value, summary.best(), summary.error)
+    return JobResult(name, Status.FAILED.value, "-",
                      f"the Slurm task {task.slurm_id} ended without a result (killed?); see "
                      f"{task_log(log_folder, task)}")

@@ -65,7 +65,7 @@ class SlurmTask:
 
 
 def _interrupted(job, why: str):
-    return JobResult(run_folder(job).name, "interrupted", None, why)
+    return JobResult(run_folder(job).name, "interrupted", "-", why)
 
 
 def run_folder(job) -> Path:

@@ -10,11 +10,11 @@ import torch
 
 from ..diagnostics import Sharpness
 from ..runs import CheckpointError, Logs, RunDir, Summary
+from ..runs.summary import RECORDED
 from .build import Net
 
 # the Summary fields a checkpoint carries (its "results"), as it has since 0.1.0
-RESULT_KEYS = ("best_test_acc", "best_epoch", "final_test_acc", "final_val_acc",
-               "best_val_acc", "best_val_epoch", "test_acc_at_best_val", "test_top5_at_best_val")
+RESULT_KEYS = RECORDED  # the summary's numbers a checkpoint carries (older ones: a subset)
 
 
 @dataclass

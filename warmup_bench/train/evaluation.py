@@ -16,8 +16,8 @@ BN_BATCHES = 50  # training batches that recompute BatchNorm statistics at avera
 
 
 def evaluate(net: Net, loader: BatchLoader) -> tuple[float, float, float]:
-    """Mean cross-entropy, top-1 and top-5 accuracy over every sample: one host sync at
-    the end."""
+    """Mean cross-entropy, top-1 and top-5 accuracy over every label (an image's class, a
+    text window's next characters): one host sync at the end."""
     net.model.eval()
     sums = torch.zeros(3, device=loader.device)  # loss, top-1 hits, top-5 hits
     # on a CPU, forward passes over cache-sized chunks, several times faster than whole
@@ -27,12 +27,16 @@ def evaluate(net: Net, loader: BatchLoader) -> tuple[float, float, float]:
     with torch.inference_mode(), net.autocast():  # no autograd bookkeeping at all
         for batch, labels in loader:
             for x, y in zip(batch.split(chunk), labels.split(chunk)):
+                # (N, classes) for images, (N, T, vocabulary) for text windows
                 logits = net.forward(x).float()
-                top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-                hits = top == y[:, None]
-                sums += torch.stack([F.cross_entropy(logits, y, reduction="sum"),
-                                     hits[:, 0].sum(), hits.any(1).sum()])
-    loss, top1, top5 = (sums / loader.num_samples).tolist()  # host sync: end of evaluation
+                top = logits.topk(min(5, logits.shape[-1]), dim=-1).indices
+                hits = top == y[..., None]
+                sums += torch.stack([
+                    F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                    reduction="sum"),
+                    hits[..., 0].sum(), hits.any(-1).sum()])
+    # per label: an image's, or each predicted character of a text window
+    loss, top1, top5 = (sums / loader.num_targets).tolist()  # host sync: end of evaluation
     return loss, top1, top5
 
 

@@ -99,7 +99,7 @@ class DirectModel:
             loss = net.criterion(logits.float(), y)
         net.training.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        return loss.detach().reshape(1), (logits.argmax(1) == y).sum().reshape(1)
+        return loss.detach().reshape(1), (logits.argmax(-1) == y).sum().reshape(1)
 
 
 def train_epoch(members: list[Member], model: Forward, epoch: int,
@@ -173,7 +173,8 @@ def train_epoch(members: list[Member], model: Forward, epoch: int,
             leave(p, diverged_in_epoch(train_loss, epoch, iters))
             continue
         # each member's own images over the pack's time: a pack's speed is their sum
-        rows[live[p]] = epoch_row(epoch, train_loss, hits_sums[p], iters, batch, seconds)
+        rows[live[p]] = epoch_row(epoch, train_loss, hits_sums[p], iters, batch, seconds,
+                                  loader.targets_per_sample)
     return rows
 
 
@@ -202,10 +203,12 @@ def step_row(net: Net, step: int, epoch: int, lr_used: float, loss: float) -> di
 
 
 def epoch_row(epoch: int, train_loss: float, hits: int, iters: int, batch: int,
-              seconds: float) -> dict:
-    """The train metrics that start an epochs.csv row."""
+              seconds: float, targets_per_sample: int = 1) -> dict:
+    """The train metrics that start an epochs.csv row (accuracy over every label: a text
+    window has one per position; speed in samples, images or windows, per second)."""
     return {"epoch": epoch + 1, "train_loss": train_loss,
-            "train_acc": hits / (iters * batch), "images_per_second": iters * batch / seconds}
+            "train_acc": hits / (iters * batch * targets_per_sample),
+            "images_per_second": iters * batch / seconds}
 
 
 def diverged_at_step(loss: float, step: int, epoch: int) -> Diverged:

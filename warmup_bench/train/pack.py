@@ -48,6 +48,7 @@ class PackedModel:
         # the template only lends its code and its train/eval mode to functional_call: its
         # own tensors are never used (on the meta device they hold no memory)
         self.template = copy.deepcopy(models[0]).to("meta")
+        tie_like(self.template, models[0])
         self.bind(models)
 
     def bind(self, models: list[nn.Module]) -> None:
@@ -93,7 +94,7 @@ class PackedModel:
         self.zero_grad()
         losses.sum().backward()  # d(sum)/d loss_m = 1: each member's own gradient
         self.hand_out_gradients()
-        return losses.detach(), (logits.detach().argmax(-1) == y).sum(1)
+        return losses.detach(), (logits.detach().argmax(-1) == y).flatten(1).sum(1)
 
     def zero_grad(self) -> None:
         for p in self.params.values():
@@ -105,6 +106,19 @@ class PackedModel:
         for k, params in enumerate(self.member_params):
             for p, g in zip(params, grads):
                 p.grad = g[k] if g is not None else None
+
+
+def tie_like(template: nn.Module, model: nn.Module) -> None:
+    """The parameters `model` shares between modules (a language model's tied input and
+    output embeddings) shared alike in `template`, whose move to the meta device untied
+    them: functional_call then hands each tied name the member's one tensor."""
+    names: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), []).append(name)
+    for first, *others in names.values():
+        for other in others:
+            module, _, leaf = other.rpartition(".")
+            setattr(template.get_submodule(module), leaf, template.get_parameter(first))
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -14,10 +14,11 @@ import time
 import torch
 
 from ..config import TrainConfig
-from ..data import DATASETS
+from ..data import DATASETS, is_text
 from ..models import build_model
 from ..models.dropout import member_generators
 from ..optim import build_training
+from .build import token_cross_entropy
 from .device import memory_format
 from .pack import PackedModel, is_out_of_memory
 
@@ -75,10 +76,15 @@ def _timed(cfg: TrainConfig, spec, device: torch.device, size: int, steps: int
            ) -> tuple[float, int]:
     """(images/s, peak device memory in bytes) of `steps` training steps of a pack of
     `size` (1: the model alone, as a run alone trains it)."""
-    models = [build_model(cfg.model, spec.num_classes, spec.shape[0]).to(device)
+    models = [build_model(cfg.model, spec.num_classes, spec.shape[0], cfg).to(device)
               for _ in range(size)]
-    x = torch.randn(size, cfg.batch_size, *spec.shape, device=device)
-    y = torch.randint(0, spec.num_classes, (size, cfg.batch_size), device=device)
+    if is_text(spec):  # windows of token indices, each position's next token its label
+        x = torch.randint(0, spec.num_classes, (size, cfg.batch_size, cfg.context),
+                          device=device)
+        y = torch.randint(0, spec.num_classes, x.shape, device=device)
+    else:
+        x = torch.randn(size, cfg.batch_size, *spec.shape, device=device)
+        y = torch.randint(0, spec.num_classes, (size, cfg.batch_size), device=device)
     if size == 1:
         model = models[0].to(memory_format=memory_format(cfg, device))
         optimizers = [build_training(model, cfg, 1).optimizer]
@@ -86,7 +92,7 @@ def _timed(cfg: TrainConfig, spec, device: torch.device, size: int, steps: int
 
         def step() -> None:
             optimizers[0].zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(model(single), y[0]).backward()
+            token_cross_entropy(model(single), y[0]).backward()
             optimizers[0].step()
     else:
         optimizers = [build_training(m, cfg, 1).optimizer for m in models]
@@ -100,7 +106,7 @@ def _timed(cfg: TrainConfig, spec, device: torch.device, size: int, steps: int
             with member_generators(generators):
                 logits = packed(x)
             packed.zero_grad()
-            torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten()).backward()
+            token_cross_entropy(logits, y).backward()
             packed.hand_out_gradients()
             for optimizer in optimizers:
                 optimizer.step()

@@ -12,13 +12,13 @@ import torch
 
 from .. import __version__
 from ..config import TrainConfig
-from ..diagnostics import Monitor, Sharpness, StepProbe
+from ..diagnostics import LogitProbe, Monitor, Sharpness, StepProbe
 from ..execution import RunOptions
 from ..jobs import slurm_ids
 from ..models import mask_source
 from ..optim import optimizer_kernel
 from ..runs import RunDir, Status, Summary
-from ..tasks import long_warmup_note
+from ..tasks import judged_by, long_warmup_note
 from .build import Loaders, Net
 from .checkpoint import RunState, checkpoint_state, own_storage, restore
 from .device import cuda_math, device_name
@@ -53,16 +53,21 @@ class RunSession:
             run.start_fresh()
             self.state = RunState()
         self.summary, iters = self.state.summary, len(loaders.train)
+        self.summary.judged_by = judged_by(cfg)
         if (note := long_warmup_note(cfg, iters * cfg.epochs)) is not None:
             options.note(note)  # said once the run is sure to start, after any refusal
         run.write_config(cfg)
-        run.write_meta(run_meta(run, iters, net, self.state.epoch, options, packed))
+        run.write_meta(run_meta(run, iters, net, self.state.epoch, options, packed)
+                       | ({"text": loaders.text} if loaders.text is not None else {}))
+        logits = LogitProbe.applies(net.model)  # a Transformer: its logits are probed too
         self.logs = run.open_logs(loaders.val is not None, options.diagnostics,
                                   options.tensorboard, first_step=self.state.epoch * iters + 1,
-                                  iters_per_epoch=iters)
-        self.monitor = Monitor(StepProbe(net.model, net.training.optimizer), self.sharpness,
-                               options.sharpness_every, cfg.log_interval, self.logs.diagnostics,
-                               self.logs.layers) if options.diagnostics else None
+                                  iters_per_epoch=iters, logits=logits)
+        self.monitor = Monitor(
+            StepProbe(net.model, net.training.optimizer), self.sharpness,
+            options.sharpness_every, cfg.log_interval, self.logs.diagnostics, self.logs.layers,
+            LogitProbe(net.model, loaders.train.probe_batch()[0]) if logits else None,
+            self.logs.logits) if options.diagnostics else None
         run.write_summary(self.summary)
         self.recorded, self.clock = self.summary.wall_seconds, time.perf_counter()
 
