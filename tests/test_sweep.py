@@ -48,7 +48,8 @@ def test_every_bundled_experiment_loads() -> None:
                      "digits.toml": 16, "digits-diagnostics.toml": 12,
                      "digits-inverse-sqrt.toml": 9, "emnist-warmups.toml": 12,
                      "fashion-mnist-methods.toml": 24, "fashion-mnist-phase.toml": 60,
-                     "mnist-vit-warmups.toml": 12}
+                     "mnist-vit-warmups.toml": 12, "shakespeare-noam.toml": 14,
+                     "shakespeare-warmups.toml": 60}
 
 
 def test_sweep_twice_trains_nothing_the_second_time_then_reports(tmp_path) -> None:

@@ -20,7 +20,7 @@ from .data.loader import Normalization
 from .files import atomic_path
 from .models import build_model
 from .runs import RunDir, load_tensors
-from .tasks import validate
+from .tasks import text_task, validate
 
 EXPORT_FORMATS = ("onnx",)
 
@@ -65,6 +65,9 @@ def load_trained(run_dir: Path, data_dir: Path | None = None, data=None) -> Trai
     if data is None and isinstance(location, str) and cfg.dataset not in DATASETS:
         data = open_data_source(location)
     validate(cfg, data)
+    if text_task(cfg, data):
+        raise ConfigError(f"{run.path} is a language model's run ({cfg.task}): predict and "
+                          "export take image classifiers; its held-out loss is in epochs.csv.")
     if not run.model_path.is_file():
         raise ConfigError(f"{run.path} has no saved model: train it with --save-model (a run "
                           "that is already complete: with --save-model --restart).")

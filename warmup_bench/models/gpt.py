@@ -19,6 +19,7 @@ from torch import nn
 from .dropout import Dropout, attention
 
 NORMS = ("pre", "post")
+NORM_LABELS = {"pre": "Pre-LN", "post": "Post-LN"}  # as tables write them
 
 
 class CausalSelfAttention(nn.Module):

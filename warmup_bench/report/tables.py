@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..config import NAMES, SETTINGS
 from ..metrics import Metric, accuracy_split, parse_metric
+from ..models.gpt import NORM_LABELS
 from ..optim import OPTIMIZERS, WARMUPS
 from ..registry import Registry
 from ..runs import RunDir
@@ -22,7 +23,8 @@ from .collect import Run
 REPLICATE = "seed"  # the one setting that varies between the runs of one cell
 # how a table's header names a setting (the papers' words); others by their key
 HEADERS = {"opt": "Optimizer", "warmup": "Warmup", "lr": "α", "model": "Architecture",
-           "schedule": "Schedule", "beta2": "β2", "weight_decay": "Weight decay"}
+           "schedule": "Schedule", "beta2": "β2", "weight_decay": "Weight decay",
+           "norm": "Blocks"}
 
 
 def setting_label(key: str, config: dict) -> str:
@@ -32,6 +34,8 @@ def setting_label(key: str, config: dict) -> str:
         return OPTIMIZERS[config["opt"]].label
     if key == "warmup" and config["warmup"] in WARMUPS:
         return WARMUPS[config["warmup"]].label_for(config.get("warmup_period"))
+    if key == "norm":
+        return NORM_LABELS.get(config["norm"], config["norm"])
     value = config[key]
     return f"{value:g}" if isinstance(value, float) else str(value)
 
