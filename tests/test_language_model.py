@@ -28,7 +28,7 @@ from warmup_bench.data.text import (
 )
 from warmup_bench.execution import RunOptions
 from warmup_bench.models import build_model
-from warmup_bench.models.dropout import attention
+from warmup_bench.models.dropout import attention, attention_weights
 from warmup_bench.runs import Status
 from warmup_bench.tasks import resolve_config
 from warmup_bench.train import train
@@ -120,13 +120,17 @@ def test_the_model_is_causal_tied_and_initialised_as_gpt2(norm, qk_norm) -> None
     assert (model.blocks[0].attn.q_norm is not None) == qk_norm
 
 
-def test_the_math_attention_path_is_sdpa_causal() -> None:
+def test_the_explicit_attention_path_is_sdpa_causal() -> None:
+    """The path bf16 on a CPU (and dropout) takes: softmax of the masked scores, then v;
+    in float32 it is SDPA's causal attention to rounding, and a position never sees a
+    later one."""
     q, k, v = torch.randn(3, 2, 4, 10, 8).unbind(0)
     fused = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    weights = attention_weights(q, k, causal=True)
+    assert torch.allclose(weights @ v, fused, atol=1e-6)
+    assert torch.equal(weights.triu(1), torch.zeros_like(weights))
     assert torch.allclose(attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), 0.0, False,
                                     causal=True).float(), fused, atol=0.05)
-    with torch.nn.attention.sdpa_kernel([torch.nn.attention.SDPBackend.MATH]):
-        assert torch.allclose(attention(q, k, v, 0.0, False, causal=True), fused, atol=1e-6)
 
 
 def test_a_newcomer_trains_shakespeare_below_its_unigram_entropy(tmp_path) -> None:
@@ -281,9 +285,19 @@ def test_a_text_file_and_a_wikitext_folder_train(tmp_path, plays) -> None:
         result = invoke("train", "--task", "shakespeare-char", "--data", source, "--epochs",
                         "1", "--epoch-steps", "5", "--out", tmp_path / "out", clean=True)
         assert result.exit_code == 0 and "bits/char" in result.output, result.output
-    [folder] = [f for f in (tmp_path / "out").rglob("epochs.csv")
-                if "val_loss" in f.read_text().splitlines()[0]]
-    assert folder  # the WikiText layout's test split fills test_*, its valid split val_*
+    # the WikiText layout's test file fills test_*, its valid file val_*; a single file
+    # holds out its last tenth, as test_* alone
+    for meta in (tmp_path / "out").rglob("meta.json"):
+        text = json.loads(meta.read_text())["text"]
+        header = (meta.parent / "epochs.csv").read_text().splitlines()[0]
+        if text["source"] == str(wiki):
+            assert text["characters"] == {"train": 50_000, "test": 8_000, "val": 8_000}
+            assert "val_loss" in header
+        else:
+            chars = text["characters"]
+            assert text["source"] == str(corpus) and "val_loss" not in header
+            assert set(chars) == {"train", "test"} and sum(chars.values()) == 60_000
+            assert 5_500 < chars["test"] < 6_500
 
 
 @pytest.mark.parametrize("args,message", [
@@ -322,6 +336,9 @@ def test_the_logit_probe_logs_every_block_and_the_output_at_log_steps(tmp_path, 
     assert logits["step"].unique().tolist() == [1, 6, 11]
     assert logits["logits"].tolist()[:5] == [*(f"attention {k}" for k in range(4)), "output"]
     assert (logits["max"] >= logits["rms"]).all() and (logits["rms"] > 0).all()
+    unprobed = train(lm_config(epochs=1, epoch_steps=12), tmp_path / "bare", QUIET, data=small)
+    assert (result.run.path / "steps.csv").read_bytes() == \
+        (unprobed.run.path / "steps.csv").read_bytes()  # the probe only reads
     digits = train(resolve_config("digits", {"epochs": 1}), tmp_path, RunOptions(on_note=None))
     assert not (digits.run.path / "logits.csv").exists()
 

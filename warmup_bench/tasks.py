@@ -166,6 +166,15 @@ def validate(cfg: TrainConfig, data=None) -> None:
     check_unread(cfg)
 
 
+def has_own_value(cfg: TrainConfig, key: str) -> bool:
+    """Whether setting `key` holds a value of its own: neither its default nor its task
+    preset's (what a rule about settings that do nothing may refuse)."""
+    value = getattr(cfg, key)
+    preset = TASKS[cfg.task].config if cfg.task in TASKS else None
+    return value != FIELDS[key].default and not (preset is not None and
+                                                 value == getattr(preset, key))
+
+
 def text_task(cfg: TrainConfig, data=None) -> bool:
     """Whether `cfg` trains a language model on a text corpus (a built-in one, or the
     user's `text:` source, whose name says so even where only a run's record is left)."""
@@ -196,10 +205,8 @@ def check_text_settings(cfg: TrainConfig, data=None) -> None:
     if language_model:
         raise ConfigError(f"--model {cfg.model} is a language model; {cfg.dataset} holds "
                           "images: use a text data set (shakespeare, --data text:FILE).")
-    preset = TASKS[cfg.task].config if cfg.task in TASKS else None
     for key in TEXT_ONLY:
-        value = getattr(cfg, key)
-        if value != FIELDS[key].default and not (preset and value == getattr(preset, key)):
+        if has_own_value(cfg, key):
             raise ConfigError(f"{option(key)} does nothing with {cfg.dataset}: only the text "
                               "tasks read it; leave it out.")
 
@@ -219,13 +226,10 @@ def check_unread(cfg: TrainConfig) -> None:
     if any(entry.reads is None for entry in chosen.values()):
         return
     read = {key for entry in chosen.values() for key in entry.reads}
-    preset = TASKS[cfg.task].config if cfg.task in TASKS else None
     for key in CONDITIONAL:
-        if key in read:
+        if key in read or not has_own_value(cfg, key):
             continue
         value = getattr(cfg, key)
-        if value == FIELDS[key].default or preset is not None and value == getattr(preset, key):
-            continue
         readers = {kind: [name for name, entry in registry_of(kind).items()
                           if key in (entry.reads or ())] for kind in READERS}
         by = " or ".join(f"{registry_of(kind).option} {', '.join(names)}"

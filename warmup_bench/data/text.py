@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -89,19 +88,20 @@ class TextDataset:
                                **({"val": len(self.val)} if self.val is not None else {})},
                 "source": self.source}
 
-    def describe(self) -> str:
-        return (f"{len(self.train):,} training / {len(self.test):,} held-out characters, "
-                f"{self.num_classes} distinct")
+
+def vocabulary(splits: TextSplits) -> str:
+    """Every distinct character of the splits, sorted: index i is token i."""
+    texts = (splits.train, splits.valid, splits.test or "")
+    return "".join(sorted(set().union(*map(set, texts))))
 
 
 def encode(text: str, vocab: str) -> torch.Tensor:
-    """Character indices of `text` (int16 where the vocabulary fits, else int32)."""
-    table = {ch: i for i, ch in enumerate(vocab)}
+    """Character indices of `text` (int16 where the vocabulary fits, else int32): one
+    table lookup over the text's code points, no per-character Python."""
     dtype = torch.int16 if len(vocab) < 2**15 else torch.int32
     codes = torch.frombuffer(bytearray(text.encode("utf-32-le")), dtype=torch.int32)
     lookup = torch.full((max(map(ord, vocab)) + 1,), -1, dtype=torch.int32)
-    lookup[torch.tensor([ord(c) for c in vocab])] = torch.tensor(list(table.values()),
-                                                                  dtype=torch.int32)
+    lookup[torch.tensor([ord(c) for c in vocab])] = torch.arange(len(vocab), dtype=torch.int32)
     return lookup[codes.long()].to(dtype)
 
 
@@ -111,8 +111,7 @@ def decode(tokens, vocab: str) -> str:
 
 def tokenize(name: str, splits: TextSplits) -> TextDataset:
     """The splits as character indices over their joint vocabulary."""
-    texts = [splits.train, splits.valid] + ([splits.test] if splits.test is not None else [])
-    vocab = "".join(sorted(set().union(*map(set, texts))))
+    vocab = vocabulary(splits)
     if len(vocab) > MAX_VOCAB:
         raise DataError(f"{splits.source}: {len(vocab):,} distinct characters, more than "
                         f"{MAX_VOCAB:,}; a character-level model needs a smaller alphabet.")
@@ -251,7 +250,7 @@ def text_source_spec(where: str) -> tuple[DatasetSpec, str, Path]:
     if not path.exists():
         raise DataError(f"--data text:{where}: no such file or folder.")
     splits = read_text_source(where)
-    vocab = sorted(set().union(splits.train, splits.valid, splits.test or ""))
+    vocab = vocabulary(splits)
     name = f"text:{path.resolve().name}"
     spec = DatasetSpec(name=name, title=f"{path.name} (text)", num_classes=len(vocab),
                        shape=(1,), sizes=None, mean=(), std=(), folders=(),
@@ -327,10 +326,6 @@ class TextLoader:
         """Predicted characters over a pass (what evaluation averages over)."""
         return self.num_samples * self.context
 
-    @property
-    def input_shape(self) -> tuple[int]:
-        return (self.context,)
-
     def __len__(self) -> int:
         return self.epoch_steps if self.train else -(-len(self.starts) // self.batch_size)
 
@@ -364,6 +359,3 @@ class TextLoader:
         for _ in range(min(count, 1)):
             yield self.probe_batch()[0]
 
-
-def bits_per_character(loss: float) -> float:
-    return loss / math.log(2)
