@@ -120,6 +120,41 @@ def test_the_model_is_causal_tied_and_initialised_as_gpt2(norm, qk_norm) -> None
     assert (model.blocks[0].attn.q_norm is not None) == qk_norm
 
 
+def test_without_biases_the_model_keeps_only_weights_and_gains() -> None:
+    """nanoGPT's default (--no-bias): no bias in any linear or LayerNorm layer, so each
+    block holds its four weight matrices and two LayerNorm gains, 196,864 parameters."""
+    torch.manual_seed(0)
+    model = build_model("gpt-mini", 80, 1, lm_config(bias=False))
+    assert not [n for n, _ in model.named_parameters() if n.endswith("bias")]
+    assert sum(p.numel() for p in model.parameters()) == 10_240 + 8_192 + 4 * 196_864 + 128
+
+
+def test_weight_decay_on_matrices_leaves_biases_and_gains_alone() -> None:
+    """--weight-decay-on matrices (GPT-2's and nanoGPT's AdamW groups): one step with
+    zero gradients moves nothing but decoupled decay, which scales every parameter of two
+    or more dimensions by 1 - lr * wd and leaves biases and LayerNorm gains as they were;
+    the default decays both."""
+    from warmup_bench.optim import build_training
+
+    for decay_on in ("matrices", "all"):
+        cfg = lm_config(weight_decay_on=decay_on, warmup="none", lr=0.01, weight_decay=0.5)
+        torch.manual_seed(0)
+        model = build_model("gpt-mini", 80, 1, cfg)
+        with torch.no_grad():  # no zeros (biases start at 0: decay would leave them so)
+            for p in model.parameters():
+                p.uniform_(1, 2)
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        optimizer = build_training(model, cfg, 10).optimizer
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+        for name, p in model.named_parameters():
+            shrunk = before[name] * (1 - 0.01 * 0.5)
+            decayed = p.dim() >= 2 or decay_on == "all"
+            assert torch.allclose(p, shrunk if decayed else before[name], rtol=0, atol=1e-7)
+            assert torch.equal(p, before[name]) != decayed, name
+
+
 def test_the_explicit_attention_path_is_sdpa_causal() -> None:
     """The path bf16 on a CPU (and dropout) takes: softmax of the masked scores, then v;
     in float32 it is SDPA's causal attention to rounding, and a position never sees a
@@ -305,6 +340,11 @@ def test_a_text_file_and_a_wikitext_folder_train(tmp_path, plays) -> None:
     (["--task", "digits", "--model", "gpt-mini"], "is a language model"),
     (["--task", "shakespeare-char", "--model", "vit"], "is an image model"),
     (["--task", "shakespeare-char", "--norm", "mid"], "--norm"),
+    (["--task", "digits", "--no-bias"], "--bias does nothing with digits"),
+    (["--task", "shakespeare-char", "--weight-decay-on", "biases"],
+     "--weight-decay-on 'biases'"),
+    (["--task", "shakespeare-char", "--weight-decay-on", "matrices", "--weight-decay", "0"],
+     "--weight-decay-on matrices does nothing with --weight-decay 0"),
 ])
 def test_text_settings_where_they_do_nothing_are_refused(tmp_path, args, message) -> None:
     result = invoke("train", *args, "--out", tmp_path, clean=True)

@@ -67,7 +67,8 @@ def test_eps_reaches_the_optimizer_and_default_runs_keep_their_names() -> None:
     assert optimizer.param_groups[0]["betas"] == (0.9, 0.98)
     default = resolve_config("digits")
     added_since_0_1 = ("eps", "plugins", "momentum", "cooldown_fraction", "cooldown_shape",
-                       "context", "norm", "qk_norm", "dropout", "epoch_steps")
+                       "context", "norm", "qk_norm", "dropout", "epoch_steps", "bias",
+                       "weight_decay_on")
     legacy = {k: v for k, v in default.to_dict().items()
               if k not in added_since_0_1}  # 0.1.0's hash input
     digest = hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()

@@ -151,6 +151,10 @@ class TrainConfig:
                               conditional=True, feeds="momentum")
     weight_decay: float = setting(0.0, "Weight decay.", at_least_zero, per_member=True,
                                   feeds="weight_decay")
+    weight_decay_on: str = setting("all", "The parameters weight decay acts on: all, or "
+                                   "matrices (those of 2+ dimensions: not biases or norm "
+                                   "gains, as GPT-2 and nanoGPT).", one_of("all", "matrices"),
+                                   added=True, per_member=True)
     epochs: int = setting(10, "Epochs.", positive)
     batch_size: int = setting(128, "Training batch size.", positive)
     test_batch_size: int = setting(1000, "Evaluation batch size.", positive)
@@ -192,6 +196,8 @@ class TrainConfig:
                             added=True, text_only=True)
     dropout: float = setting(0.0, "Text tasks: the Transformer's dropout.", below_one,
                              added=True, text_only=True)
+    bias: bool = setting(True, "Text tasks: biases in the Transformer's linear and LayerNorm "
+                         "layers (nanoGPT has none).", added=True, text_only=True)
     epoch_steps: int | None = setting(None, "Text tasks: optimizer steps per epoch, the "
                                       "interval between evaluations.", positive_int,
                                       added=True, text_only=True)

@@ -354,13 +354,26 @@ class Training:
         return self.lr_schedule.warmup
 
 
+def decay_groups(model: torch.nn.Module, decay_on: str) -> list:
+    """The model's parameters as the optimizer takes them: one group that weight decay
+    acts on entirely ("all"), or ("matrices") the parameters of two or more dimensions
+    (weights, embeddings, convolution kernels) then the rest (biases, norm gains) with
+    weight decay 0, in the model's parameter order within each group."""
+    params = list(model.parameters())
+    if decay_on == "all":
+        return params
+    groups = [{"params": [p for p in params if p.dim() >= 2]},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]
+
+
 def build_training(model: torch.nn.Module, cfg: TrainConfig, iters_per_epoch: int,
                    fused: bool = False) -> Training:
     """Optimizer, schedule, then warmup: the warmup must be created after the scheduler.
     A per-epoch schedule steps every `iters_per_epoch` iterations; --delay-schedule holds
     it until the warmup's length. `fused`: the optimizer's fused step, where it has one."""
     entry = OPTIMIZERS[cfg.opt]
-    optimizer = entry.build(model.parameters(), cfg, fused)
+    optimizer = entry.build(decay_groups(model, cfg.weight_decay_on), cfg, fused)
     if entry.schedule_free:
         optimizer.train()  # it steps only in train mode
     delay = WARMUPS[cfg.warmup].length(cfg) if cfg.delay_schedule else 0

@@ -159,6 +159,9 @@ def validate(cfg: TrainConfig, data=None) -> None:
             registry_of(kind).lookup(getattr(cfg, key))
     check_values(cfg)
     check_text_settings(cfg, data)
+    if has_own_value(cfg, "weight_decay_on") and cfg.weight_decay == 0:
+        raise ConfigError(f"--weight-decay-on {cfg.weight_decay_on} does nothing with "
+                          "--weight-decay 0: give a weight decay, or leave it out.")
     for kind, key in NAMES.items():
         entry = data.spec if kind in own and own[kind] == getattr(cfg, key) else \
             registry_of(kind)[getattr(cfg, key)]

@@ -44,7 +44,7 @@ def _entry(factory, channels_last: bool) -> ModelEntry:
                       channels_last)
 
 
-GPT_READS = ("context", "norm", "qk_norm", "dropout")
+GPT_READS = ("context", "norm", "qk_norm", "dropout", "bias")
 
 
 def _gpt(layers: int, heads: int, width: int, what: str) -> ModelEntry:

@@ -228,9 +228,11 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float,
     with `dropout`'s masks."""
     if numpy_masks(q, p, training) or packed_masks(p, training):
         return dropout(attention_weights(q, k, causal), p, True) @ v
-    if q.dtype == torch.bfloat16 and q.device.type == "cpu":
+    if q.device.type == "cpu" and (q.dtype == torch.bfloat16 or _members is not None):
         # torch's fused CPU kernel is 3-4x slower in bf16 than in float32 (measured with
-        # the Transformer preset's shapes); its math path, two bf16 matmuls, is faster
+        # the Transformer preset's shapes), and under a pack's vmap it has no batching
+        # rule (torch would loop over the members, with a warning); its math path, two
+        # matmuls, is faster in both
         return attention_weights(q, k, causal) @ v
     return F.scaled_dot_product_attention(q, k, v, dropout_p=p if training else 0.0,
                                           is_causal=causal)

@@ -3,9 +3,10 @@ research compares: Pre-LN (LayerNorm inside each residual branch, plus a final o
 and Post-LN (LayerNorm after each residual add; the original Transformer, which Xiong et
 al. 2020 show needs warmup), with optional qk-layernorm (Wortsman et al. 2023).
 
-Tied input/output embeddings, learned positions, a GELU MLP of 4x width, biases as
-nanoGPT keeps them. Initialised as GPT-2: normal(0,
-0.02) weights, zero biases, and the residual projections scaled by 1/sqrt(2 * layers).
+Tied input/output embeddings, learned positions, a GELU MLP of 4x width, biases in the
+linear and LayerNorm layers or none (`bias=False`, nanoGPT's default). Initialised as
+GPT-2: normal(0, 0.02) weights, zero biases, and the residual projections scaled by
+1/sqrt(2 * layers).
 Attention is torch's SDPA, causal (its math kernel where double backward is needed: the
 sharpness probe selects it); dropout, when on, takes the tool's own mask path."""
 
@@ -23,15 +24,15 @@ NORM_LABELS = {"pre": "Pre-LN", "post": "Post-LN"}  # as tables write them
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, width: int, heads: int, dropout: float, qk_norm: bool):
+    def __init__(self, width: int, heads: int, dropout: float, qk_norm: bool, bias: bool):
         super().__init__()
         self.heads = heads
-        self.qkv = nn.Linear(width, 3 * width)
-        self.proj = nn.Linear(width, width)
+        self.qkv = nn.Linear(width, 3 * width, bias=bias)
+        self.proj = nn.Linear(width, width, bias=bias)
         self.dropout = dropout
         head = width // heads
-        self.q_norm = nn.LayerNorm(head) if qk_norm else None
-        self.k_norm = nn.LayerNorm(head) if qk_norm else None
+        self.q_norm = nn.LayerNorm(head, bias=bias) if qk_norm else None
+        self.k_norm = nn.LayerNorm(head, bias=bias) if qk_norm else None
 
     def heads_of(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q, k, v of input x (B, T, width), each (B, heads, T, head width)."""
@@ -57,14 +58,15 @@ class CausalSelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, width: int, heads: int, dropout: float, norm: str, qk_norm: bool):
+    def __init__(self, width: int, heads: int, dropout: float, norm: str, qk_norm: bool,
+                 bias: bool):
         super().__init__()
         self.pre = norm == "pre"
-        self.norm1 = nn.LayerNorm(width)
-        self.attn = CausalSelfAttention(width, heads, dropout, qk_norm)
-        self.norm2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(),
-                                 nn.Linear(4 * width, width))
+        self.norm1 = nn.LayerNorm(width, bias=bias)
+        self.attn = CausalSelfAttention(width, heads, dropout, qk_norm, bias)
+        self.norm2 = nn.LayerNorm(width, bias=bias)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width, bias=bias), nn.GELU(),
+                                 nn.Linear(4 * width, width, bias=bias))
         self.drop1, self.drop2 = Dropout(dropout), Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +82,7 @@ class GPT(nn.Module):
 
     def __init__(self, num_classes: int, in_channels: int = 1, *, layers: int = 4,
                  heads: int = 4, width: int = 128, context: int = 64, norm: str = "pre",
-                 qk_norm: bool = False, dropout: float = 0.0):
+                 qk_norm: bool = False, dropout: float = 0.0, bias: bool = True):
         super().__init__()
         if width % heads:
             raise ValueError(f"width {width} is not a multiple of heads {heads}")
@@ -88,10 +90,10 @@ class GPT(nn.Module):
         self.token_embed = nn.Embedding(num_classes, width)
         self.pos_embed = nn.Embedding(context, width)
         self.drop = Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(width, heads, dropout, norm, qk_norm)
+        self.blocks = nn.ModuleList(Block(width, heads, dropout, norm, qk_norm, bias)
                                     for _ in range(layers))
         # Post-LN ends every block normalised: a final norm is Pre-LN's alone
-        self.norm = nn.LayerNorm(width) if norm == "pre" else nn.Identity()
+        self.norm = nn.LayerNorm(width, bias=bias) if norm == "pre" else nn.Identity()
         self.head = nn.Linear(width, num_classes, bias=False)
         self.head.weight = self.token_embed.weight  # tied
         self.apply(_init)
