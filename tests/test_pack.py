@@ -18,7 +18,7 @@ import pytest
 import torch
 from clirun import invoke
 
-from warmup_bench.config import DECLARED, FIELD_KINDS, ConfigError
+from warmup_bench.config import DECAY_TARGETS, DECLARED, FIELD_KINDS, ConfigError
 from warmup_bench.data import load_dataset
 from warmup_bench.execution import RunOptions
 from warmup_bench.models import build_model
@@ -148,7 +148,8 @@ UNVARIED = {"plugins"}
 def values_to_try(name: str) -> list:
     """Candidate values of setting `name`, by its type (names: every registry's)."""
     kind, optional, _ = FIELD_KINDS[name]
-    names = sorted(set(COOLDOWN_SHAPES).union(*Registry.by_kind.values(), NORMS))
+    names = sorted(set(COOLDOWN_SHAPES).union(*Registry.by_kind.values(), NORMS,
+                                              DECAY_TARGETS))
     values = {str: list(registry_of(DECLARED[name].names)) if DECLARED[name].names else names,
               bool: [False, True], int: [1, 2, 3, 10, 64],
               float: [0.0, 0.001, 0.1, 0.5, 0.99, 2.0], tuple: [(1,), (2,), (1, 2)]}[kind]

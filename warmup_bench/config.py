@@ -125,6 +125,10 @@ def setting(default=dataclasses.MISSING, help: str = "", check: Check | None = N
         help, check, names, flag, added, per_member, conditional, feeds, text_only)})
 
 
+# what --weight-decay-on may name (optim.decay_groups)
+DECAY_TARGETS = ("all", "matrices")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     task: str = setting(help="Task preset (see `list tasks`).", names="task", flag="")
@@ -153,7 +157,7 @@ class TrainConfig:
                                   feeds="weight_decay")
     weight_decay_on: str = setting("all", "The parameters weight decay acts on: all, or "
                                    "matrices (those of 2+ dimensions: not biases or norm "
-                                   "gains, as GPT-2 and nanoGPT).", one_of("all", "matrices"),
+                                   "gains, as GPT-2 and nanoGPT).", one_of(*DECAY_TARGETS),
                                    added=True, per_member=True)
     epochs: int = setting(10, "Epochs.", positive)
     batch_size: int = setting(128, "Training batch size.", positive)
