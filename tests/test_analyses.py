@@ -124,7 +124,8 @@ def grid_runs(tmp_path) -> Path:
 def test_phase_diagram_cells_and_diverged_marks(grid_runs) -> None:
     runs = collect_runs(grid_runs, print)
     grid = phase_grid(analyse(runs, parse_metric("best")))
-    assert grid["lrs"] == list(LRS) and grid["lengths"] == [0, 20, 100]
+    # rows by effective period T(omega): (period - 1) / 2 for a linear warmup
+    assert grid["lrs"] == list(LRS) and grid["lengths"] == [0, 9.5, 49.5]
     assert grid["warmups"] == ["None", "Linear-20", "Linear-100"]
     # row None, lr 0.001: errors 100 - (90 + 1) and 100 - (90 + 2) -> 8.5
     assert grid["mean"][0, 0] == pytest.approx(8.5)
@@ -138,9 +139,11 @@ def test_phase_diagram_cells_and_diverged_marks(grid_runs) -> None:
     assert sorted((int(p.get_x() + 0.5), int(p.get_y() + 0.5)) for p in hatched) == \
         [(2, 0), (2, 1)]
     texts = {t.get_text() for t in ax.texts}
-    assert "div." in texts and "8.5" in texts and "27\n1/2 div." in texts
+    # the numbers as the table prints them (two decimals)
+    assert "div." in texts and "8.50" in texts and "27.00\n1/2 div." in texts
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0.001", "0.01", "0.1"]
-    assert ax.get_yticklabels()[0].get_text() == "0  (None)"
+    assert [t.get_text() for t in ax.get_yticklabels()] == \
+        ["None  T = 0.0", "Linear-20  T = 9.5", "Linear-100  T = 49.5"]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["diverged"]
     assert figure.axes[1].get_ylabel() == "top-1 error (%)"  # the colour bar's
 
@@ -204,6 +207,6 @@ def test_existing_metrics_render_as_before(timed) -> None:
     assert text == ("**t** — top-1 error (%) from best test accuracy\n\n"
                     "| Optimizer / Warmup | α = 0.01 |\n|---|---:|\n"
                     "| AdamW/Linear | 8.33 ± 6.11 (3) [1 diverged] |\n\n"
-                    "Note: untuned linear warmup lasts 1,999 of 220 iterations (4 runs): "
+                    "Note: untuned linear warmup lasts 199 of 220 iterations (4 runs): "
                     "longer than 25% of training, so its LR stays below the target for much "
                     "of the run.\n")

@@ -20,6 +20,33 @@ def test_help_and_version() -> None:
     assert result.exit_code == 0 and result.output.strip() == f"warmup-bench {__version__}"
 
 
+def test_help_lists_commands_in_the_readmes_order() -> None:
+    shown = invoke("--help").output
+    order = ["train", "sweep", "report", "predict", "export", "plot-periods", "list", "data"]
+    at = [shown.index(f" {name} ") for name in order]
+    assert at == sorted(at), shown
+
+
+def test_train_help_fits_80_columns_in_panels_with_every_option_whole() -> None:
+    """At 80 columns: every line fits, every option's name appears whole (no "…"), options
+    sit in their panels, flags carry no type placeholder, and the help says that the
+    hyperparameters' defaults are the task preset's."""
+    from warmup_bench.cli_support import HELP_PANELS
+
+    shown = invoke("train", "--help", env={"COLUMNS": "80"}).output
+    lines = shown.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in shown
+    assert len(lines) < 120 and "<bool>" not in shown
+    assert "take the --task preset's values" in " ".join(shown.split())
+    for title, names in HELP_PANELS.items():
+        panel = shown[shown.index(f"─ {title} "):]
+        panel = panel[:panel.index("╰")]
+        for name in names:
+            flag = f"--{name.replace('_', '-')}"
+            assert flag in panel or f"--[no-]{flag[2:]}" in panel, (title, flag)
+    assert "--[no-]delay-schedule" in shown and "--cooldown-fraction X" in shown
+
+
 def test_plot_periods_writes_figures_and_csvs_matching_the_library(tmp_path) -> None:
     out = tmp_path / "plots"
     result = invoke("plot-periods", "--points", "6", "--steps", "250", "--out", str(out))

@@ -191,6 +191,7 @@ def test_sharpness_every_must_fit_the_log_interval(tmp_path) -> None:
     assert result.exit_code == 2 and "multiple of the log interval (10)" in result.output
 
 
+@pytest.mark.slow
 def test_report_draws_the_diagnostics_figures(tmp_path) -> None:
     for warmup in ("none", "untuned-linear"):
         for seed in ("1", "2"):

@@ -84,6 +84,7 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_and_the_first_keeps_every_row(tmp_path) -> None:
     epochs = 60  # long enough for the second writer to start while the first one writes
     args = ["train", "--task", "digits", "--epochs", str(epochs), "--no-progress",
@@ -118,6 +119,7 @@ def sweep_in_flight(tmp_path: Path, epochs: int):
     return grid, out, sweep, workers
 
 
+@pytest.mark.slow
 def test_sigkill_of_a_sweep_leaves_no_orphan_and_a_rerun_finishes_each_run_once(tmp_path):
     grid, out, sweep, workers = sweep_in_flight(tmp_path, epochs=SWEEP_EPOCHS)
     sweep.send_signal(signal.SIGKILL)
@@ -136,6 +138,7 @@ def test_sigkill_of_a_sweep_leaves_no_orphan_and_a_rerun_finishes_each_run_once(
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+@pytest.mark.slow
 def test_stopping_a_sweep_interrupts_runs_in_flight_and_starts_no_more(tmp_path, stop):
     grid, out, sweep, workers = sweep_in_flight(tmp_path, epochs=SWEEP_EPOCHS)
     sweep.send_signal(stop)
@@ -157,6 +160,7 @@ def test_stopping_a_sweep_interrupts_runs_in_flight_and_starts_no_more(tmp_path,
             list(range(1, SWEEP_EPOCHS + 1))
 
 
+@pytest.mark.slow
 def test_pid_of_a_stale_lock_does_not_block(tmp_path) -> None:
     """A lock file left by a dead holder is no lock: the OS released it."""
     args = ["train", "--task", "digits", "--epochs", "2", "--no-progress", "--out", str(tmp_path)]
@@ -167,10 +171,35 @@ def test_pid_of_a_stale_lock_does_not_block(tmp_path) -> None:
     (folder / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
     resumed = cli(*args, "--resume")
     assert resumed.wait(60) == 0, resumed.stderr.read()
-    assert (folder / "lock").read_text().strip() == str(resumed.pid)
+    assert not (folder / "lock").exists()  # taken, then removed as the run finished
     assert os.path.exists(folder / "checkpoint.pt")
 
 
+def test_a_lock_removed_between_open_and_lock_is_taken_again(tmp_path, monkeypatch) -> None:
+    """The holder removes the lock file as it lets go: a process that opened the old file
+    just before must not hold a lock on a file no one else can see (two writers). It
+    locks again until the file it holds is the one in the folder."""
+    from warmup_bench.runs import RunLock
+
+    path = tmp_path / "lock"
+    take, raced = RunLock._take, []
+
+    def racing(self, where):
+        take(self, where)
+        if not raced:  # the first time: the old holder lets go and removes the file
+            raced.append(True)
+            where.unlink()
+            where.write_text("")
+
+    monkeypatch.setattr(RunLock, "_take", racing)
+    lock = RunLock(path)
+    assert raced and os.fstat(lock.handle.fileno()).st_ino == os.stat(path).st_ino
+    assert path.read_text() == f"{os.getpid()}\n"
+    lock.release()
+    assert not path.exists()
+
+
+@pytest.mark.slow
 def test_files_get_the_umask_mode_and_no_temporaries_remain(tmp_path) -> None:
     import stat
 
@@ -191,6 +220,7 @@ def test_files_get_the_umask_mode_and_no_temporaries_remain(tmp_path) -> None:
     assert not [p for p in files if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_temporaries_of_a_killed_writer_are_removed_on_resume(tmp_path) -> None:
     args = ["train", "--task", "digits", "--epochs", "2", "--no-progress", "--out", str(tmp_path)]
     assert cli(*args).wait(60) == 0

@@ -26,10 +26,13 @@ def band(x, mean, spread=0.1) -> Band:
 def test_warmup_period_curves_are_told_apart_by_style_and_titled() -> None:
     beta2s = beta2_grid(0.99, 0.9999, 10)
     fig = plots.warmup_periods_figure(beta2s, period_curves(beta2s))
-    (ax,) = fig.axes
+    ax, ratio = fig.axes
     assert [line.get_linestyle() for line in ax.lines] == ["-", "--", ":"]
     assert legend_texts(ax) == ["RAdam", "untuned exponential", "untuned linear"]
     assert "effective warmup period" in ax.get_title()
+    # below, T (1 - beta2): RAdam's 1.029 apart from the untuned ones' 0.99 to 1.0
+    radam, expo, linear = (line.get_ydata() for line in ratio.lines)
+    assert 1.028 < radam.min() and expo.max() <= 1.0 and linear.max() <= 1.0
     fig = plots.warmup_factors_figure(factor_curves(0.999, 100), 0.999)
     assert [line.get_linestyle() for line in fig.axes[0].lines] == ["-", "--", ":"]
     assert "0.999" in fig.axes[0].get_title()
@@ -127,6 +130,41 @@ def test_diagnostics_draw_only_what_was_logged_and_sharpness_against_its_thresho
     assert "min to max over seeds" in fig._suptitle.get_text()
 
 
+def test_every_figure_gives_a_warmup_one_colour_and_one_place() -> None:
+    """Whatever order the runs came in, each figure lists the warmups as the tables do
+    (None, RAdam, Expo, Linear, then the tuned ones) and draws each in its own colour."""
+    labels = ["Linear", "Linear-100", "RAdam", "None", "Expo"]
+    x = [1e-3, 1e-2]
+    sensitivity = plots.lr_sensitivity_figure(
+        {w: (np.array(x), np.ones(2), np.ones(2), np.ones(2), []) for w in labels}, "g", "y")
+    accuracy = plots.accuracy_curves_figure({w: band([1, 2], [0.5, 0.6]) for w in labels}, "g")
+    lrs = plots.lr_curves_figure({w: (np.array([1, 2]), np.array([0.1, 0.2]))
+                                  for w in labels}, "g")
+    colours = None
+    for fig in (sensitivity, accuracy, lrs):
+        ax = fig.axes[0]
+        lines = [line for line in ax.lines if line.get_label() in labels]
+        assert [line.get_label() for line in lines] == \
+            ["None", "RAdam", "Expo", "Linear", "Linear-100"]
+        these = [line.get_color() for line in lines]
+        assert colours in (None, these) and len(set(these)) == 5
+        colours = these
+
+
+def test_accuracy_curves_zoom_on_the_second_half_at_the_reports_range() -> None:
+    """A 40-100% axis hides the points a table tells apart: the second panel shows the
+    second half of training on the report's own range (the same for every LR's figure)."""
+    epochs = list(range(1, 11))
+    curves = {"None": band(epochs, [0.4 + 0.05 * e for e in epochs], 0.0),
+              "Linear": band(epochs, [0.45 + 0.05 * e for e in epochs], 0.0)}
+    fig = plots.accuracy_curves_figure(curves, "g", zoom=(0.9, 0.95))
+    full, late = fig.axes
+    assert full.get_ylim()[0] < 50 and late.get_xlim()[0] == 5.0
+    low, high = late.get_ylim()
+    assert 89 < low < 90 and 95 < high < 96 and "zoomed" in late.get_title()
+    assert len(plots.accuracy_curves_figure(curves, "g").axes) == 1  # no range: one panel
+
+
 def test_update_size_title_states_the_iterations_shown() -> None:
     series = {"None": band([1, 11, 21, 31], [1.0, 0.5, 0.2, 0.1])}
     short = plots.update_size_figure(series, 199, "g").axes[0].get_title()
@@ -134,3 +172,9 @@ def test_update_size_title_states_the_iterations_shown() -> None:
     full = plots.update_size_figure(series, 21, "g").axes[0]
     assert "the first 2/(1-β2) = 21 iterations" in full.get_title()
     assert list(full.lines[0].get_xdata()) == [1, 11, 21]
+    # logged every 10 steps past the horizon: 191 is the last step shown, yet the runs
+    # went on (the digits preset's 1,320 iterations, whose title once said they had not)
+    steps = list(range(1, 1321, 10))
+    longer = {"None": band(steps, [1.0 / s for s in steps])}
+    title = plots.update_size_figure(longer, 199, "g").axes[0].get_title()
+    assert "the first 2/(1-β2) = 199 iterations" in title and "sooner" not in title

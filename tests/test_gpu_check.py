@@ -55,6 +55,7 @@ def test_gpu_check_without_cuda_is_one_line_and_quick(tmp_path, named) -> None:
     assert bench_gpu.main(["--out", str(tmp_path / "b")]) == 2
 
 
+@pytest.mark.slow
 def test_a_test_past_its_time_fails_and_the_suite_goes_on(tmp_path) -> None:
     """gpu_check.sh's per-test limit (WARMUP_BENCH_TEST_TIMEOUT, tests/conftest.py)."""
     (tmp_path / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())

@@ -540,6 +540,7 @@ def test_a_plugin_warmup_bad_from_the_first_step_writes_nothing(tmp_path) -> Non
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_predict_and_export_find_the_runs_own_data_without_data(saved_model, tmp_path) -> None:
     """The run recorded where its .npz was read (meta.json's data_source): no --data."""
     meta = json.loads((saved_model / "meta.json").read_text())

@@ -168,6 +168,7 @@ def test_the_explicit_attention_path_is_sdpa_causal() -> None:
                                     causal=True).float(), fused, atol=0.05)
 
 
+@pytest.mark.slow
 def test_a_newcomer_trains_shakespeare_below_its_unigram_entropy(tmp_path) -> None:
     """The preset, shortened to 200 steps on the whole real corpus: the held-out loss
     falls from ln 80 = 4.38 to well below the corpus's unigram entropy (3.31); the line
@@ -185,6 +186,7 @@ def test_a_newcomer_trains_shakespeare_below_its_unigram_entropy(tmp_path) -> No
     assert len(meta["text"]["vocabulary"]) == 80 and meta["text"]["unigram_entropy"] > 3.3
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_training_resumes_to_the_uninterrupted_files(tmp_path, plays) -> None:
     corpus = tmp_path / "plays.txt"  # a small corpus: quick to read and to evaluate on
     corpus.write_text(plays.train[:100_000])
@@ -206,6 +208,7 @@ def test_a_run_killed_mid_training_resumes_to_the_uninterrupted_files(tmp_path, 
     pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
+@pytest.mark.slow
 def test_a_pack_of_language_models_trains_as_its_runs_alone(tmp_path, small) -> None:
     """Two members (other seeds, LRs and warmups) packed against each run alone: the same
     LRs, losses within float reassociation, the same best epoch."""
@@ -233,6 +236,7 @@ def lm_runs(tmp_path_factory, small) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_the_report_shows_the_held_out_loss_lower_is_better(lm_runs) -> None:
     result = invoke("report", lm_runs, "--format", "json", clean=True)
     assert result.exit_code == 0, result.output
@@ -263,6 +267,7 @@ def test_steps_to_a_loss_and_bits_per_character(lm_runs) -> None:
     assert abs(bpc["0.001"]["mean"] - loss["0.001"]["mean"] / math.log(2)) < 1e-9
 
 
+@pytest.mark.slow
 def test_the_figures_draw_the_loss(lm_runs, tmp_path) -> None:
     result = invoke("report", lm_runs, "--out", tmp_path, clean=True)
     assert result.exit_code == 0, result.output

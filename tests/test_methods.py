@@ -67,7 +67,7 @@ def test_schedule_free_without_its_package_names_the_extra(tmp_path, monkeypatch
 def test_new_settings_leave_older_run_names_as_they_were() -> None:
     from warmup_bench.runs import run_name
 
-    assert run_name(resolve_config("digits")) == \
+    assert run_name(resolve_config("digits", {"beta2": 0.999})) == \
         "adamw-untuned-linear-cosine-lr0.01-b0.999-s1-a62e27e7"
 
 
@@ -220,6 +220,7 @@ def test_our_linear_warmup_is_the_packages_own_warmup_steps() -> None:
     assert torch.equal(parameters_after(True), parameters_after(False))
 
 
+@pytest.mark.slow
 def test_schedule_free_sigkill_then_resume_is_exact(tmp_path) -> None:
     import subprocess
     import sys

@@ -223,6 +223,7 @@ lr = [0.01]
 """
 
 
+@pytest.mark.slow
 def test_a_packed_sweep_writes_the_run_folders_of_the_unpacked_one(tmp_path) -> None:
     packed = sweep(tmp_path, DIGITS_GRID, "packed", "--pack", "6")
     alone = sweep(tmp_path, DIGITS_GRID, "alone", "--pack", "off")
@@ -425,6 +426,7 @@ warmup = "untuned-linear"
 """
 
 
+@pytest.mark.slow
 def test_sigkill_during_a_packed_sweep_then_rerun_is_exact(tmp_path) -> None:
     from killing import sigkill_after_epochs
 
@@ -472,6 +474,7 @@ def straight_pack(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize(("epoch", "damaged"), [(3, False), (3, True), (1, False)])
+@pytest.mark.slow
 def test_a_pack_killed_while_committing_an_epoch_resumes_every_member_from_one_epoch(
         tmp_path, straight_pack, epoch, damaged) -> None:
     """Killed after two of three members committed epoch 3: both go back to their kept
@@ -550,6 +553,7 @@ def test_a_pack_trains_the_emnist_recipe_on_fashion_mnist_as_its_runs_alone(tmp_
     assert max(gaps[1:]) < 0.02 and gaps[0] < seeds / 4, (gaps, seeds)
 
 
+@pytest.mark.slow
 def test_vit_members_train_with_their_own_dropout_masks_and_resume(tmp_path,
                                                                   monkeypatch) -> None:
     """Two ViT members (dropout 0.1), 2 epochs of 4 steps on synthetic 28x28 images: each

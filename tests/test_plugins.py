@@ -35,6 +35,7 @@ def only_run(root: Path, pattern: str = "*") -> Path:
 # ---- the example plugin, end to end ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_example_plugin_grid_is_swept_reported_and_listed(tmp_path) -> None:
     out = tmp_path / "results"
     grid = EXAMPLE / "digits-cosine.toml"
@@ -89,6 +90,7 @@ def test_plugin_warmup_gives_its_exact_lr_and_is_required_on_resume(tmp_path) ->
     assert report.exit_code == 2 and "needs plugin cosine_warmup.py#sha256:" in report.output
 
 
+@pytest.mark.slow
 def test_changed_plugin_source_is_named_not_silently_used(tmp_path) -> None:
     out = tmp_path / "results"
     first = tmp_path / "v1" / "cosine_warmup.py"
@@ -121,6 +123,7 @@ def test_a_bad_plugin_is_one_line_exit_2(tmp_path, source: str, needle: str) -> 
     assert needle in result.output and "bad_plugin.py" in result.output
 
 
+@pytest.mark.slow
 def test_plugin_schedule_and_in_memory_data_set_train(tmp_path) -> None:
     path = tmp_path / "extras.py"
     path.write_text(
@@ -156,6 +159,7 @@ def test_missing_or_non_python_plugin_is_refused(tmp_path) -> None:
                                                  tmp_path / "x.txt").output
 
 
+@pytest.mark.slow
 def test_installed_package_plugin_is_found_by_its_entry_point(tmp_path) -> None:
     """A package declaring an entry point in group warmup_bench.plugins: its model, task
     and optimizer appear without any --plugin."""

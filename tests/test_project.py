@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -104,6 +106,7 @@ def test_the_cycle_check_sees_imports_inside_functions_and_of_a_package(tmp_path
         ["pkg.a", "pkg.b"], ["pkg.sub", "pkg.sub.leaf"]]
 
 
+@pytest.mark.slow
 def test_every_module_imports_on_its_own() -> None:
     """Every module imported first in an interpreter of its own (forked from one that has
     imported only the third-party libraries, so this takes seconds): an import cycle that
@@ -139,3 +142,50 @@ def test_modules_stay_small() -> None:
              for p in (ROOT / "warmup_bench").rglob("*.py")}
     assert {name: n for name, n in sizes.items() if n > 400} == {}
     assert sizes["warmup_bench/cli.py"] <= 350
+
+
+@pytest.mark.slow
+def test_a_built_wheel_ships_the_grids_and_sweeps_one_by_name(tmp_path) -> None:
+    """A plain (non-editable) install of the built wheel, run outside the repository:
+    `list experiments` lists the grids that ship in the package, and `sweep digits` finds
+    the demo grid by name and trains it (its runs cut to one epoch here)."""
+    import json
+    import subprocess
+    import sys
+    import venv
+
+    wheels = tmp_path / "wheels"
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                            "--no-build-isolation", "-w", wheels, ROOT],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, system_site_packages=True, with_pip=True)  # torch etc. from here
+    python = env_dir / "bin" / "python"
+    (wheel,) = wheels.glob("warmup_bench-*.whl")
+    installed = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps",
+                                "--no-index", "--force-reinstall", wheel],
+                               capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+
+    # nothing of this checkout on the path: no PYTHONPATH, run from another folder
+    clean = {"PATH": "/usr/bin:/bin", "COLUMNS": "200", "PYTHONNOUSERSITE": "1"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([python, "-m", "warmup_bench", *args], cwd=away,
+                              capture_output=True, text=True, timeout=600, env=clean)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    where = subprocess.run([python, "-c", "import warmup_bench; print(warmup_bench.__file__)"],
+                           cwd=away, capture_output=True, text=True, timeout=60, env=clean)
+    assert str(env_dir) in where.stdout, where.stdout  # the wheel's copy, not this checkout
+    listed = cli("list", "experiments").stdout
+    assert "digits" in listed and "shakespeare-warmups" in listed and "60" in listed
+    swept = cli("sweep", "digits", "--epochs", "1", "--jobs", "2", "--out", "results").stdout
+    assert "16 runs" in swept and "done: 16 complete" in swept
+    summaries = list((away / "results" / "digits").glob("*/summary.json"))
+    assert len(summaries) == 16
+    assert all(json.loads(p.read_text())["status"] == "complete" for p in summaries)

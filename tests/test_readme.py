@@ -43,6 +43,7 @@ def workdir(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("index", range(len(SNIPPETS)),
                          ids=[f"{page}:{s.strip().split(chr(10))[-1][:40]}"
                               for page, s in SNIPPETS])
+@pytest.mark.slow
 def test_a_snippet_runs_as_written(workdir, index) -> None:
     done = subprocess.run([sys.executable, "-c", SNIPPETS[index][1]], cwd=workdir,
                           capture_output=True, text=True, timeout=300)

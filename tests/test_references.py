@@ -152,7 +152,9 @@ def test_classify_one_image_file(digits_model, tmp_path) -> None:
     lines = result.output.strip().splitlines()
     assert len(lines) == 5 and lines[0].startswith("1.")
     probabilities = [float(line.rsplit(None, 1)[1].rstrip("%")) for line in lines]
-    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 100.01
+    # each printed rounded to 0.01: their sum is at most 100 + 5 x 0.005
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert sum(probabilities) <= 100 + 5 * 0.005
     (tmp_path / "bad.png").write_bytes(b"not an image")
     bad = invoke("predict", str(digits_model.path), "--image", str(tmp_path / "bad.png"))
     assert bad.exit_code == 2 and "not a readable image" in bad.stderr
@@ -192,6 +194,7 @@ def test_onnx_round_trip_of_the_digits_model(digits_model, tmp_path) -> None:
         assert out.shape == (batch, 10)
 
 
+@pytest.mark.slow
 def test_onnx_round_trip_of_the_vit(tmp_path) -> None:
     """The ViT trained one epoch on MNIST-format files, then exported and checked."""
     pytest.importorskip("onnxruntime")

@@ -72,6 +72,7 @@ def test_table_values_exact(fixture_runs) -> None:
     assert r"9.00 $\pm$ 1.00 (3) [1 diverged]" in latex and latex.count(r"\\") == 3
 
 
+@pytest.mark.slow
 def test_cli_report_formats_and_plots(fixture_runs, tmp_path) -> None:
     result = invoke("report", str(fixture_runs), "--format", "csv")
     assert result.exit_code == 0, result.output

@@ -203,6 +203,7 @@ def reference(long_configs, tmp_path_factory) -> dict[str, str]:
 
 # ---- against the real Slurm ---------------------------------------------------------
 
+@pytest.mark.slow
 def test_grid_on_slurm_gives_the_local_backends_files(cluster, tmp_path) -> None:
     configs = digits_configs(tmp_path, 2, train_samples=320)
     started = time.perf_counter()
@@ -236,6 +237,7 @@ def test_grid_on_slurm_gives_the_local_backends_files(cluster, tmp_path) -> None
           f"{timings['slurm'] - timings['local']:+.1f} s")
 
 
+@pytest.mark.slow
 def test_scancel_interrupts_a_run_and_the_next_submission_resumes_only_it(
         cluster, time_limited, tmp_path, long_configs, reference) -> None:
     """(time_limited: started here, so that it runs beside this test and the next ones.)"""
@@ -303,6 +305,7 @@ def time_limited(cluster, long_configs, tmp_path_factory):
     cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
+@pytest.mark.slow
 def test_a_held_run_lock_counts_as_running(cluster, tmp_path) -> None:
     configs = digits_configs(tmp_path, 2, train_samples=320)
     out = tmp_path / "out"
@@ -316,6 +319,7 @@ def test_a_held_run_lock_counts_as_running(cluster, tmp_path) -> None:
     assert result.outcome == sweep.BUSY
 
 
+@pytest.mark.slow
 def test_a_failed_run_and_a_killed_task_are_failed_results(cluster, tmp_path,
                                                             long_configs) -> None:
     out = tmp_path / "out"
@@ -389,6 +393,7 @@ def test_a_node_local_out_is_refused_unless_forced(cluster, tmp_path) -> None:
     assert message.startswith(f"--out {tmp_path / 'out'} is node-local (under /tmp)")
 
 
+@pytest.mark.slow
 def test_a_time_limit_requeues_the_task_and_the_run_completes(
         cluster, time_limited, long_configs, reference) -> None:
     """submitit's USR2 before the 2-minute limit interrupts the run, checkpoint()
@@ -489,6 +494,7 @@ SLURM_ARGS = ("--backend", "slurm", "--shared-out", "--slurm-cpus", "1", "--slur
               "2", "--threads", "1")
 
 
+@pytest.mark.slow
 def test_cli_sweep_on_slurm_waits_and_reports_as_a_local_sweep(cluster, tmp_path) -> None:
     """The digits grid (--epochs 2) through `sweep --backend slurm --wait`: every run
     complete, the same CSVs and report as a local sweep at the same thread count; run

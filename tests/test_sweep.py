@@ -81,6 +81,23 @@ def test_dry_run_lists_and_trains_nothing(tmp_path) -> None:
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
+def test_a_sweep_says_which_finished_runs_trained_with_other_threads(tmp_path) -> None:
+    """The README's order: the main job trains one of the demo grid's runs with all
+    cores, then the sweep, whose runs get one thread each, reuses it as finished: the
+    sweep says so, since its cells may differ in rounding from a fresh run's."""
+    grid, out = write(tmp_path, TINY), tmp_path / "r"
+    one = invoke("train", "--task", "digits", "--epochs", "1", "--train-samples", "320",
+                 "--warmup", "none", "--lr", "0.01", "--threads", "2", "--no-progress",
+                 "--out", out)
+    assert one.exit_code == 0, one.output
+    said = invoke("sweep", grid, "--out", out, "--threads", "1", "--dry-run").output
+    assert "note: 1 finished run reused as trained (1 with 2 threads), where this " \
+        "sweep's runs get 1" in " ".join(said.split())
+    same = invoke("sweep", grid, "--out", out, "--threads", "2", "--dry-run").output
+    assert "reused as trained" not in same
+
+
 def test_epochs_override_and_interrupted_run_resumes(tmp_path) -> None:
     grid, out = write(tmp_path, TINY), tmp_path / "r"
     assert invoke("sweep", str(grid), "--out", str(out), "--epochs", "2").exit_code == 0
@@ -148,6 +165,7 @@ def test_bad_experiment_files_name_file_key_and_choices(tmp_path, text, needle) 
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_parallel_jobs_give_the_same_results(tmp_path) -> None:
     """Like with like: CPU kernels reduce in a thread-count-dependent order, so both sweeps
     run one thread per run (the count is recorded in meta.json)."""
@@ -162,6 +180,7 @@ def test_parallel_jobs_give_the_same_results(tmp_path) -> None:
         assert RunDir(a).read_meta()["threads"] == RunDir(b).read_meta()["threads"] == 1
 
 
+@pytest.mark.slow
 def test_ray_backend_on_a_local_ray_instance(tmp_path) -> None:
     ray = pytest.importorskip("ray")
     grid = write(tmp_path, TINY.replace("seeds = [1, 2]", "seeds = [1]"))
@@ -189,6 +208,7 @@ def test_unavailable_device_is_refused_before_any_run(tmp_path) -> None:
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_a_run_listed_twice_is_trained_once(tmp_path) -> None:
     grid = write(tmp_path, TINY.replace('lr = [0.01, 0.003]', 'lr = [0.01, 0.01]')
                  .replace("seeds = [1, 2]", "seeds = [1, 1]"))

@@ -15,6 +15,7 @@ from .cli_support import (
     ALLOW_PLUGINS_HELP,
     PLUGIN_HELP,
     OneLineErrors,
+    PanelledCommand,
     check_choice,
     config_parameters,
     console,
@@ -68,7 +69,7 @@ def main(
     """warmup-bench: learning-rate warmup benchmarks for adaptive optimizers."""
 
 
-@app.command()
+@app.command(cls=PanelledCommand)
 @with_parameters(config_parameters(), execution_parameters("train"))
 def train(
     task: str = typer.Option("cifar10-resnet20", help="Task preset (see `list tasks`)."),
@@ -127,12 +128,16 @@ def train(
     console.print(
         f"{cfg.task} {result.run.name}: {s.headline()}, {s.wall_seconds:.1f} s -> "
         f"{result.run.path}", soft_wrap=True)
+    if not sys.stderr.isatty() and not result.already_complete:  # a terminal heard them
+        for note in s.notes:
+            say(f"note: {note} (recorded in summary.json)")
 
 
 @app.command()
 @with_parameters(execution_parameters("sweep"), slurm_parameters())
 def sweep(
-    experiment: Path = typer.Argument(..., help="Experiment grid (experiments/*.toml)."),
+    experiment: Path = typer.Argument(..., help="Experiment grid: a TOML file, or a "
+                                      "built-in grid's name (see `list experiments`)."),
     out: Path = typer.Option(Path("results"), help=OUT_HELP),
     jobs: int = typer.Option(1, help="Runs in parallel (local backend)."),
     devices: str = typer.Option("auto", help="Comma-separated devices the runs rotate over."),
@@ -235,8 +240,7 @@ def report(
     plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP),
     allow_plugins: bool = typer.Option(False, help=ALLOW_PLUGINS_HELP),
 ) -> None:
-    """Aggregate runs into the published tables (top-1 error %, or a text task's held-out
-    loss; mean ± std (n))."""
+    """Aggregate runs into the published tables and figures (mean ± std over seeds)."""
     from . import plots
     from . import report as reporting
     from .experiments import PluginConsent, load_experiment
@@ -260,6 +264,7 @@ def report(
     with user_errors():
         if experiment is not None:
             grid = load_experiment(experiment, PluginConsent(allow_plugins, tuple(plugin or ())))
+            experiment = grid.path  # a built-in grid's name: its file
         if out is not None:
             check_output_root(out)
             reporting.claim_folder(out, results_dir, experiment, write=False)
@@ -289,5 +294,31 @@ def report(
             reporting.claim_folder(out, results_dir, experiment)
             written = reporting.write_report(made.tables, out, fmt, made.compare, plot_format,
                                              log_x, warn, made.metric,
-                                             run_figures or "diverged")
-        console.print(f"wrote {written} and figures in {out / 'plots'}")
+                                             run_figures or "diverged",
+                                             grid.path.read_text() if grid else None,
+                                             reproducing_commands(
+                                                 grid, results_dir, metric, compare, epochs,
+                                                 fmt, out, plot_format))
+        console.print(f"wrote {written}, {out / reporting.PAGE} (the whole report as one "
+                      f"page) and figures in {out / 'plots'}")
+
+
+def reproducing_commands(grid, results: Path, metric: str | None, compare: bool,
+                         epochs: int | None, fmt: str, out: Path, plot_format: str
+                         ) -> list[str]:
+    """The commands that make this report again: the grid's sweep (when there is a grid),
+    then this report's own command."""
+    import shlex
+
+    from .experiments import grids_folder
+
+    named = grid and (grid.path.stem if grid.path.parent == grids_folder() else str(grid.path))
+    words = ["warmup-bench", "report", str(results)]
+    words += ["--experiment", named] if grid else []
+    words += ["--epochs", str(epochs)] if epochs else []
+    words += ["--metric", metric] if metric else []
+    words += ["--compare"] * compare + (["--format", fmt] if fmt != "table" else [])
+    words += ["--plot-format", plot_format] if plot_format != "png" else []
+    sweep = ["warmup-bench", "sweep", named, "--out", str(results)] + \
+        (["--epochs", str(epochs)] if epochs else []) if grid else None
+    return [shlex.join(command) for command in (sweep, [*words, "--out", str(out)]) if command]

@@ -34,9 +34,20 @@ ALLOW_PLUGINS_HELP = ("Run the plugin files the grid lists (Python code; only th
                       "the grid's folder: others need --plugin FILE).")
 
 
+# the order `--help` lists the commands in: the README's, the order a newcomer meets them
+COMMAND_ORDER = ("train", "sweep", "report", "predict", "export", "plot-periods", "list",
+                 "data")
+
+
 class OneLineErrors(TyperGroup):
     """Click's own usage errors (an option that is not a number, an unknown option) in the
-    tool's one-line form, exit code 2, instead of a multi-line box."""
+    tool's one-line form, exit code 2, instead of a multi-line box; the commands listed in
+    COMMAND_ORDER."""
+
+    def list_commands(self, ctx) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: (COMMAND_ORDER.index(n) if n in COMMAND_ORDER
+                                            else len(COMMAND_ORDER), names.index(n)))
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
         if not standalone_mode:
@@ -164,3 +175,91 @@ def with_parameters(*groups: list[inspect.Parameter]) -> Callable:
 def given(values: dict) -> dict:
     """The options the user gave (None: left to the default)."""
     return {k: v for k, v in values.items() if v is not None}
+
+
+# ---- `train --help` in panels -----------------------------------------------------------
+
+# the panels `train --help` groups its options in, in this order (an option in none of them
+# goes to the last, "Other")
+HELP_PANELS = {
+    "Task and data": ("task", "data", "data_dir", "model", "epochs", "batch_size",
+                      "test_batch_size", "seed", "augment", "val_fraction", "val_split_seed",
+                      "train_samples", "plugin"),
+    "Optimizer": ("opt", "lr", "beta1", "beta2", "eps", "momentum", "weight_decay",
+                  "weight_decay_on", "grad_clip", "label_smoothing"),
+    "Warmup and schedule": ("warmup", "warmup_period", "schedule", "delay_schedule",
+                            "milestones", "gamma", "eta_min", "cooldown_fraction",
+                            "cooldown_shape"),
+    "Language model (text tasks only)": ("context", "norm", "qk_norm", "dropout", "bias",
+                                         "epoch_steps"),
+    "Execution": ("device", "threads", "amp", "compile", "compile_mode", "channels_last",
+                  "fused_optimizer", "deterministic", "tf32", "resume", "restart"),
+    "Output": ("out", "log_interval", "save_model", "diagnostics", "sharpness_every",
+               "tensorboard", "progress"),
+}
+PRESET_NOTE = ("Hyperparameters not given take the --task preset's values (`warmup-bench list "
+               "tasks` shows each preset's); a grid file takes the same names.")
+
+
+def _metavar(param, setting) -> str:
+    """A short placeholder for an option's value: N, X, PATH, NAME or TEXT (N... for a
+    list)."""
+    kind = param.bare_type()
+    listed = kind.startswith("list[")
+    kind = kind[5:-1] if listed else kind
+    word = {"int": "N", "float": "X", "Path": "PATH"}.get(
+        kind, "NAME" if setting is not None and setting.names else "TEXT")
+    return f"{word}..." if listed or param.multiple else word
+
+
+def option_label(param) -> str:
+    """How the help names an option: '--lr X', '--[no-]amp' for a flag with both forms."""
+    name = max(param.opts, key=len)
+    if param.is_flag:
+        negative = next((o for o in param.secondary_opts if o.startswith("--no-")), None)
+        return f"--[no-]{name[2:]}" if negative == f"--no-{name[2:]}" else name
+    return f"{name} {_metavar(param, SETTINGS_DECLARED.get(param.name))}"
+
+
+def option_help(param) -> str:
+    """An option's help, with where its default comes from: the task preset for a
+    hyperparameter, its own default otherwise (when it has one worth saying)."""
+    text, default = param.help or "", param.default
+    if isinstance(default, bool) and param.secondary_opts:
+        return f"{text} [default: {'on' if default else 'off'}]"
+    if default not in (None, False, (), []) and not param.is_flag:
+        return f"{text} [default: {default}]"
+    return text  # a hyperparameter's default is its task preset's (PRESET_NOTE)
+
+
+class PanelledCommand(typer.core.TyperCommand):
+    """A command whose --help groups its options in HELP_PANELS, each option's name whole
+    and its description in the width that is left (80 columns: names of up to 23
+    characters, descriptions of 50)."""
+
+    def format_help(self, ctx, formatter) -> None:
+        from rich.panel import Panel
+        from rich.table import Table
+        from rich.text import Text
+
+        out = SafeConsole()
+        params = [p for p in self.get_params(ctx) if p.param_type_name == "option"]
+        panels: dict[str, list] = {title: [] for title in (*HELP_PANELS, "Other")}
+        where = {name: title for title, names in HELP_PANELS.items() for name in names}
+        for title, names in HELP_PANELS.items():
+            order = {name: k for k, name in enumerate(names)}
+            panels[title] = sorted((p for p in params if where.get(p.name) == title),
+                                   key=lambda p: order[p.name])
+        panels["Other"] = [p for p in params if p.name not in where]
+        width = max(len(option_label(p)) for p in params)
+        out.print(Text(" ".join(self.get_usage(ctx).split()), style="bold"))
+        out.print(Text(f"\n{(self.help or '').strip()}\n\n{PRESET_NOTE}\n"), soft_wrap=False)
+        for title, members in panels.items():
+            if not members:
+                continue
+            table = Table.grid(padding=(0, 2))
+            table.add_column(no_wrap=True, width=width, style="cyan")
+            table.add_column(ratio=1)
+            for p in members:
+                table.add_row(option_label(p), Text(option_help(p)))
+            out.print(Panel(table, title=title, title_align="left", border_style="dim"))

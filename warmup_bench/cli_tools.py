@@ -77,7 +77,7 @@ def plot_periods(
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.17g")
+        frame.to_csv(tmp, index=False)  # each float's shortest text that reads back exactly
     return path
 
 
@@ -161,21 +161,22 @@ def list_tasks(plugin: list[Path] = typer.Option(None, help=PLUGIN_HELP),
 
     load_plugins(plugin)
     if wide:
-        table = Table("task", "data", "model", "opt", "warmup", "schedule", "lr", "wd",
+        table = Table("task", "data", "model", "opt", "warmup", "schedule", "lr", "β2", "wd",
                       "epochs", "batch", "description", "from")
         for name, entry in TASKS.items():
             c = entry.config
             table.add_row(name, c.dataset, c.model, c.opt, c.warmup, c.schedule, f"{c.lr:g}",
-                          f"{c.weight_decay:g}", str(c.epochs), str(c.batch_size),
-                          entry.description, TASKS.origin(name))
+                          f"{c.beta2:g}", f"{c.weight_decay:g}", str(c.epochs),
+                          str(c.batch_size), entry.description, TASKS.origin(name))
         console.print(table)
         return
     # a block per task: readable at 80 columns, and in a pipe
     for name, entry in TASKS.items():
         c = entry.config
         console.print(Text(name, style="bold"), f" {c.dataset} / {c.model}  ({TASKS.origin(name)})")
-        recipe = (f"{c.opt}, {c.warmup} warmup, {c.schedule} schedule, lr {c.lr:g}, wd "
-                  f"{c.weight_decay:g}, {c.epochs} epochs, batch {c.batch_size}")
+        warmup = "no warmup" if c.warmup == "none" else f"{c.warmup} warmup"
+        recipe = (f"{c.opt}, {warmup}, {c.schedule} schedule, lr {c.lr:g}, β2 {c.beta2:g}, "
+                  f"wd {c.weight_decay:g}, {c.epochs} epochs, batch {c.batch_size}")
         for text, style in ((recipe, ""), (entry.description, "dim")):
             console.print(Padding(Text(printable(text), style=style), (0, 0, 0, 2)),
                           soft_wrap=False)
@@ -191,6 +192,33 @@ def _print_registry(kind: str, plugin: list[Path] | None) -> None:
     for name, entry in registry.items():
         table.add_row(name, entry.label, entry.description, registry.origin(name))
     console.print(table)
+
+
+@list_app.command("experiments")
+def list_experiments() -> None:
+    """The grids that ship with warmup-bench: `warmup-bench sweep NAME` runs one."""
+    from .experiments import ExperimentError, builtin_grids, load_experiment
+
+    table = Table("name", "runs", "title")
+    for name, path in builtin_grids().items():
+        try:
+            runs = str(len(load_experiment(path).configs()))
+        except ExperimentError:  # one that needs its plugin: sweep --allow-plugins
+            runs = "-"
+        table.add_row(name, runs, load_title(path))
+    console.print(table)
+    console.print("warmup-bench sweep NAME runs one (a path to a TOML file works too); "
+                  "experiments/README.md in the repository describes the format.")
+
+
+def load_title(path: Path) -> str:
+    """A grid file's title (its name when it has none), read without resolving its runs."""
+    from .experiments import tomllib
+
+    try:
+        return str(tomllib.loads(path.read_text()).get("title", path.stem))
+    except (OSError, ValueError):
+        return path.stem
 
 
 @list_app.command("optimizers")

@@ -61,13 +61,19 @@ class RunOptions:
                                       "reduce-overhead (CUDA graphs: one launch replays a "
                                       "whole forward/backward) or max-autotune.")
     diagnostics: bool = option(True, "Log update sizes, Adam step ratios, angular updates "
-                               "per log step (diagnostics.csv, layers.csv).",
+                               "per log step (diagnostics.csv, layers.csv; default: on).",
                                flag="--diagnostics/--no-diagnostics")
     sharpness_every: int | None = option(None, "Estimate the top Hessian eigenvalue every N "
                                          "steps (a multiple of the log interval).")
     tensorboard: bool = option(False, "Also write the logged metrics as TensorBoard event "
                                "files in the run folder (sweep: default the grid's).",
                                flag="--tensorboard/--no-tensorboard")
+    wandb: bool = option(False, "Also log to Weights & Biases, offline, into the run "
+                         "folder's wandb/ (`wandb sync` uploads it).",
+                         flag="--wandb/--no-wandb")
+    mlflow: bool = option(False, "Also log to MLflow's local file store, mlruns/ in --out "
+                          "(`mlflow ui --backend-store-uri file:OUT/mlruns`).",
+                          flag="--mlflow/--no-mlflow")
     # not options: the user's own data (a data.custom.DataSource, from train's --data),
     # and what the caller wants to hear (notes, progress at log steps)
     data: object | None = None
@@ -87,9 +93,9 @@ class RunOptions:
             raise ConfigError("--resume and --restart contradict each other: --resume "
                               "continues the run, --restart trains it again from scratch; "
                               "pass one.")
-        if self.tensorboard:
-
-            check_available()
+        for tracker in ("tensorboard", "wandb", "mlflow"):
+            if getattr(self, tracker):
+                check_available(tracker)
         every = self.sharpness_every
         if every is None:
             return
@@ -100,6 +106,11 @@ class RunOptions:
             if every < 1 or every % interval:
                 raise ConfigError(f"--sharpness-every {every} must be a positive multiple "
                                   f"of the log interval ({interval}).")
+
+    @property
+    def trackers(self) -> tuple[str, ...]:
+        """The trackers beside TensorBoard this run logs to."""
+        return tuple(name for name in ("wandb", "mlflow") if getattr(self, name))
 
     def note(self, text: str) -> None:
         if self.on_note is not None:

@@ -228,10 +228,42 @@ def _published(path: Path, raw) -> dict:
     return published
 
 
+def grids_folder() -> Path | None:
+    """Where the built-in grids are: an installed wheel's warmup_bench/grids (the
+    repository's experiments/), else a source checkout's experiments/."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("warmup_bench.grids")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    checkout = Path(__file__).resolve().parents[1] / "experiments"
+    return checkout if checkout.is_dir() else None
+
+
+def builtin_grids() -> dict[str, Path]:
+    """The grids that ship with warmup-bench, by name ("digits": its digits.toml)."""
+    folder = grids_folder()
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))} if folder is not None else {}
+
+
+def grid_path(given: Path | str) -> Path:
+    """`given` where it names a file or is more than a bare name, else the built-in grid
+    of that name; ExperimentError, naming the built-in ones, for neither."""
+    path = Path(given)
+    if path.exists() or path.suffix or len(path.parts) > 1:
+        return path
+    grids = builtin_grids()
+    if str(given) in grids:
+        return grids[str(given)]
+    raise ExperimentError(f"{given}: no such grid file, and no built-in grid of that name; "
+                          f"built-in grids: {', '.join(grids) or 'none installed'}.")
+
+
 def load_experiment(path: Path, consent: PluginConsent = PluginConsent()) -> Experiment:
-    """Reads and validates a grid file, and resolves every run it lists (once). Its
-    plugin files are loaded only as far as `consent` allows; otherwise ExperimentError."""
-    path = Path(path)
+    """Reads and validates a grid file (a path, or a built-in grid's name), and resolves
+    every run it lists (once). Its plugin files are loaded only as far as `consent`
+    allows; otherwise ExperimentError."""
+    path = grid_path(path)
     try:
         text = _read_grid_text(path).decode("utf-8")
     except UnicodeDecodeError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import UserError
+from .errors import ConfigError, UserError
 
 TEMP_SUFFIX = ".tmp"
 
@@ -85,3 +86,20 @@ def check_output_file(path: Path, option: str = "--out") -> None:
     if Path(path).is_dir():
         raise OutputError(f"{option} {path} is a folder; give a file name.")
     writable_ancestor(Path(path).parent, option)
+
+
+def check_output_root(out: Path) -> None:
+    """Fails early (ConfigError) for an output root that cannot hold run folders: a file,
+    a folder nothing can be created in, or a path too long for the file system."""
+    out = Path(out)
+    too_long = ConfigError(f"--out {str(out)[:60]}...: {os.strerror(errno.ENAMETOOLONG)}.")
+    # a run folder adds <task>/<run-name> (about 100 characters) and file names below it
+    if any(len(part.encode()) > 255 for part in out.parts) or \
+            len(str(out.absolute()).encode()) + 160 > 4096:
+        raise too_long
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder.")
+    try:
+        writable_ancestor(out, "--out")
+    except OutputError as error:
+        raise ConfigError(str(error)) from None

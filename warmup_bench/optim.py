@@ -1,5 +1,6 @@
-"""Registries of optimizers, warmups and LR schedules: a name maps to an entry that builds
-the object and states its own rules (what it needs, how the papers label it).
+"""Registries of optimizers and warmups (the LR schedules': schedules.py): a name maps to
+an entry that builds the object and states its own rules (what it needs, how the papers
+label it).
 
 Adding an optimizer, warmup or schedule is one entry here: the CLI, `list`, config
 validation (tasks.validate calls each entry's `check`) and the report's labels all read
@@ -10,10 +11,10 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch.optim import lr_scheduler
 
@@ -21,7 +22,7 @@ from . import warmup as wu
 from .config import CONDITIONAL, FEEDS, OPEN_UNIT, ConfigError, Range, TrainConfig, option
 from .gi_adam import GIAdamW
 from .registry import Registry, expect_result
-from .wsd import WarmupStableDecay
+from .schedules import SCHEDULES, ScheduleEntry  # noqa: F401  (optim.SCHEDULES, as before)
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,17 @@ class WarmupEntry:
     needs_betas: bool = False
     min_beta2: float | None = None  # exclusive lower bound on beta2, where there is one
     lasts: bool = True  # it has a length, for --delay-schedule to wait (not "none")
+    colour: str | None = None  # its lines' colour in every figure (None: matplotlib's next)
+    # omega(t) on arrays of iterations, for a config: what its effective period
+    # T(omega) = sum_t (1 - omega_t) is summed from (None: unknown, a plugin's)
+    factors: Callable[[TrainConfig], Callable] | None = None
+
+    def effective_period(self, cfg: TrainConfig) -> float | None:
+        """T(omega) of this warmup under `cfg` (Ma & Yarats' measure of how long a warmup
+        is: 98.5 iterations for the untuned exponential one at beta2 0.99, 99.0 for the
+        untuned linear one, 102.9 for RAdam's), or None where its omega is not known."""
+        return None if self.factors is None else \
+            wu.effective_warmup_period(self.factors(cfg))
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -232,109 +244,60 @@ class WarmupEntry:
             f"{self.label}-{period}"
 
 
+# in the papers' table order (no warmup, RAdam, the untuned ones, the tuned ones): the
+# order of a report's rows and of every figure's legend
 WARMUPS: Registry[WarmupEntry] = Registry("warmup", "--warmup", {
     "none": WarmupEntry("no warmup", "None", "no warmup",
                         lambda optimizer, *, period: wu.NoWarmup(optimizer), lambda cfg: 0,
-                        lasts=False),
-    "linear": WarmupEntry("min(1, t / period)", "Linear", "linear",
-                          lambda optimizer, *, period: wu.LinearWarmup(optimizer, period),
-                          lambda cfg: cfg.warmup_period, needs_period=True),
-    "exponential": WarmupEntry(
-        "1 - exp(-t / period)", "Expo", "exponential",
-        lambda optimizer, *, period: wu.ExponentialWarmup(optimizer, period),
-        lambda cfg: cfg.warmup_period, needs_period=True),
-    "untuned-linear": WarmupEntry(
-        "linear, period 2 / (1 - beta2)", "Linear", "untuned linear",
-        lambda optimizer, *, period: wu.UntunedLinearWarmup(optimizer),
-        lambda cfg: wu.untuned_linear_period(cfg.beta2), needs_betas=True),
-    "untuned-exponential": WarmupEntry(
-        "exponential, period 1 / (1 - beta2)", "Expo", "untuned exponential",
-        lambda optimizer, *, period: wu.UntunedExponentialWarmup(optimizer),
-        lambda cfg: wu.untuned_exponential_period(cfg.beta2), needs_betas=True),
+                        lasts=False, colour="tab:blue",
+                        factors=lambda cfg: lambda t: np.ones_like(t)),
     # RAdam has no period; the paper's rule of thumb equates it with untuned linear's
     "radam": WarmupEntry(
         "RAdam's rectification term", "RAdam", "RAdam",
         lambda optimizer, *, period: wu.RAdamWarmup(optimizer),
         lambda cfg: wu.untuned_linear_period(cfg.beta2), needs_betas=True,
-        min_beta2=wu.MIN_BETA2),
+        min_beta2=wu.MIN_BETA2, colour="tab:purple",
+        factors=lambda cfg: wu.UNTUNED_FACTORS["radam"](cfg.beta2)),
+    "untuned-exponential": WarmupEntry(
+        "exponential, period 1 / (1 - beta2)", "Expo", "untuned exponential",
+        lambda optimizer, *, period: wu.UntunedExponentialWarmup(optimizer),
+        lambda cfg: wu.untuned_exponential_period(cfg.beta2), needs_betas=True,
+        colour="tab:orange",
+        factors=lambda cfg: wu.UNTUNED_FACTORS["untuned-exponential"](cfg.beta2)),
+    "untuned-linear": WarmupEntry(
+        "linear, period 2 / (1 - beta2)", "Linear", "untuned linear",
+        lambda optimizer, *, period: wu.UntunedLinearWarmup(optimizer),
+        lambda cfg: wu.untuned_linear_period(cfg.beta2), needs_betas=True,
+        colour="tab:red",
+        factors=lambda cfg: wu.UNTUNED_FACTORS["untuned-linear"](cfg.beta2)),
+    "exponential": WarmupEntry(
+        "1 - exp(-t / period)", "Expo", "exponential",
+        lambda optimizer, *, period: wu.ExponentialWarmup(optimizer, period),
+        lambda cfg: cfg.warmup_period, needs_period=True, colour="tab:brown",
+        factors=lambda cfg: wu.exponential_factors(cfg.warmup_period)),
+    "linear": WarmupEntry("min(1, t / period)", "Linear", "linear",
+                          lambda optimizer, *, period: wu.LinearWarmup(optimizer, period),
+                          lambda cfg: cfg.warmup_period, needs_period=True,
+                          colour="tab:green",
+                          factors=lambda cfg: wu.linear_factors(cfg.warmup_period)),
 })
 
 
-@dataclass(frozen=True)
-class ScheduleEntry:
-    description: str
-    label: str
-    # (optimizer, *, cfg, iters_per_epoch, total, delay) -> the torch scheduler
-    build: Callable[..., lr_scheduler.LRScheduler]
-    per_epoch: bool = False
-    needs_milestones: bool = False
-    needs_period: bool = False  # reads --warmup-period (inverse-sqrt: its peak)
-    # the conditional settings it reads (tasks.check_unread refuses the others); None: not
-    # declared (a plugin's), so none is refused
-    reads: tuple[str, ...] | None = ()
-
-    def check(self, cfg: TrainConfig) -> None:
-        """What this schedule needs: its period (peak), or milestones; a final LR below the
-        LR it decays from."""
-        if self.needs_period and cfg.warmup_period is None:
-            raise ConfigError(f"--schedule {cfg.schedule} needs --warmup-period (its peak).")
-        if self.needs_milestones and not cfg.milestones:
-            raise ConfigError(f"--schedule {cfg.schedule} needs --milestones (epochs).")
-        if "eta_min" in (self.reads or ()) and cfg.eta_min > cfg.lr:
-            raise ConfigError(f"--eta-min {cfg.eta_min:g} is above --lr {cfg.lr:g}: --schedule "
-                              f"{cfg.schedule} decays from the LR down to --eta-min, so it "
-                              "would raise the LR instead; choose --eta-min <= --lr.")
-
-
-def _inverse_sqrt(optimizer, *, cfg, iters_per_epoch, total, delay):
-    peak = cfg.warmup_period
-    # lr_t = lr * sqrt(w) * min(t^-0.5, t * w^-1.5): rises linearly to lr at t = w, then
-    # decays as 1/sqrt(t) (Vaswani et al., normalised so the peak is --lr).
-    return lr_scheduler.LambdaLR(
-        optimizer, lambda s: math.sqrt(peak) * min((s + 1) ** -0.5, (s + 1) * peak**-1.5))
-
-
-def _constant(optimizer, **_):
-    return lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-
-
-def _multistep(optimizer, *, cfg, iters_per_epoch, total, delay):
-    milestones = [m * iters_per_epoch - delay for m in cfg.milestones]
-    return lr_scheduler.MultiStepLR(optimizer, milestones, gamma=cfg.gamma)
-
-
-def _cosine(optimizer, *, cfg, iters_per_epoch, total, delay):
-    return lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total - delay),
-                                          eta_min=cfg.eta_min)
-
-
-def _cosine_epoch(optimizer, *, cfg, iters_per_epoch, total, delay):
-    return lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.eta_min)
-
-
-def _wsd(optimizer, *, cfg, iters_per_epoch, total, delay):
-    return WarmupStableDecay(optimizer, max(1, total - delay), cfg.cooldown_fraction,
-                             cfg.cooldown_shape, cfg.eta_min)
-
-
-SCHEDULES: Registry[ScheduleEntry] = Registry("schedule", "--schedule", {
-    "constant": ScheduleEntry("the base LR throughout", "constant", _constant),
-    "multistep": ScheduleEntry("x gamma at each milestone epoch, applied per iteration",
-                               "multistep", _multistep, needs_milestones=True,
-                               reads=("milestones", "gamma", "delay_schedule")),
-    "cosine": ScheduleEntry("cosine to eta_min over all iterations, per iteration", "cosine",
-                            _cosine, reads=("eta_min", "delay_schedule")),
-    "cosine-epoch": ScheduleEntry("cosine to eta_min over the epochs, per epoch",
-                                  "cosine (per epoch)", _cosine_epoch, per_epoch=True,
-                                  reads=("eta_min", "delay_schedule")),
-    "inverse-sqrt": ScheduleEntry("linear rise to the LR at --warmup-period, then 1/sqrt(t)",
-                                  "inverse sqrt", _inverse_sqrt, needs_period=True,
-                                  reads=("warmup_period", "delay_schedule")),
-    "wsd": ScheduleEntry("warmup-stable-decay: constant, then a cooldown over the last "
-                         "--cooldown-fraction to eta_min (--cooldown-shape)", "WSD", _wsd,
-                         reads=("eta_min", "cooldown_fraction", "cooldown_shape",
-                                "delay_schedule")),
-})
+def warmup_of_label(label: str) -> tuple[int, float, WarmupEntry | None]:
+    """A table or legend label's warmup ("Linear": untuned linear; "Linear-10k": linear
+    over 10,000 iterations): its place in WARMUPS' order, its period (0 for none), and
+    its entry; labels of no warmup entry come last."""
+    for rank, entry in enumerate(WARMUPS.values()):
+        if not entry.needs_period and label == entry.label:
+            return rank, 0.0, entry
+        if entry.needs_period and label.startswith(f"{entry.label}-"):
+            period = label[len(entry.label) + 1:]
+            try:
+                return rank, float(period[:-1]) * 1000 if period.endswith("k") else \
+                    float(period), entry
+            except ValueError:
+                continue
+    return len(WARMUPS), 0.0, None
 
 
 @dataclass

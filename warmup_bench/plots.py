@@ -12,12 +12,11 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers, CI or Ray workers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm, Normalize
-from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter  # noqa: E402
 
 from .files import atomic_path  # noqa: E402
 from .optim import WARMUPS
+from .plot_phase import phase_diagram_figure  # noqa: F401  (a figure plots.draw builds)
 
 FIGURE_FORMATS = ("png", "pdf", "svg")
 STYLES = ("-", "--", ":", "-.")  # one per line where lines may coincide
@@ -28,6 +27,11 @@ STD_BAND = "band: ± 1 std over seeds"
 def warmup_title(name: str) -> str:
     """A warmup's legend name, from its registry entry."""
     return WARMUPS[name].title if name in WARMUPS else name
+
+
+def warmup_colour(name: str) -> str | None:
+    """A warmup's colour in every figure, by its registry name (None: not a warmup's)."""
+    return WARMUPS[name].colour if name in WARMUPS else None
 
 
 def save_figure(fig: plt.Figure, path: Path, fmt: str) -> Path:
@@ -49,17 +53,23 @@ def _finish(ax: plt.Axes, xlabel: str, ylabel: str, title: str) -> None:
 
 
 def warmup_periods_figure(beta2s: np.ndarray, periods: dict[str, np.ndarray]) -> plt.Figure:
-    """T(omega) against beta2, both on log-type axes (the paper's 'warmup period' figure).
-    The untuned schedules' periods nearly coincide, hence one line style each."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    """T(omega) against beta2, both on log-type axes (the paper's 'warmup period' figure),
+    and below it T(omega) (1 - beta2), where the nearly coinciding periods come apart:
+    all of them are about 1 / (1 - beta2), RAdam's 3% longer."""
+    fig, (ax, ratio) = plt.subplots(2, 1, figsize=(5.5, 5.5), sharex=True,
+                                    gridspec_kw={"height_ratios": [3, 2]})
     for (name, values), style in zip(periods.items(), STYLES):
-        ax.plot(beta2s, values, style, label=warmup_title(name), lw=1.6)
+        ax.plot(beta2s, values, style, label=warmup_title(name), lw=1.6,
+                color=warmup_colour(name))
+        ratio.plot(beta2s, values * (1 - beta2s), style, lw=1.6, color=warmup_colour(name))
     ax.set_xscale("logit")  # spreads 0.99 .. 0.9999 evenly, like log(1 - beta2)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    ratio.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ratio.xaxis.set_minor_formatter(NullFormatter())
     ax.set_yscale("log")
-    _finish(ax, r"$\beta_2$", r"effective warmup period $\mathcal{T}(\omega)$",
+    _finish(ax, "", r"$\mathcal{T}(\omega)$ (iterations)",
             r"effective warmup period $\mathcal{T}(\omega) = \sum_t (1 - \omega_t)$")
+    _finish(ratio, r"$\beta_2$", r"$\mathcal{T}(\omega) \cdot (1 - \beta_2)$", "")
+    fig.tight_layout()
     return fig
 
 
@@ -67,7 +77,8 @@ def warmup_factors_figure(factors: dict[str, np.ndarray], beta2: float) -> plt.F
     """omega_t against t for each schedule at one beta2."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for (name, values), style in zip(factors.items(), STYLES):
-        ax.plot(np.arange(1, len(values) + 1), values, style, label=warmup_title(name))
+        ax.plot(np.arange(1, len(values) + 1), values, style, label=warmup_title(name),
+                color=warmup_colour(name))
     ax.set_ylim(0, 1.02)
     _finish(ax, "iteration $t$", r"warmup factor $\omega_t$",
             rf"warmup factor $\omega_t$ at $\beta_2 = {beta2:g}$")
@@ -104,6 +115,10 @@ def error_bars_figure(table) -> plt.Figure:
               for r in table.rows]
     ticks = [f"{row}\n(n={'/'.join(map(str, n))})" for row, n in zip(rows, counts)]
     ax.set_xticks(x, ticks, rotation=30, ha="right", fontsize=8)
+    warmups = any("warmup" in settings for settings in table.row_settings.values())
+    ax.set_xlabel((table.row_header or "row") + (" (Linear, Expo: the untuned warmups; "
+                  "Linear-N, Expo-N: tuned over N iterations)" if warmups else ""),
+                  fontsize=8)
     ax.set_ylabel(table.metric_title)
     ax.set_title(f"{table.title}" + (f" — {prefix[:-1]}" if prefix else "")
                  + "\nmean over n seeds, error bars ± 1 std", fontsize=9)
@@ -112,14 +127,27 @@ def error_bars_figure(table) -> plt.Figure:
     return fig
 
 
+def warmup_lines(curves: dict) -> list[tuple[str, object, str, str | None]]:
+    """The items of `curves` (keyed by warmup label: "None", "Linear", "Linear-10k") in
+    the tool's one warmup order (optim.WARMUPS': no warmup, RAdam, the untuned ones, the
+    tuned ones by period), each with its line style and its warmup's own colour: every
+    figure and table gives a warmup the same place and every figure the same colour."""
+    from .optim import warmup_of_label
+
+    ordered = sorted(curves.items(), key=lambda item: (*warmup_of_label(item[0])[:2], item[0]))
+    return [(label, value, STYLES[k % len(STYLES)],
+             getattr(warmup_of_label(label)[2], "colour", None))
+            for k, (label, value) in enumerate(ordered)]
+
+
 def lr_curves_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str,
                      log_x: bool = False, marks: tuple[tuple[float, str], ...] = ()
                      ) -> plt.Figure:
     """The LR the optimizer used against the iteration, one line per warmup; `marks`
     (iteration, what starts there) as dotted vertical lines, e.g. WSD's phases."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for (label, (steps, lrs)), style in zip(curves.items(), STYLES * len(curves)):
-        ax.plot(steps, lrs, style, label=label)
+    for label, (steps, lrs), style, colour in warmup_lines(curves):
+        ax.plot(steps, lrs, style, label=label, color=colour)
     for x, text in marks:
         ax.axvline(x, color="grey", ls=":", lw=1)
         ax.annotate(text, (x, 0.02), xycoords=("data", "axes fraction"), rotation=90,
@@ -131,19 +159,35 @@ def lr_curves_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: st
     return fig
 
 
-def accuracy_curves_figure(curves: dict, title: str, by_loss: bool = False) -> plt.Figure:
+def accuracy_curves_figure(curves: dict, title: str, by_loss: bool = False,
+                           zoom: tuple[float, float] | None = None) -> plt.Figure:
     """Test accuracy (`by_loss`: the held-out loss) against the epoch, one line per
     warmup: the mean over seeds with a min-max band (a seed that collapsed shows as the
     band's edge, not as a symmetric spread around the mean). `curves` maps a warmup's
-    label to its band over seeds."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    label to its band over seeds. With `zoom` (the range of the report's values over the
+    second half of training) a second panel shows that half on that range, the same in
+    every figure of the report: the one or two points a table tells apart."""
+    epochs = max((len(band.x) for band in curves.values()), default=0)
+    panels = 2 if zoom is not None and epochs >= 4 else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
     scale = 1.0 if by_loss else 100.0
-    for (label, band), style in zip(curves.items(), STYLES * len(curves)):
-        _band(ax, band._replace(mean=scale * band.mean, low=scale * band.low,
-                                high=scale * band.high), label, style=style)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # measured once per epoch
-    _finish(ax, "epoch", "held-out loss (nats/char)" if by_loss else "test accuracy (%)",
-            f"{title}\nmean over seeds, {BAND}")
+    ylabel = "held-out loss (nats/char)" if by_loss else "test accuracy (%)"
+    for ax in axes.flat:
+        for label, band, style, colour in warmup_lines(curves):
+            _band(ax, band._replace(mean=scale * band.mean, low=scale * band.low,
+                                    high=scale * band.high), label, colour, style)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # measured once per epoch
+    _finish(axes[0, 0], "epoch", ylabel, f"{title}\nmean over seeds, {BAND}")
+    if panels == 2:
+        low, high = scale * zoom[0], scale * zoom[1]
+        pad = max(0.05 * (high - low), 1e-3 * scale)
+        late = axes[0, 1]
+        last = max(float(band.x.max()) for band in curves.values() if len(band.x))
+        late.set_xlim(last / 2, last + 0.5)
+        late.set_ylim(low - pad, high + pad)
+        _finish(late, "epoch", ylabel, "the second half of training, zoomed\n(the same y "
+                "range in every figure of this report)")
+    fig.tight_layout()
     return fig
 
 
@@ -217,13 +261,13 @@ def diagnostics_figure(series: dict[str, dict], title: str) -> plt.Figure:
     for ax in axes.flat[len(panels):]:
         fig.delaxes(ax)
     for ax, (key, ylabel, scale) in zip(axes.flat, panels):
-        for (label, bands), style in zip(series.items(), STYLES * len(series)):
+        for label, bands, style, colour in warmup_lines(series):
             if bands.get(key) is not None:
                 # the seeds' sharpness estimates can differ by decades and in sign: a
                 # mean would be one outlier's, the median is what most seeds saw
                 centre = "median" if key == "sharpness_ratio" and \
                     bands[key].median is not None else "mean"
-                _band(ax, bands[key], label, style=style, centre=centre)
+                _band(ax, bands[key], label, colour, style, centre=centre)
         if key == "sharpness_ratio":
             ax.axhline(1.0, color="black", lw=0.8, ls=":", label="threshold")
             ax.set_yscale("symlog", linthresh=1e-2)
@@ -243,15 +287,17 @@ def update_size_figure(series: dict, horizon: int, title: str) -> plt.Figure:
     from min to max): Ma & Yarats' argument that early Adam updates are large without
     warmup. The title says the iterations actually shown."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    shown = 0
-    for (label, band), style in zip(series.items(), STYLES * len(series)):
+    shown, longer = 0, False  # the last logged step shown; whether any run went on
+    for label, band, style, colour in warmup_lines(series):
         keep = band.x <= horizon
         shown = max(shown, int(band.x[keep].max()) if keep.any() else 0)
+        longer = longer or bool((band.x > horizon).any())
         _band(ax, band._replace(x=band.x[keep], mean=band.mean[keep], low=band.low[keep],
-                                high=band.high[keep]), label, style=style)
+                                high=band.high[keep]), label, colour, style)
     ax.set_yscale("log")
-    extent = f"the first 2/(1-β2) = {horizon:,} iterations" if shown >= horizon else \
-        f"iterations 1-{shown:,} (of 2/(1-β2) = {horizon:,}: the runs ended sooner)"
+    # logged steps need not land on the horizon: the runs ended sooner only if none went on
+    extent = f"the first 2/(1-β2) = {horizon:,} iterations" if shown >= horizon or longer \
+        else f"iterations 1-{shown:,} (of 2/(1-β2) = {horizon:,}: the runs ended sooner)"
     _finish(ax, "iteration", r"update size $\|\Delta\theta_t\|_2$",
             f"{title} — {extent}\nmean over seeds, {BAND}")
     return fig
@@ -263,9 +309,8 @@ def lr_sensitivity_figure(curves: dict[str, tuple], title: str, ylabel: str) -> 
     (DeepOBS's sensitivity plot: how much warmup flattens the curve)."""
     fig, ax = plt.subplots(figsize=(6, 4))
     markers = []
-    for (label, (lrs, mean, low, high, diverged)), style in zip(curves.items(),
-                                                               STYLES * len(curves)):
-        (line,) = ax.plot(lrs, mean, style, marker="o", ms=3, label=label)
+    for label, (lrs, mean, low, high, diverged), style, colour in warmup_lines(curves):
+        (line,) = ax.plot(lrs, mean, style, marker="o", ms=3, label=label, color=colour)
         ax.fill_between(lrs, low, high, alpha=0.15, color=line.get_color(), lw=0)
         markers.append((diverged, line.get_color()))
     ax.set_xscale("log")
@@ -278,67 +323,6 @@ def lr_sensitivity_figure(curves: dict[str, tuple], title: str, ylabel: str) -> 
             labelled = True
     ax.set_ylim(top=top)
     _finish(ax, "learning rate α", ylabel, f"{title}\nmean over seeds, {BAND}")
-    return fig
-
-
-def _text_colour(image, value: float) -> str:
-    """Black on light cells (and on the grey of diverged ones), white on dark ones."""
-    if not np.isfinite(value):
-        return "black"
-    red, green, blue, _ = image.cmap(image.norm(value))
-    return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
-
-
-def phase_diagram_figure(grid: dict, title: str, metric_title: str,
-                         annotate_up_to: int = 144, higher_is_better: bool = False
-                         ) -> plt.Figure:
-    """The metric over target LR (columns, log-spaced) x warmup length (rows, 0 = no
-    warmup at the bottom): colour = the mean over seeds (log scale when it spans more
-    than a decade), diverged cells hatched in grey (a legend entry when there are any),
-    cells not run left blank; the numbers in the cells when there are at most `annotate_up_to`."""
-    mean, diverged, runs = grid["mean"], grid["diverged"], grid["runs"]
-    shape = mean.shape
-    fig, ax = plt.subplots(figsize=(max(5.5, 0.75 * shape[1] + 2.5),
-                                    max(3.5, 0.5 * shape[0] + 1.8)))
-    finite = mean[np.isfinite(mean)]
-    log = len(finite) and finite.min() > 0 and finite.max() / finite.min() > 10
-    limits = (finite.min(), finite.max()) if len(finite) else (0, 1)
-    norm = LogNorm(*limits) if log else Normalize(*limits)
-    image = ax.imshow(np.ma.masked_invalid(mean), origin="lower", aspect="auto",
-                      # the better end of the scale bright, whichever way the metric goes
-                      cmap="viridis" if higher_is_better else "viridis_r", norm=norm)
-    bar = fig.colorbar(image, ax=ax, label=metric_title)
-    if log:  # plain numbers ("60", not "6 x 10^1") on the log-scaled bar
-
-        plain = FuncFormatter(lambda value, _: f"{value:g}")
-        bar.ax.yaxis.set_major_formatter(plain)
-        bar.ax.yaxis.set_minor_formatter(plain)
-    all_diverged = (diverged > 0) & ~np.isfinite(mean)
-    for i, j in zip(*np.nonzero(diverged)):
-        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="lightgrey" if
-                                   all_diverged[i, j] else "none", hatch="xx",
-                                   edgecolor="dimgrey", lw=0))
-    if mean.size <= annotate_up_to:
-        for i in range(shape[0]):
-            for j in range(shape[1]):
-                if not runs[i, j]:
-                    continue
-                text = f"{mean[i, j]:.3g}" if np.isfinite(mean[i, j]) else "div."
-                if diverged[i, j] and np.isfinite(mean[i, j]):
-                    text += f"\n{diverged[i, j]}/{runs[i, j]} div."
-                ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                        color=_text_colour(image, mean[i, j]))
-    ax.set_xticks(range(shape[1]), [f"{lr:g}" for lr in grid["lrs"]], rotation=45,
-                  fontsize=8)
-    ax.set_yticks(range(shape[0]), [f"{n:,}  ({w})" for n, w in zip(grid["lengths"],
-                                                                  grid["warmups"])], fontsize=8)
-    ax.set_xlabel("target learning rate α (log-spaced)")
-    ax.set_ylabel("warmup length (iterations)")
-    if diverged.any():
-        ax.legend(handles=[Patch(facecolor="lightgrey", hatch="xx", edgecolor="dimgrey",
-                                 label="diverged")], loc="upper left",
-                  bbox_to_anchor=(0, -0.22), fontsize=8, frameon=False)
-    ax.set_title(f"{title}\n{metric_title}: mean over seeds", fontsize=9)
     return fig
 
 

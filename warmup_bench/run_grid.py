@@ -23,7 +23,7 @@ from .config import ConfigError, TrainConfig, check_choice
 from .execution import RunOptions
 from .experiments import Experiment, PluginConsent, load_experiment
 from .jobs import BUSY, Job, JobResult, PackJob
-from .runs import Status, check_output_root
+from .runs import RunDir, Status, check_output_root
 from .slurm.options import SlurmOptions, cluster_options
 from .sweep_packs import describe_packs, parse_pack, plan_jobs
 from .tasks import long_warmups_note
@@ -76,7 +76,31 @@ class GridPlan:
         """What the grid's text does not show (repeated runs, [fixed] settings left out,
         long warmups), one line each."""
         long = long_warmups_note(self.configs)
-        return self.grid.notes() + ([long] if long is not None else [])
+        return self.grid.notes() + [note for note in (long, self.reused_note())
+                                    if note is not None]
+
+    def reused_note(self) -> str | None:
+        """Finished CPU runs this sweep reuses that trained with another thread count than
+        its own runs get: their numbers are right, but not the ones a fresh run here
+        would give (CPU sums are reproducible per thread count)."""
+        if self.backend.name != "local" or \
+                any(resolve_device(d).type != "cpu" for d in self.devices):
+            return None
+        threads = sweep.threads_per_run(self.backend.jobs, self.options.threads,
+                                        self.backend.cpus_per_run)
+        others: dict[int, int] = {}
+        for cfg in self.done:
+            meta = RunDir.of(self.out, cfg).read_meta()
+            used = meta.get("threads")
+            if meta.get("device") == "cpu" and isinstance(used, int) and used != threads:
+                others[used] = others.get(used, 0) + 1
+        if not others:
+            return None
+        count = sum(others.values())
+        how = " and ".join(f"{n} with {t} threads" for t, n in sorted(others.items()))
+        return (f"note: {count} finished run{'s' * (count > 1)} reused as trained ({how}), "
+                f"where this sweep's runs get {threads}: CPU results are reproducible per "
+                "thread count, so their cells may differ in rounding from a fresh run's.")
 
     def describe_packs(self) -> str | None:
         """One line on how the runs still to train are packed (None: not packed)."""

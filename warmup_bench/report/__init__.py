@@ -22,6 +22,7 @@ from ..metrics import METRICS, Metric, parse_metric
 from ..runs import RunDir
 from .collect import Run, collect_runs
 from .figures import RUN_FIGURES, across_seeds, draw_all, draw_figures, iter_figure_jobs
+from .page import report_page
 from .render import (
     FORMATS,
     SPEED_FORMATS,
@@ -36,6 +37,7 @@ from .render import (
 from .tables import Cell, Table, build_table, build_tables, setting_label, varying_settings
 
 SUFFIXES = {"table": "md", "markdown": "md", "csv": "csv", "latex": "tex", "json": "json"}
+PAGE = "report.html"  # beside the table file: the whole report as one page
 OWNER = ".warmup-bench-report"  # in an --out folder: which results and grid it reports
 
 
@@ -137,17 +139,26 @@ def speed_report(results: Path, warn: Callable[[str], None] = print) -> pd.DataF
 def write_report(tables: list[tuple[Table, list[Run]]], out: Path, fmt: str, compare: bool,
                  plot_format: str = "png", log_x: bool = False,
                  warn: Callable[[str], None] = print, metric: Metric | None = None,
-                 run_figures: str = "diverged") -> Path:
-    """The tables as one file in `out` (Markdown for the terminal's format) and the
-    figures in `out/plots`, drawn in parallel; returns the table file's path."""
+                 run_figures: str = "diverged", grid_text: str | None = None,
+                 commands: list[str] | None = None) -> Path:
+    """The tables as one file in `out` (Markdown for the terminal's format, linking the
+    figures), the figures in `out/plots`, drawn in parallel, and report.html, one page
+    holding them all (`grid_text` and `commands` shown on it when given); returns the
+    table file's path."""
     text_format = "markdown" if fmt == "table" else fmt
-    draw_all((job for table, runs in tables for job in iter_figure_jobs(
+    figures = draw_all((job for table, runs in tables for job in iter_figure_jobs(
         table, runs, out / "plots", plot_format, log_x, warn, metric, run_figures)),
         plot_format)
     path = out / f"report.{SUFFIXES[fmt]}"
     text = tables_json([t for t, _ in tables]) if fmt == "json" else \
         "\n".join(render(t, text_format, compare) for t, _ in tables)
+    if text_format == "markdown" and figures:
+        text += "\n## Figures\n\n" + "".join(
+            f"![{p.stem}](plots/{'/'.join(p.relative_to(out / 'plots').parts)})\n"
+            for p in sorted(figures))
     write_text_atomic(path, text)
+    write_text_atomic(out / PAGE, report_page(tables, figures, out, compare, grid_text,
+                                              commands))
     return path
 
 

@@ -122,12 +122,13 @@ def iter_figure_jobs(table: Table, runs: list[Run], out: Path, fmt: str = "png",
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
         groups.setdefault(tuple(repr(run.config.get(k)) for k in grouping), []).append(run)
+    zoom = late_range(runs)
     for members in groups.values():
         first = members[0].config
         name = " ".join([first["task"], setting_label("opt", first), "lr",
                          setting_label("lr", first)]
                         + [f"{k}={setting_label(k, first)}" for k in naming])
-        yield from _group_jobs(members, name, out, fmt, log_x, warn)
+        yield from _group_jobs(members, name, out, fmt, log_x, warn, zoom)
     for name, members in _groups_over(runs, {"lr"} | per_group).items():
         yield from _analysis_jobs(members, name, out, fmt, metric)
     for run in runs:
@@ -138,8 +139,23 @@ def iter_figure_jobs(table: Table, runs: list[Run], out: Path, fmt: str = "png",
                    run.summary.judged_by == "loss")
 
 
+def late_range(runs: list[Run]) -> tuple[float, float] | None:
+    """The range of every run's test accuracy (a text task's: held-out loss) over the
+    second half of its epochs, where a table's differences live: one zoomed y-axis for
+    every accuracy figure of a report, so that figures of different LRs compare."""
+    values = []
+    for run in runs:
+        column = "test_loss" if run.summary.judged_by == "loss" else "test_acc"
+        epochs = run.epochs
+        if column in epochs and len(epochs):
+            late = epochs[column][epochs["epoch"] > epochs["epoch"].max() / 2].to_numpy(float)
+            values.extend(late[np.isfinite(late)])
+    return (float(min(values)), float(max(values))) if values else None
+
+
 def _group_jobs(members: list[Run], name: str, out: Path, fmt: str, log_x: bool,
-                warn: Callable[[str], None]) -> list[tuple]:
+                warn: Callable[[str], None],
+                zoom: tuple[float, float] | None = None) -> list[tuple]:
     """LR, accuracy (a text task's: held-out loss) and diagnostics curves of runs
     differing only in warmup and seed."""
     lr_curves, acc_curves, diagnostics = {}, {}, {}
@@ -166,7 +182,7 @@ def _group_jobs(members: list[Run], name: str, out: Path, fmt: str, log_x: bool,
     if acc_curves:
         jobs.append(("accuracy_curves_figure",
                      out / f"{'loss' if by_loss else 'accuracy'}_{slug}.{fmt}", acc_curves,
-                     name, by_loss))
+                     name, by_loss, zoom))
     if diagnostics:
         jobs.append(("diagnostics_figure", out / f"diagnostics_{slug}.{fmt}", diagnostics,
                      name))
@@ -217,20 +233,36 @@ class Analysis(NamedTuple):
 
     values: dict[tuple[float, str], list[float]]
     diverged: dict[tuple[float, str], int]
-    lengths: dict[str, int]  # a warmup label's length in iterations
+    # a warmup label's length: its effective period T(omega) in iterations (its nominal
+    # length where its omega is not known: a plugin's warmup)
+    lengths: dict[str, float]
+    nominal: frozenset[str] = frozenset()  # the labels measured by nominal length
+
+
+def effective_length(config: dict) -> tuple[float, bool]:
+    """A run's warmup length as the phase diagram measures it: T(omega), Ma & Yarats'
+    effective period, and False; or its nominal length and True where T is unknown."""
+    entry = WARMUPS.get(config["warmup"])
+    if entry is None:
+        return 0.0, True
+    period = entry.effective_period(TrainConfig.from_dict(config))
+    return (period, False) if period is not None else (float(warmup_length(config)), True)
 
 
 def analyse(runs: list[Run], metric: Metric) -> Analysis:
-    values, diverged, lengths = {}, {}, {}
+    values, diverged, lengths, nominal = {}, {}, {}, set()
     for run in runs:
         key = (run.cfg.lr, setting_label("warmup", run.config))
-        lengths[key[1]] = warmup_length(run.config)
+        if key[1] not in lengths:
+            lengths[key[1]], guessed = effective_length(run.config)
+            if guessed:
+                nominal.add(key[1])
         values.setdefault(key, [])
         if run.status == "diverged":
             diverged[key] = diverged.get(key, 0) + 1
         elif (value := metric.value(run)) is not None:
             values[key].append(value)
-    return Analysis(values, diverged, lengths)
+    return Analysis(values, diverged, lengths, frozenset(nominal))
 
 
 def _analysis_jobs(members: list[Run], name: str, out: Path, fmt: str,
@@ -246,7 +278,8 @@ def _analysis_jobs(members: list[Run], name: str, out: Path, fmt: str,
              sensitivity_curves(found), name, ylabel)]
     if len(set(found.lengths.values())) >= 2:
         jobs.append(("phase_diagram_figure", out / f"phase_{slug}.{fmt}",
-                     phase_grid(found), name, ylabel, 144, metric.higher_is_better))
+                     phase_grid(found), name, ylabel, 144, metric.higher_is_better,
+                     metric.decimals))
     return jobs
 
 
@@ -279,6 +312,7 @@ def phase_grid(found: Analysis) -> dict:
         diverged[i, j] = found.diverged.get((lr, label), 0)
         runs[i, j] = len(values) + diverged[i, j]
     return {"lrs": lrs, "warmups": warmups, "lengths": [found.lengths[w] for w in warmups],
+            "nominal": [w in found.nominal for w in warmups],
             "mean": mean, "diverged": diverged, "runs": runs}
 
 

@@ -2,6 +2,7 @@
 files (RunDir), `schema.py` declares the columns of its CSVs, `csvlogs.py` writes and
 checks them, `summary.py` is its summary.json."""
 
+from ..files import check_output_root
 from .csvlogs import CsvLog, RunFileError, read_csv
 from .folder import (
     CHECKPOINT,
@@ -14,7 +15,6 @@ from .folder import (
     CheckpointError,
     Logs,
     RunDir,
-    check_output_root,
     config_hash,
     find_runs,
     run_name,

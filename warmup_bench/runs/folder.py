@@ -24,7 +24,6 @@ file's name, is damaged (the link could lead a write to any file the user can wr
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -35,17 +34,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import ADDED_SETTINGS, SETTINGS, ConfigError, TrainConfig
+from ..config import ADDED_SETTINGS, SETTINGS, TrainConfig
 from ..errors import UserError
 from ..files import (
     TEMP_SUFFIX,
-    OutputError,
     atomic_path,
     remove_temporaries,
-    writable_ancestor,
     write_json_atomic,
 )
-from ..trackers import TensorBoardMirror
+from ..trackers import Mirrors, MlflowMirror, TensorBoardMirror, WandbMirror
+from ..trackers import start as start_tracker
 from .csvlogs import CsvLog, RunFileError, count_rows, read_csv, truncate_rows
 from .lock import LOCK, RunLock
 from .schema import DIAGNOSTICS_CSV, EPOCHS_CSV, LAYERS_CSV, LOGITS_CSV, STEPS_CSV, CsvSchema
@@ -56,6 +54,8 @@ CONFIG, META, SUMMARY = "config.json", "meta.json", "summary.json"
 STEPS, EPOCHS = STEPS_CSV.file, EPOCHS_CSV.file
 DIAGNOSTICS, LAYERS, LOGITS = DIAGNOSTICS_CSV.file, LAYERS_CSV.file, LOGITS_CSV.file
 TENSORBOARD = "tensorboard"  # a folder of event files (with --tensorboard)
+WANDB = "wandb"  # W&B's offline run files (with --wandb)
+MLRUNS = "mlruns"  # MLflow's file store, in the output root beside the tasks (--mlflow)
 LOGS = {"steps": STEPS, "epochs": EPOCHS, "diagnostics": DIAGNOSTICS, "layers": LAYERS,
         "logits": LOGITS}
 CHECKPOINT, MODEL = "checkpoint.pt", "model.pt"
@@ -172,6 +172,7 @@ class RunDir:
                      MODEL):
             (self.path / name).unlink(missing_ok=True)
         shutil.rmtree(self.path / TENSORBOARD, ignore_errors=True)
+        shutil.rmtree(self.path / WANDB, ignore_errors=True)
 
     def rewind(self, rows: dict[str, int]) -> None:
         """Back to a checkpoint: drops the CSV rows logged after it (they will be redone)."""
@@ -181,14 +182,24 @@ class RunDir:
                 truncate_rows(self.path / file, rows[name])
 
     def open_logs(self, has_val: bool, diagnostics: bool, tensorboard: bool = False,
-                  first_step: int = 1, iters_per_epoch: int = 1, logits: bool = False) -> Logs:
+                  first_step: int = 1, iters_per_epoch: int = 1, logits: bool = False,
+                  trackers: tuple[str, ...] = (), config: dict | None = None) -> Logs:
         """The run's CSV logs, opened for appending; the diagnostics ones only when
         `diagnostics` (their rows are left as they are otherwise), logits.csv only for a
-        model with attention (`logits`). With `tensorboard`,
-        every row is also written as TensorBoard scalars (`first_step`: the iteration
-        this attempt starts at)."""
-        board = TensorBoardMirror(self.path / TENSORBOARD, first_step, iters_per_epoch) \
-            if tensorboard else None
+        model with attention (`logits`). With `tensorboard`, every row is also written as
+        TensorBoard scalars (`first_step`: the iteration this attempt starts at); with
+        "wandb" or "mlflow" in `trackers`, also to W&B offline (the folder's wandb/) or to
+        MLflow's file store (mlruns/ beside the tasks' folders), with `config`."""
+        mirrors = [TensorBoardMirror(self.path / TENSORBOARD, first_step, iters_per_epoch)] \
+            if tensorboard else []
+        if "wandb" in trackers:
+            mirrors.append(start_tracker("wandb", WandbMirror, self.path / WANDB, self.name,
+                                         config or {}, iters_per_epoch))
+        if "mlflow" in trackers:
+            mirrors.append(start_tracker("mlflow", MlflowMirror,
+                                         self.path.parent.parent / MLRUNS, self.name,
+                                         config or {}, iters_per_epoch))
+        board = Mirrors(mirrors) if mirrors else None
 
         def log(schema: CsvSchema, mirror=None) -> CsvLog:
             return CsvLog(self.path / schema.file, schema.names(has_val), mirror)
@@ -350,7 +361,7 @@ class Logs:
     diagnostics: CsvLog | int
     layers: CsvLog | int
     logits: CsvLog | int = 0
-    tensorboard: object = None  # a trackers.TensorBoardMirror, with --tensorboard
+    tensorboard: object = None  # the trackers (trackers.Mirrors), with --tensorboard etc.
 
     def rows(self) -> dict[str, int]:
         """Data rows in each file (what a checkpoint records, and a resume rewinds to)."""
@@ -364,23 +375,6 @@ class Logs:
                 log.close()
         if self.tensorboard is not None:
             self.tensorboard.close()
-
-
-def check_output_root(out: Path) -> None:
-    """Fails early (ConfigError) for an output root that cannot hold run folders: a file,
-    a folder nothing can be created in, or a path too long for the file system."""
-    out = Path(out)
-    too_long = ConfigError(f"--out {str(out)[:60]}...: {os.strerror(errno.ENAMETOOLONG)}.")
-    # a run folder adds <task>/<run-name> (about 100 characters) and file names below it
-    if any(len(part.encode()) > 255 for part in out.parts) or \
-            len(str(out.absolute()).encode()) + 160 > 4096:
-        raise too_long
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder.")
-    try:
-        writable_ancestor(out, "--out")
-    except OutputError as error:
-        raise ConfigError(str(error)) from None
 
 
 def find_runs(root: Path, on_link: Callable[[Path], None] | None = None) -> Iterator[RunDir]:

@@ -1,5 +1,7 @@
 """A run folder's lock: an OS file lock held by the one process writing the run, with its
-pid written in the file. The OS releases it when its holder dies, however it dies."""
+pid written in the file. The OS releases it when its holder dies, however it dies; a
+holder that ends normally also removes the file, so a finished run folder holds only the
+run's own files."""
 
 from __future__ import annotations
 
@@ -23,6 +25,31 @@ class RunLock:
     file is opened without following a link, and must be a regular file."""
 
     def __init__(self, path: Path):
+        # the holder removes the file as it lets go: the file locked may have been removed
+        # between our open and our lock, so lock until the file locked is the one there
+        for _ in range(100):
+            self._take(path)
+            if self._still_there(path):
+                break
+            self.handle.close()
+        else:
+            raise RunBusy(f"{path.parent} keeps changing hands between other processes; "
+                          "try again.")
+        self.path = path
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(f"{os.getpid()}\n")
+        self.handle.flush()
+
+    def _still_there(self, path: Path) -> bool:
+        try:
+            there = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(self.handle.fileno())
+        return (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def _take(self, path: Path) -> None:
         import fcntl
 
         damaged = RunFileError(f"{path} is not a lock file (a symbolic or hard link, a folder "
@@ -48,13 +75,16 @@ class RunLock:
             self.handle.close()
             raise RunBusy(f"{path.parent} is being written by another process (pid {holder}); "
                           "wait for it to finish, or stop it first.") from None
-        self.handle.seek(0)
-        self.handle.truncate()
-        self.handle.write(f"{os.getpid()}\n")
-        self.handle.flush()
 
     def release(self) -> None:
+        """Removes the lock file, then lets go of the lock (in that order: a process that
+        opened the file meanwhile finds, once it holds the lock, that it is gone)."""
         if not self.handle.closed:
+            try:
+                if self._still_there(self.path):
+                    self.path.unlink()
+            except OSError:  # a folder removed or made read-only: the lock still goes
+                pass
             self.handle.close()  # closing the descriptor releases the flock
 
 

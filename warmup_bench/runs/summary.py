@@ -47,6 +47,13 @@ class Summary:
     best_val_loss: float | None = None
     best_val_loss_epoch: int | None = None
     test_loss_at_best_val: float | None = None
+    # what disturbed the run's speed while it trained (another process on the cores): its
+    # seconds and images/s are not the machine's; written only when there is one
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
 
     def record(self, row: dict) -> bool:
         """Takes an epoch's row (of epochs.csv) into the summary; True when the epoch is
@@ -107,6 +114,8 @@ class Summary:
         if self.judged_by == "accuracy":  # an image task's summary.json, as it always was
             for key in ("judged_by", *LOSS_FIELDS, "best_loss_epoch", "best_val_loss_epoch"):
                 del values[key]
+        if not self.notes:
+            del values["notes"]
         return values
 
     @classmethod
@@ -133,7 +142,10 @@ class Summary:
             if value is not None and not (isinstance(value, int) and
                                           not isinstance(value, bool) and value >= 0):
                 raise ValueError(f"{key} {value!r} is not a count")
-        return cls(**{**fields, "status": Status(values.get("status"))})
+        notes = fields.get("notes", [])
+        if not (isinstance(notes, list) and all(isinstance(n, str) for n in notes)):
+            raise ValueError(f"notes {notes!r} is not a list of texts")
+        return cls(**{**fields, "notes": list(notes), "status": Status(values.get("status"))})
 
 
 JUDGED_BY = ("accuracy", "loss")

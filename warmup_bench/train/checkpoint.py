@@ -47,7 +47,8 @@ def checkpoint_state(net: Net, state: RunState, logs: Logs,
             "scheduler": scheduler, "warmup": net.training.warmup.state_dict(), "rng": rng,
             "epoch": summary.epochs_done, "wall_seconds": summary.wall_seconds,
             "results": {key: getattr(summary, key) for key in RESULT_KEYS},
-            "rows": logs.rows()} | ({"sharpness": sharpness.state_dict()} if sharpness else {})
+            "notes": list(summary.notes), "rows": logs.rows()} | \
+        ({"sharpness": sharpness.state_dict()} if sharpness else {})
 
 
 def own_storage(state_dict: dict) -> dict:
@@ -91,4 +92,5 @@ def restore(run: RunDir, cfg, net: Net, sharpness: Sharpness | None) -> RunState
                               f"or optimizer ({type(error).__name__}).") from None
     run.rewind(state["rows"])
     return RunState(Summary(epochs_done=state["epoch"], wall_seconds=state["wall_seconds"],
+                            notes=list(state.get("notes", [])),  # older: none
                             **state["results"]))

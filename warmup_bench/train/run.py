@@ -101,10 +101,6 @@ def train_runs(cfgs: list[TrainConfig], out: Path, options: RunOptions | None,
     if options.threads:
         torch.set_num_threads(options.threads)
     use_arithmetic(device, options.deterministic, options.tf32)
-    if options.on_hint and device.type == "cpu" and hasattr(os, "getloadavg"):
-        note = busy_note(os.getloadavg()[0], os.cpu_count() or 1, torch.get_num_threads())
-        if note is not None:
-            options.on_hint(note)
     with plugin_errors("building the pack" if packed else "building the run"):
         own = options.data.spec if options.data is not None else None
         data = data if data is not None else load_dataset(cfgs[0].dataset, options.data_dir,
@@ -216,6 +212,17 @@ def run_members(members: list[Member], out: Path, options: RunOptions, packed: b
             if k not in outcomes:
                 outcomes[k] = member.session.finish(status, reason)
 
+    def speed_note(note: str) -> None:
+        """Said at a terminal, and recorded in every member's summary (whoever reads the
+        run's numbers later learns that another process shared the cores)."""
+        if options.on_hint:
+            options.on_hint(note)
+        for member in live:
+            member.session.summary.note(note.removeprefix("note: "))
+
+    if device.type == "cpu" and hasattr(os, "getloadavg") and (note := busy_note(
+            os.getloadavg()[0], os.cpu_count() or 1, torch.get_num_threads())):
+        speed_note(note)
     model = PackedModel([m.net.model for m in live]) if packed else DirectModel()
     fastest, slowed = 0.0, False
     try:
@@ -235,11 +242,11 @@ def run_members(members: list[Member], out: Path, options: RunOptions, packed: b
                 break
             row = rows[min(rows)]
             fastest = max(fastest, row["images_per_second"])
-            if options.on_hint and not slowed and (note := slowdown_note(
+            if not slowed and (note := slowdown_note(
                     row["epoch"], row["images_per_second"], fastest, torch.get_num_threads(),
                     cpu_share, device)):
                 slowed = True  # said once
-                options.on_hint(note)
+                speed_note(note)
     except KeyboardInterrupt:
         end_all(Status.INTERRUPTED, INTERRUPTED)
         raise

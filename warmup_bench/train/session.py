@@ -62,7 +62,8 @@ class RunSession:
         logits = LogitProbe.applies(net.model)  # a Transformer: its logits are probed too
         self.logs = run.open_logs(loaders.val is not None, options.diagnostics,
                                   options.tensorboard, first_step=self.state.epoch * iters + 1,
-                                  iters_per_epoch=iters, logits=logits)
+                                  iters_per_epoch=iters, logits=logits,
+                                  trackers=options.trackers, config=cfg.to_dict())
         self.monitor = Monitor(
             StepProbe(net.model, net.training.optimizer), self.sharpness,
             options.sharpness_every, cfg.log_interval, self.logs.diagnostics, self.logs.layers,
