@@ -68,7 +68,7 @@ def test_eps_reaches_the_optimizer_and_default_runs_keep_their_names() -> None:
     default = resolve_config("digits")
     added_since_0_1 = ("eps", "plugins", "momentum", "cooldown_fraction", "cooldown_shape",
                        "context", "norm", "qk_norm", "dropout", "epoch_steps", "bias",
-                       "weight_decay_on")
+                       "weight_decay_on", "precise_bn")
     legacy = {k: v for k, v in default.to_dict().items()
               if k not in added_since_0_1}  # 0.1.0's hash input
     digest = hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()

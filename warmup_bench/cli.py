@@ -228,6 +228,10 @@ def report(
                                "run is a text task's, else best."),
     fmt: str = typer.Option("table", "--format", help="table, markdown, csv, latex or json."),
     compare: bool = typer.Option(False, help="Compare with the published numbers."),
+    precise_bn: bool = typer.Option(False, "--precise-bn", help="Every number from the "
+                                    "evaluations at BatchNorm statistics recomputed at the "
+                                    "epoch's weights (runs trained with --precise-bn N; the "
+                                    "default: the protocol's, as the papers report)."),
     out: str = typer.Option(None, help="Write the table and plots into this folder (new, "
                             "empty, or this report's own)."),
     plot_format: str = typer.Option("png", help="png, pdf or svg."),
@@ -283,7 +287,8 @@ def report(
                 console.print(f"wrote {reporting.write_speed(frame, out)}")
         return
     with user_errors():
-        made = reporting.make_report(results_dir, grid, metric, compare, epochs, warn, say)
+        made = reporting.make_report(results_dir, grid, metric, compare, epochs, warn, say,
+                                     precise_bn)
     for table, _ in made.tables:
         if fmt == "table":
             console.print(reporting.rich_table(table, made.compare))
@@ -298,14 +303,14 @@ def report(
                                              grid.path.read_text() if grid else None,
                                              reproducing_commands(
                                                  grid, results_dir, metric, compare, epochs,
-                                                 fmt, out, plot_format))
+                                                 fmt, out, plot_format, precise_bn))
         console.print(f"wrote {written}, {out / reporting.PAGE} (the whole report as one "
                       f"page) and figures in {out / 'plots'}")
 
 
 def reproducing_commands(grid, results: Path, metric: str | None, compare: bool,
-                         epochs: int | None, fmt: str, out: Path, plot_format: str
-                         ) -> list[str]:
+                         epochs: int | None, fmt: str, out: Path, plot_format: str,
+                         precise_bn: bool = False) -> list[str]:
     """The commands that make this report again: the grid's sweep (when there is a grid),
     then this report's own command."""
     import shlex
@@ -317,7 +322,8 @@ def reproducing_commands(grid, results: Path, metric: str | None, compare: bool,
     words += ["--experiment", named] if grid else []
     words += ["--epochs", str(epochs)] if epochs else []
     words += ["--metric", metric] if metric else []
-    words += ["--compare"] * compare + (["--format", fmt] if fmt != "table" else [])
+    words += ["--compare"] * compare + ["--precise-bn"] * precise_bn
+    words += ["--format", fmt] if fmt != "table" else []
     words += ["--plot-format", plot_format] if plot_format != "png" else []
     sweep = ["warmup-bench", "sweep", named, "--out", str(results)] + \
         (["--epochs", str(epochs)] if epochs else []) if grid else None

@@ -194,8 +194,8 @@ HELP_PANELS = {
                                          "epoch_steps"),
     "Execution": ("device", "threads", "amp", "compile", "compile_mode", "channels_last",
                   "fused_optimizer", "deterministic", "tf32", "resume", "restart"),
-    "Output": ("out", "log_interval", "save_model", "diagnostics", "sharpness_every",
-               "tensorboard", "progress"),
+    "Output": ("out", "log_interval", "precise_bn", "save_model", "diagnostics",
+               "sharpness_every", "tensorboard", "wandb", "mlflow", "progress"),
 }
 PRESET_NOTE = ("Hyperparameters not given take the --task preset's values (`warmup-bench list "
                "tasks` shows each preset's); a grid file takes the same names.")

@@ -186,6 +186,11 @@ class TrainConfig:
     train_samples: int | None = setting(None, "Train on the first N samples only (smoke "
                                         "runs).", positive)
     log_interval: int = setting(10, "Iterations between logged steps.", positive)
+    precise_bn: int | None = setting(None, "Also evaluate with BatchNorm statistics "
+                                     "recomputed at each epoch's weights over N fixed "
+                                     "training batches (epochs.csv's *_pbn columns; the "
+                                     "training is unchanged).", positive_int, added=True,
+                                     per_member=True)
     amp: bool = setting(False, "bf16 autocast on CUDA, or on a CPU with native bf16 "
                         "(AVX512-BF16, AMX); float32 elsewhere.")
     compile: bool = setting(False, "torch.compile the model.")

@@ -20,7 +20,7 @@ from ..experiments import Experiment, PluginConsent, load_experiment
 from ..files import OutputError, write_text_atomic
 from ..metrics import METRICS, Metric, parse_metric
 from ..runs import RunDir
-from .collect import Run, collect_runs
+from .collect import Run, collect_runs, recomputed_view
 from .figures import RUN_FIGURES, across_seeds, draw_all, draw_figures, iter_figure_jobs
 from .page import report_page
 from .render import (
@@ -100,24 +100,48 @@ def check_request(results: Path, grid: bool, compare: bool = False,
 def make_report(results: Path, grid: Experiment | None = None, metric: str | None = None,
                 compare: bool = False, epochs: int | None = None,
                 warn: Callable[[str], None] = print,
-                note: Callable[[str], None] = print) -> Report:
+                note: Callable[[str], None] = print, precise_bn: bool = False) -> Report:
     """The tables of the runs in `results`: laid out as `grid` lays them (and restricted
     to its runs, with `epochs` the --epochs its sweep ran with), else one table of
     whatever varies. `metric` (default: the grid's, else best) is what the cells hold;
-    `compare` sets the published numbers beside them. Runs skipped are said through
-    `warn`; ConfigError (one line) when nothing can be reported."""
+    `compare` sets the published numbers beside them. `precise_bn`: every number from
+    the evaluations at recomputed BatchNorm statistics (runs trained with --precise-bn
+    only). Runs skipped are said through `warn`; ConfigError (one line) when nothing can
+    be reported."""
     check_request(results, grid is not None, compare, epochs)
+    if precise_bn and compare:
+        raise ConfigError("--compare sets the published numbers beside the protocol's, "
+                          "evaluated at the BatchNorm statistics training kept: leave out "
+                          "--precise-bn to compare.")
     runs = collect_runs(Path(results), warn)
+    if precise_bn:
+        runs = recomputed_runs(runs, warn)
     chosen = parse_metric(metric) if metric is not None else \
         grid.metric if grid is not None else parse_metric(default_metric(runs))
     if compare and chosen.time_to_target:
         note(f"note: no published numbers of {chosen.name} exist: nothing to compare.")
         compare = False
     tables = build_tables(Path(results), runs, chosen, grid, compare, epochs, warn)
+    for table, _ in tables if precise_bn else ():
+        table.metric_title += ", BatchNorm statistics recomputed (--precise-bn)"
     if not any(table_runs for _, table_runs in tables):
         raise ConfigError(f"no finished runs under {results}"
-                          + (f" belong to {grid.path}" if grid else "") + ".")
+                          + (f" belong to {grid.path}" if grid else "")
+                          + (" trained with --precise-bn" if precise_bn else "") + ".")
     return Report(tables, chosen, compare)
+
+
+def recomputed_runs(runs: list[Run], warn: Callable[[str], None]) -> list[Run]:
+    """The runs as --precise-bn evaluated them; those trained without it are skipped."""
+    views = []
+    for run in runs:
+        view = recomputed_view(run)
+        if view is None:
+            warn(f"skipping {run.directory}: trained without --precise-bn (no numbers at "
+                 "recomputed BatchNorm statistics)")
+        else:
+            views.append(view)
+    return views
 
 
 def default_metric(runs: list[Run]) -> str:

@@ -8,6 +8,7 @@ copied from any machine."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,7 +18,17 @@ import numpy as np
 import pandas as pd
 
 from ..config import ConfigError, TrainConfig, check_choice
-from ..runs import CONFIG, SUMMARY, RunDir, RunFileError, Status, Summary, find_runs, run_name
+from ..runs import (
+    CONFIG,
+    PRECISE,
+    SUMMARY,
+    RunDir,
+    RunFileError,
+    Status,
+    Summary,
+    find_runs,
+    run_name,
+)
 from ..runs.schema import COUNT
 from ..runs.summary import RECORDED
 from ..tasks import TASKS, judged_by, planned_iterations_per_epoch, recorded_data, validate
@@ -106,6 +117,23 @@ def collect_runs(root: Path, warn: Callable[[str], None]) -> list[Run]:
         else:
             runs.append(Run(run, cfg, summary, epochs))
     return runs
+
+
+def recomputed_view(run: Run) -> Run | None:
+    """The run as --precise-bn evaluated it: each evaluation column from its *_pbn twin
+    (BatchNorm statistics recomputed at the epoch's weights), and the summary replayed
+    from those rows (the status and timing its own); None when it ran without."""
+    epochs = run.epochs
+    if f"test_acc{PRECISE}" not in epochs:
+        return None
+    swapped = epochs.assign(**{c[:-len(PRECISE)]: epochs[c] for c in epochs.columns
+                               if c.endswith(PRECISE)})
+    summary = Summary(judged_by=run.summary.judged_by)
+    for row in swapped.to_dict("records"):
+        summary.record(row)
+    kept = {key: getattr(run.summary, key) for key in
+            ("status", "wall_seconds", "error", "diverged_at", "notes", "epochs_done")}
+    return Run(run.run, run.cfg, dataclasses.replace(summary, **kept), swapped)
 
 
 def _is_count(value) -> bool:

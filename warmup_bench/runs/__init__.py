@@ -20,12 +20,20 @@ from .folder import (
     run_name,
 )
 from .lock import RunBusy, RunLock, lock_held
-from .schema import DIAGNOSTICS_CSV, EPOCHS_CSV, LAYERS_CSV, STEPS_CSV, Bound, CsvSchema
+from .schema import (
+    DIAGNOSTICS_CSV,
+    EPOCHS_CSV,
+    LAYERS_CSV,
+    PRECISE,
+    STEPS_CSV,
+    Bound,
+    CsvSchema,
+)
 from .summary import Status, Summary
 from .tensors import load_tensors, refuse_link
 
 __all__ = ["RunDir", "Logs", "RunLock", "RunBusy", "CheckpointError", "RunFileError", "CsvLog",
-           "Bound", "Status", "Summary", "CsvSchema", "STEPS_CSV", "EPOCHS_CSV",
+           "Bound", "PRECISE", "Status", "Summary", "CsvSchema", "STEPS_CSV", "EPOCHS_CSV",
            "DIAGNOSTICS_CSV", "LAYERS_CSV", "read_csv", "check_output_root", "config_hash",
            "find_runs", "run_name", "CONFIG", "META", "SUMMARY", "STEPS", "EPOCHS", "LOGS",
            "CHECKPOINT", "load_tensors", "refuse_link", "lock_held"]

@@ -183,13 +183,15 @@ class RunDir:
 
     def open_logs(self, has_val: bool, diagnostics: bool, tensorboard: bool = False,
                   first_step: int = 1, iters_per_epoch: int = 1, logits: bool = False,
-                  trackers: tuple[str, ...] = (), config: dict | None = None) -> Logs:
+                  trackers: tuple[str, ...] = (), config: dict | None = None,
+                  precise_bn: bool = False) -> Logs:
         """The run's CSV logs, opened for appending; the diagnostics ones only when
         `diagnostics` (their rows are left as they are otherwise), logits.csv only for a
         model with attention (`logits`). With `tensorboard`, every row is also written as
         TensorBoard scalars (`first_step`: the iteration this attempt starts at); with
         "wandb" or "mlflow" in `trackers`, also to W&B offline (the folder's wandb/) or to
-        MLflow's file store (mlruns/ beside the tasks' folders), with `config`."""
+        MLflow's file store (mlruns/ beside the tasks' folders), with `config`. With
+        `precise_bn`, epochs.csv has the *_pbn columns too."""
         mirrors = [TensorBoardMirror(self.path / TENSORBOARD, first_step, iters_per_epoch)] \
             if tensorboard else []
         if "wandb" in trackers:
@@ -202,7 +204,7 @@ class RunDir:
         board = Mirrors(mirrors) if mirrors else None
 
         def log(schema: CsvSchema, mirror=None) -> CsvLog:
-            return CsvLog(self.path / schema.file, schema.names(has_val), mirror)
+            return CsvLog(self.path / schema.file, schema.names(has_val, precise_bn), mirror)
 
         def extra(schema: CsvSchema, mirror=None) -> CsvLog | int:
             return log(schema, mirror) if diagnostics else count_rows(self.path / schema.file)

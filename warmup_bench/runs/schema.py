@@ -31,6 +31,7 @@ class Column:
     bound: Bound | None = ANY  # None: text
     val_only: bool = False  # written only by runs with a validation split
     required: bool = True  # every version wrote it: a file without it is damaged
+    precise_only: bool = False  # written only by runs with --precise-bn
 
 
 @dataclass(frozen=True)
@@ -41,14 +42,20 @@ class CsvSchema:
     columns: tuple[Column, ...]
     one_row_per_key: bool = True  # layers.csv: a row per layer of a step
 
-    def names(self, has_val: bool = True) -> list[str]:
-        """The header a run writes (`has_val`: it holds out a validation split)."""
-        return [c.name for c in self.columns if has_val or not c.val_only]
+    def names(self, has_val: bool = True, precise_bn: bool = False) -> list[str]:
+        """The header a run writes (`has_val`: it holds out a validation split;
+        `precise_bn`: it also evaluates with recomputed BatchNorm statistics)."""
+        return [c.name for c in self.columns if (has_val or not c.val_only)
+                and (precise_bn or not c.precise_only)]
 
     @property
     def required(self) -> list[str]:
         """The columns a reader insists on (those every version wrote)."""
-        return [c.name for c in self.columns if c.required and not c.val_only]
+        return [c.name for c in self.columns if c.required and not c.val_only
+                and not c.precise_only]
+
+
+PRECISE = "_pbn"  # the suffix of an evaluation column's --precise-bn twin
 
 
 def _numbers(names: tuple[str, ...], bound: Bound = ANY) -> tuple[Column, ...]:
@@ -71,7 +78,14 @@ EPOCHS_CSV = CsvSchema("epochs.csv", (
     Column("test_top5", FRACTION, required=False),  # 0.1.0 wrote no top-5
     Column("val_loss", SIZE, val_only=True), Column("val_acc", FRACTION, val_only=True),
     Column("val_top5", FRACTION, val_only=True),
-    Column("seconds", SIZE), Column("images_per_second", SIZE)))
+    Column("seconds", SIZE), Column("images_per_second", SIZE),
+    # with --precise-bn: the same evaluations at BatchNorm statistics recomputed at the
+    # epoch's weights (train.evaluation.recomputed_batchnorm); the columns above stay
+    # the protocol's (the running statistics training kept)
+    *(Column(f"{name}{PRECISE}", bound, val_only=name.startswith("val_"), precise_only=True)
+      for name, bound in (("test_loss", SIZE), ("test_acc", FRACTION),
+                          ("test_top5", FRACTION), ("val_loss", SIZE),
+                          ("val_acc", FRACTION), ("val_top5", FRACTION)))))
 DIAGNOSTICS_CSV = CsvSchema("diagnostics.csv", (
     Column("step", COUNT), *_numbers(STEP_STATS + SHARPNESS_STATS, ANY)))
 LAYERS_CSV = CsvSchema("layers.csv", (

@@ -57,17 +57,46 @@ def evaluation_weights(net: Net, loader: BatchLoader) -> Iterator[None]:
         net.training.optimizer.train()
 
 
+def batchnorms(model: torch.nn.Module) -> list[torch.nn.Module]:
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
 def recompute_batchnorm(net: Net, loader: BatchLoader, batches: int = BN_BATCHES) -> None:
-    """BatchNorm running statistics at the current weights (schedulefree's documented
-    caveat): forward passes of fixed training batches with only BatchNorm in train mode
-    (dropout stays off: no random number is drawn), no gradient."""
-    norms = [m for m in net.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    """BatchNorm running statistics at the current weights: their exact average over
+    `batches` fixed, unaugmented training batches (BatchNorm's cumulative average:
+    momentum None from reset statistics), by forward passes with only BatchNorm in train
+    mode (dropout stays off: no random number is drawn), no gradient. What the
+    schedule-free path evaluates with (schedulefree's documented caveat), and
+    --precise-bn (`recomputed_batchnorm`, which puts training's statistics back)."""
+    norms = batchnorms(net.model)
     if not norms:
         return
+    momenta = [norm.momentum for norm in norms]
     net.model.eval()
     for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average: every batch weighs the same
         norm.train()
-    with torch.no_grad(), net.autocast():
-        for x in loader.fixed_batches(batches):
-            net.forward(x)
-    net.model.eval()
+    try:
+        with torch.no_grad(), net.autocast():
+            for x in loader.fixed_batches(batches):
+                net.forward(x)
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        net.model.eval()
+
+
+@contextmanager
+def recomputed_batchnorm(net: Net, loader: BatchLoader, batches: int) -> Iterator[None]:
+    """What follows (an evaluation) sees BatchNorm statistics recomputed at the current
+    weights (`recompute_batchnorm`); then training's own running statistics come back,
+    bit for bit, so the training goes on as it would have without."""
+    kept = {name: buffer.clone() for name, buffer in net.model.named_buffers()}
+    recompute_batchnorm(net, loader, batches)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, buffer in net.model.named_buffers():
+                buffer.copy_(kept[name])

@@ -17,12 +17,12 @@ from ..execution import RunOptions
 from ..jobs import slurm_ids
 from ..models import mask_source
 from ..optim import optimizer_kernel
-from ..runs import RunDir, Status, Summary
+from ..runs import PRECISE, RunDir, Status, Summary
 from ..tasks import judged_by, long_warmup_note
 from .build import Loaders, Net
 from .checkpoint import RunState, checkpoint_state, own_storage, restore
 from .device import cuda_math, device_name
-from .evaluation import evaluate, evaluation_weights
+from .evaluation import batchnorms, evaluate, evaluation_weights, recomputed_batchnorm
 
 
 @dataclass
@@ -63,7 +63,12 @@ class RunSession:
         self.logs = run.open_logs(loaders.val is not None, options.diagnostics,
                                   options.tensorboard, first_step=self.state.epoch * iters + 1,
                                   iters_per_epoch=iters, logits=logits,
-                                  trackers=options.trackers, config=cfg.to_dict())
+                                  trackers=options.trackers, config=cfg.to_dict(),
+                                  precise_bn=cfg.precise_bn is not None)
+        if cfg.precise_bn is not None and not batchnorms(net.model):
+            options.note(f"note: --precise-bn {cfg.precise_bn} changes nothing for "
+                         f"{cfg.model}, which has no BatchNorm: its *_pbn columns repeat "
+                         "the evaluation's numbers.")
         self.monitor = Monitor(
             StepProbe(net.model, net.training.optimizer), self.sharpness,
             options.sharpness_every, cfg.log_interval, self.logs.diagnostics, self.logs.layers,
@@ -81,6 +86,8 @@ class RunSession:
             if loaders.val is not None:
                 row["val_loss"], row["val_acc"], row["val_top5"] = evaluate(net, loaders.val)
             row["seconds"] = time.perf_counter() - epoch_started
+            if self.cfg.precise_bn is not None:  # not in the epoch's seconds: a run's time
+                row |= self.precise_evaluation(row)  # to a target is the protocol's
             self.logs.epochs.append(row)
             if self.state.record(row) and self.options.save_model:
                 run.save_model(own_storage(net.model.state_dict()))
@@ -90,6 +97,19 @@ class RunSession:
             run.save_checkpoint(self.cfg, checkpoint_state(net, self.state, self.logs,
                                                            self.sharpness), keep_previous)
         run.write_summary(self.summary)
+
+    def precise_evaluation(self, row: dict) -> dict:
+        """The evaluations again at BatchNorm statistics recomputed over --precise-bn
+        fixed training batches, as the *_pbn columns; training's statistics are put back.
+        A model without BatchNorm: the same numbers (nothing to recompute)."""
+        net, loaders, splits = self.net, self.loaders, ["test"]
+        splits += ["val"] if loaders.val is not None else []
+        names = [f"{split}_{kind}" for split in splits for kind in ("loss", "acc", "top5")]
+        if not batchnorms(net.model):
+            return {f"{name}{PRECISE}": row[name] for name in names}
+        with recomputed_batchnorm(net, loaders.train, self.cfg.precise_bn):
+            values = [v for split in splits for v in evaluate(net, getattr(loaders, split))]
+        return {f"{name}{PRECISE}": value for name, value in zip(names, values)}
 
     def finish(self, status: Status, error: str | None = None, **extra) -> RunResult:
         summary = self.summary
