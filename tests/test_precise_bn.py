@@ -139,6 +139,14 @@ def test_the_report_reads_either_number_and_says_which(both, tmp_path) -> None:
     refused = invoke("report", results, "--precise-bn", "--compare", "--experiment",
                      "digits")
     assert refused.exit_code == 2 and "leave out --precise-bn to compare" in refused.output
+    # the figures, phase diagram and LR sensitivity draw from the table's runs: with
+    # --precise-bn those are the recomputed views, epochs.csv's *_pbn numbers throughout
+    from warmup_bench.report import make_report
+
+    made = make_report(results, metric="best", warn=lambda _: None, precise_bn=True)
+    ((_, (view,)),) = made.tables
+    assert view.epochs["test_acc"].tolist() == epochs["test_acc_pbn"].tolist()
+    assert view.summary.best_test_acc == epochs["test_acc_pbn"].max()
 
 
 @pytest.mark.slow

@@ -98,6 +98,18 @@ def test_a_sweep_says_which_finished_runs_trained_with_other_threads(tmp_path) -
     assert "reused as trained" not in same
 
 
+def test_a_built_in_grid_is_found_by_name_and_listed(tmp_path) -> None:
+    listed = invoke("list", "experiments")
+    assert listed.exit_code == 0 and "digits" in listed.output
+    assert "Embedded 8x8 digits" in listed.output  # its title
+    found = invoke("sweep", "digits", "--out", tmp_path / "r", "--dry-run")
+    assert found.exit_code == 0 and "16 runs, 0 already finished, 16 to run" in found.output
+    unknown = invoke("sweep", "nosuch", "--out", tmp_path / "r")
+    assert unknown.exit_code == 2 and "no built-in grid of that name" in unknown.output
+    assert "digits" in unknown.output.split("built-in grids:")[1]
+    assert not (tmp_path / "r").exists()
+
+
 def test_epochs_override_and_interrupted_run_resumes(tmp_path) -> None:
     grid, out = write(tmp_path, TINY), tmp_path / "r"
     assert invoke("sweep", str(grid), "--out", str(out), "--epochs", "2").exit_code == 0

@@ -244,13 +244,11 @@ class PanelledCommand(typer.core.TyperCommand):
 
         out = SafeConsole()
         params = [p for p in self.get_params(ctx) if p.param_type_name == "option"]
-        panels: dict[str, list] = {title: [] for title in (*HELP_PANELS, "Other")}
-        where = {name: title for title, names in HELP_PANELS.items() for name in names}
-        for title, names in HELP_PANELS.items():
-            order = {name: k for k, name in enumerate(names)}
-            panels[title] = sorted((p for p in params if where.get(p.name) == title),
-                                   key=lambda p: order[p.name])
-        panels["Other"] = [p for p in params if p.name not in where]
+        by_name = {p.name: p for p in params}
+        panels = {title: [by_name[n] for n in names if n in by_name]
+                  for title, names in HELP_PANELS.items()}
+        placed = {n for names in HELP_PANELS.values() for n in names}
+        panels["Other"] = [p for p in params if p.name not in placed]
         width = max(len(option_label(p)) for p in params)
         out.print(Text(" ".join(self.get_usage(ctx).split()), style="bold"))
         out.print(Text(f"\n{(self.help or '').strip()}\n\n{PRESET_NOTE}\n"), soft_wrap=False)

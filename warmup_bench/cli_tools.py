@@ -202,17 +202,19 @@ def list_experiments() -> None:
     table = Table("name", "runs", "title")
     for name, path in builtin_grids().items():
         try:
-            runs = str(len(load_experiment(path).configs()))
+            grid = load_experiment(path)
+            runs, title = str(len(grid.configs())), grid.title
         except ExperimentError:  # one that needs its plugin: sweep --allow-plugins
-            runs = "-"
-        table.add_row(name, runs, load_title(path))
+            runs, title = "-", load_title(path)
+        table.add_row(name, runs, title)
     console.print(table)
     console.print("warmup-bench sweep NAME runs one (a path to a TOML file works too); "
                   "experiments/README.md in the repository describes the format.")
 
 
 def load_title(path: Path) -> str:
-    """A grid file's title (its name when it has none), read without resolving its runs."""
+    """A grid file's title (its name when it has none), read without resolving its runs
+    (a grid whose plugins are not allowed to load)."""
     from .experiments import tomllib
 
     try:

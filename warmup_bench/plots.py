@@ -134,10 +134,10 @@ def warmup_lines(curves: dict) -> list[tuple[str, object, str, str | None]]:
     figure and table gives a warmup the same place and every figure the same colour."""
     from .optim import warmup_of_label
 
-    ordered = sorted(curves.items(), key=lambda item: (*warmup_of_label(item[0])[:2], item[0]))
-    return [(label, value, STYLES[k % len(STYLES)],
-             getattr(warmup_of_label(label)[2], "colour", None))
-            for k, (label, value) in enumerate(ordered)]
+    found = {label: warmup_of_label(label) for label in curves}
+    ordered = sorted(curves, key=lambda label: (*found[label][:2], label))
+    return [(label, curves[label], STYLES[k % len(STYLES)],
+             getattr(found[label][2], "colour", None)) for k, label in enumerate(ordered)]
 
 
 def lr_curves_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str,

@@ -161,23 +161,16 @@ class MlflowMirror(Mirror):
         self.client.set_terminated(self.run_id)
 
 
-class Mirrors:
-    """Several trackers as one: each row goes to each."""
+class Mirrors(Mirror):
+    """Several trackers as one: each logged dict goes to each."""
 
-    def __init__(self, mirrors: list):
+    def __init__(self, mirrors: list[Mirror], iters_per_epoch: int):
+        super().__init__(iters_per_epoch)
         self.mirrors = mirrors
 
-    def steps(self, row: dict) -> None:
+    def log(self, values: dict[str, float], step: int) -> None:
         for mirror in self.mirrors:
-            mirror.steps(row)
-
-    def epochs(self, row: dict) -> None:
-        for mirror in self.mirrors:
-            mirror.epochs(row)
-
-    def diagnostics(self, row: dict) -> None:
-        for mirror in self.mirrors:
-            mirror.diagnostics(row)
+            mirror.log(values, step)
 
     def close(self) -> None:
         for mirror in self.mirrors:

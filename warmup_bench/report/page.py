@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .. import __version__
 from .collect import Run
-from .render import _grid
+from .render import cell_texts
 from .tables import Table
 
 IMAGE_TYPES = {".png": "image/png", ".svg": "image/svg+xml"}
@@ -42,7 +42,7 @@ def table_html(table: Table, compare: bool) -> str:
     rows = "".join(
         f"<tr><td>{escape(label)}</td>"
         + "".join(f"<td>{'<br>'.join(escape(p) for p in parts)}</td>" for parts in cells)
-        + "</tr>" for label, cells in zip(table.rows, _grid(table, compare)))
+        + "</tr>" for label, cells in zip(table.rows, cell_texts(table, compare)))
     notes = "".join(f'<p class="note">Note: {escape(n)}</p>' for n in table.notes)
     return (f"<h2>{escape(table.title)}</h2><p>{escape(table.metric_title)}</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{notes}")

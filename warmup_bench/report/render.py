@@ -70,7 +70,8 @@ def _plain(value):
     return list(value) if isinstance(value, tuple) else value.item()
 
 
-def _grid(table: Table, compare: bool) -> list[list[list[str]]]:
+def cell_texts(table: Table, compare: bool) -> list[list[list[str]]]:
+    """Each row's cells as the text parts every renderer writes ("" where none)."""
     return [[table.cells[(r, c)].parts(compare) if (r, c) in table.cells else [""]
              for c in table.columns] for r in table.rows]
 
@@ -81,7 +82,7 @@ def render(table: Table, fmt: str, compare: bool) -> str:
         return long_frame(table).to_csv(index=False)
     if fmt == "json":
         return tables_json([table])
-    grid = _grid(table, compare)
+    grid = cell_texts(table, compare)
     notes = [f"Note: {note}" for note in table.notes]
     if fmt == "markdown":
         header = [table.row_header, *(table.column_label(c) for c in table.columns)]
@@ -175,6 +176,6 @@ def rich_table(table: Table, compare: bool):
     out.add_column(table.row_header)
     for column in table.columns:
         out.add_column(table.column_label(column), justify="right")
-    for row, cells in zip(table.rows, _grid(table, compare)):
+    for row, cells in zip(table.rows, cell_texts(table, compare)):
         out.add_row(row, *["\n".join(parts) for parts in cells])
     return out

@@ -201,7 +201,7 @@ class RunDir:
             mirrors.append(start_tracker("mlflow", MlflowMirror,
                                          self.path.parent.parent / MLRUNS, self.name,
                                          config or {}, iters_per_epoch))
-        board = Mirrors(mirrors) if mirrors else None
+        board = Mirrors(mirrors, iters_per_epoch) if mirrors else None
 
         def log(schema: CsvSchema, mirror=None) -> CsvLog:
             return CsvLog(self.path / schema.file, schema.names(has_val, precise_bn), mirror)
@@ -363,7 +363,7 @@ class Logs:
     diagnostics: CsvLog | int
     layers: CsvLog | int
     logits: CsvLog | int = 0
-    tensorboard: object = None  # the trackers (trackers.Mirrors), with --tensorboard etc.
+    trackers: object = None  # trackers.Mirrors, with --tensorboard, --wandb or --mlflow
 
     def rows(self) -> dict[str, int]:
         """Data rows in each file (what a checkpoint records, and a resume rewinds to)."""
@@ -375,8 +375,8 @@ class Logs:
             log = getattr(self, name)
             if isinstance(log, CsvLog):
                 log.close()
-        if self.tensorboard is not None:
-            self.tensorboard.close()
+        if self.trackers is not None:
+            self.trackers.close()
 
 
 def find_runs(root: Path, on_link: Callable[[Path], None] | None = None) -> Iterator[RunDir]:

@@ -92,11 +92,12 @@ def recomputed_batchnorm(net: Net, loader: BatchLoader, batches: int) -> Iterato
     """What follows (an evaluation) sees BatchNorm statistics recomputed at the current
     weights (`recompute_batchnorm`); then training's own running statistics come back,
     bit for bit, so the training goes on as it would have without."""
-    kept = {name: buffer.clone() for name, buffer in net.model.named_buffers()}
+    buffers = [b for norm in batchnorms(net.model) for b in norm.buffers()]
+    kept = [b.clone() for b in buffers]
     recompute_batchnorm(net, loader, batches)
     try:
         yield
     finally:
-        with torch.no_grad():
-            for name, buffer in net.model.named_buffers():
-                buffer.copy_(kept[name])
+        with torch.no_grad():  # in place: a pack member's buffers are views of the pack's
+            for buffer, value in zip(buffers, kept):
+                buffer.copy_(value)
